@@ -1,0 +1,1 @@
+"""The PKCS#11 layer: token set-up, sessions, key templates and error mapping."""

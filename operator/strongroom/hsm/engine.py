@@ -1,0 +1,489 @@
+"""Every PKCS#11 call strongroom makes, against one module loaded once in one process.
+
+The engine is synchronous and not thread-safe on purpose: libsofthsm2 loaded
+in-process aborts under concurrent use, so the sidecar drives one engine from
+one thread. Callers see the exceptions of `errors`, never a raw PKCS11Error,
+and no message carries key material, a PIN or a secret value.
+"""
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11
+from pkcs11.constants import DEFAULT
+from pkcs11.mechanisms import MGF, GCMParams
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from . import templates
+from .errors import HsmError, HsmUnavailable, InvalidInput, KeyNotFound, OperationNotAllowed
+from .errors import TokenNotFound
+from .pins import so_pin, user_pin
+from .tokeninit import init_free_token
+
+CURVES = {"P-256": "secp256r1", "P-384": "secp384r1", "P-521": "secp521r1"}
+CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
+
+# DER DigestInfo prefixes of PKCS#1 v1.5 signatures (RFC 8017, section 9.2).
+_DIGEST_INFO = {
+    "SHA256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+_HASH_MECHANISM = {"SHA256": Mechanism.SHA256, "SHA384": Mechanism.SHA384, "SHA512": Mechanism.SHA512}
+_HASH_MGF = {"SHA256": MGF.SHA256, "SHA384": MGF.SHA384, "SHA512": MGF.SHA512}
+_DIGEST_SIZE = {"SHA256": 32, "SHA384": 48, "SHA512": 64}
+
+# Key attributes read back by `key_attributes`, for the invariant tests.
+INVARIANT_ATTRIBUTES = (
+    Attribute.TOKEN,
+    Attribute.PRIVATE,
+    Attribute.SENSITIVE,
+    Attribute.EXTRACTABLE,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.MODIFIABLE,
+)
+
+_PUBLIC_CAPABILITIES = (Attribute.ENCRYPT, Attribute.VERIFY, Attribute.WRAP)
+
+_REFUSALS = (
+    p11.FunctionRejected,
+    p11.KeyTypeInconsistent,
+    p11.KeyUnextractable,
+    p11.AttributeSensitive,
+    p11.MechanismInvalid,
+    p11.AttributeReadOnly,
+    p11.KeyNotWrappable,
+)
+_BAD_INPUT = (
+    p11.DataInvalid,
+    p11.DataLenRange,
+    p11.EncryptedDataInvalid,
+    p11.EncryptedDataLenRange,
+    p11.SignatureInvalid,
+    p11.SignatureLenRange,
+    p11.WrappedKeyInvalid,
+    p11.WrappedKeyLenRange,
+    p11.MechanismParamInvalid,
+    p11.ArgumentsBad,
+)
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """What leaves the HSM when a key is made: public parts and a KEK-wrapped backup."""
+
+    public: dict[str, str | int]
+    wrapped: bytes
+
+
+def _hex(data: bytes) -> str:
+    return data.hex()
+
+
+@contextmanager
+def _mapped_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except HsmError:
+        raise
+    except _REFUSALS as exc:
+        raise OperationNotAllowed(f"the HSM refused {what}") from exc
+    except _BAD_INPUT as exc:
+        raise InvalidInput(f"the HSM rejected the input of {what}") from exc
+    except (p11.NoSuchKey, p11.ObjectHandleInvalid, p11.KeyHandleInvalid) as exc:
+        raise KeyNotFound(f"no such key for {what}") from exc
+    except (p11.DeviceError, p11.DeviceRemoved, p11.DeviceMemory, p11.SessionClosed,
+            p11.SessionHandleInvalid, p11.TokenNotPresent) as exc:
+        raise HsmUnavailable(f"the HSM failed during {what}") from exc
+    except p11.PKCS11Error as exc:
+        raise HsmError(f"{what} failed in the HSM ({type(exc).__name__})") from exc
+
+
+class Engine:
+    """One loaded PKCS#11 module, one logged-in session per vault token."""
+
+    def __init__(self, module_path: str, pool_secret: bytes) -> None:
+        self._module_path = module_path
+        self._pool_secret = pool_secret
+        try:
+            self._lib = pkcs11.lib(module_path)
+        except p11.PKCS11Error as exc:
+            raise HsmUnavailable(f"cannot load PKCS#11 module {module_path}") from exc
+        self._sessions: dict[str, pkcs11.Session] = {}
+        self._objects: dict[tuple[str, str, str], Any] = {}
+        self._records: dict[tuple[str, str], Any] = {}
+
+    # --- tokens -------------------------------------------------------------
+
+    def _token(self, vault: str) -> pkcs11.Token:
+        for slot in self._lib.get_slots(token_present=True):
+            token = slot.get_token()
+            if token.label == vault and token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED:
+                return token
+        raise TokenNotFound(f"no token for vault {vault!r}")
+
+    def has_vault(self, vault: str) -> bool:
+        try:
+            self._token(vault)
+        except TokenNotFound:
+            return False
+        return True
+
+    def ensure_vault(self, vault: str) -> None:
+        """Create the vault's token, its PINs and its key-encryption keys; idempotent."""
+        with _mapped_errors(f"creating the token of vault {vault!r}"):
+            if not self.has_vault(vault):
+                init_free_token(self._module_path, vault, so_pin(self._pool_secret, vault))
+                token = self._token(vault)
+                with token.open(rw=True, so_pin=so_pin(self._pool_secret, vault)) as so_session:
+                    so_session.init_pin(user_pin(self._pool_secret, vault))
+            session = self._session(vault)
+            for label, template in (
+                (templates.KEK_LABEL, templates.vault_kek()),
+                (templates.SEAL_LABEL, templates.vault_seal_key()),
+            ):
+                found = list(session.get_objects({Attribute.LABEL: label,
+                                                  Attribute.CLASS: ObjectClass.SECRET_KEY}))
+                if not found:
+                    session.generate_key(KeyType.AES, 256, store=True, template=template)
+
+    def _session(self, vault: str) -> pkcs11.Session:
+        session = self._sessions.get(vault)
+        if session is None:
+            token = self._token(vault)
+            try:
+                session = token.open(rw=True, user_pin=user_pin(self._pool_secret, vault))
+            except p11.UserAlreadyLoggedIn:
+                session = token.open(rw=True)
+            self._sessions[vault] = session
+        return session
+
+    def _secret_key(self, vault: str, label: str) -> Any:
+        cached = self._objects.get((vault, label, "label"))
+        if cached is None:
+            cached = self._session(vault).get_key(ObjectClass.SECRET_KEY, label=label)
+            self._objects[(vault, label, "label")] = cached
+        return cached
+
+    def _key(self, vault: str, key_id: str, object_class: ObjectClass) -> Any:
+        cache_key = (vault, key_id, object_class.name)
+        cached = self._objects.get(cache_key)
+        if cached is None:
+            try:
+                cached = self._session(vault).get_key(object_class, id=bytes.fromhex(key_id))
+            except (p11.NoSuchKey, ValueError) as exc:
+                raise KeyNotFound(f"key {key_id} is not in vault {vault!r}") from exc
+            self._objects[cache_key] = cached
+        return cached
+
+    def _private(self, vault: str, key_id: str) -> Any:
+        try:
+            return self._key(vault, key_id, ObjectClass.PRIVATE_KEY)
+        except KeyNotFound:
+            return self._key(vault, key_id, ObjectClass.SECRET_KEY)
+
+    # --- keys ---------------------------------------------------------------
+
+    def generate_rsa(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
+        with _mapped_errors("generating an RSA key"):
+            session = self._session(vault)
+            kid = bytes.fromhex(key_id)
+            public, private = session.generate_keypair(
+                KeyType.RSA,
+                bits,
+                store=True,
+                public_template=templates.rsa_public(kid, label, bits),
+                private_template=templates.rsa_private(kid, label),
+            )
+            parts: dict[str, str | int] = {
+                "n": _hex(public[Attribute.MODULUS]),
+                "e": _hex(public[Attribute.PUBLIC_EXPONENT]),
+            }
+            return GeneratedKey(parts, self._seal_new_key(vault, private))
+
+    def generate_ec(self, vault: str, key_id: str, label: str, curve: str) -> GeneratedKey:
+        if curve not in CURVES:
+            raise InvalidInput(f"unsupported curve {curve!r}")
+        with _mapped_errors("generating an EC key"):
+            session = self._session(vault)
+            kid = bytes.fromhex(key_id)
+            params = encode_named_curve_parameters(CURVES[curve])
+            public, private = session.generate_keypair(
+                KeyType.EC,
+                store=True,
+                public_template=templates.ec_public(kid, label, params),
+                private_template=templates.ec_private(kid, label),
+            )
+            point = _ec_point(public[Attribute.EC_POINT], CURVE_BYTES[curve])
+            size = CURVE_BYTES[curve]
+            parts: dict[str, str | int] = {"x": _hex(point[:size]), "y": _hex(point[size:])}
+            return GeneratedKey(parts, self._seal_new_key(vault, private))
+
+    def generate_aes(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
+        if bits not in (128, 192, 256):
+            raise InvalidInput(f"unsupported AES key size {bits}")
+        with _mapped_errors("generating an AES key"):
+            key = self._session(vault).generate_key(
+                KeyType.AES, bits, store=True,
+                template=templates.aes_secret(bytes.fromhex(key_id), label, bits),
+            )
+            return GeneratedKey({}, self._seal_new_key(vault, key))
+
+    def _seal_new_key(self, vault: str, key: Any) -> bytes:
+        """Wrap a fresh key under the vault's KEK, then make it non-extractable for good."""
+        try:
+            wrapped: bytes = self._secret_key(vault, templates.KEK_LABEL).wrap_key(
+                key, mechanism=Mechanism.AES_KEY_WRAP_PAD
+            )
+            key[Attribute.EXTRACTABLE] = False
+        except BaseException:
+            key.destroy()
+            raise
+        return wrapped
+
+    def restore_key(self, vault: str, key_id: str, label: str, kty: str,
+                    wrapped: bytes) -> None:
+        """Unwrap a key from a backup of this vault, non-extractable from the start."""
+        base = kty.removesuffix("-HSM")
+        with _mapped_errors("restoring a key"):
+            kid = bytes.fromhex(key_id)
+            kek = self._secret_key(vault, templates.KEK_LABEL)
+            if base == "RSA":
+                object_class, key_type = ObjectClass.PRIVATE_KEY, KeyType.RSA
+                template = templates.rsa_private(kid, label)
+            elif base == "EC":
+                object_class, key_type = ObjectClass.PRIVATE_KEY, KeyType.EC
+                template = templates.ec_private(kid, label)
+            elif base == "oct":
+                object_class, key_type = ObjectClass.SECRET_KEY, KeyType.AES
+                template = templates.aes_secret(kid, label, 256)
+                del template[Attribute.VALUE_LEN]
+            else:
+                raise InvalidInput(f"unknown key type {kty!r}")
+            if object_class is ObjectClass.PRIVATE_KEY:
+                # python-pkcs11 adds every capability; public-key ones are invalid here.
+                template |= {attr: DEFAULT for attr in _PUBLIC_CAPABILITIES}
+            kek.unwrap_key(object_class, key_type, wrapped, store=True,
+                           mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                           template=templates.restored(template))
+
+    def destroy_key(self, vault: str, key_id: str) -> None:
+        """Destroy every object of a key version; absent objects are not an error."""
+        with _mapped_errors("destroying a key"):
+            session = self._session(vault)
+            for obj in list(session.get_objects({Attribute.ID: bytes.fromhex(key_id)})):
+                obj.destroy()
+            for cls in ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY:
+                self._objects.pop((vault, key_id, cls.name), None)
+
+    def key_ids(self, vault: str) -> list[str]:
+        """Ids of every stored key object in the vault, for finding orphans."""
+        with _mapped_errors("listing keys"):
+            ids = set()
+            for cls in ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY:
+                for obj in self._session(vault).get_objects({Attribute.CLASS: cls,
+                                                             Attribute.TOKEN: True}):
+                    raw = obj[Attribute.ID]
+                    if raw:
+                        ids.add(raw.hex())
+            return sorted(ids)
+
+    def key_attributes(self, vault: str, key_id: str) -> dict[str, bool]:
+        with _mapped_errors("reading key attributes"):
+            key = self._private(vault, key_id)
+            return {attr.name: bool(key[attr]) for attr in INVARIANT_ATTRIBUTES}
+
+    # --- operations -----------------------------------------------------------
+
+    def sign(self, vault: str, key_id: str, alg: str, digest: bytes) -> bytes:
+        hash_name = "SHA" + alg[2:]
+        if hash_name not in _DIGEST_SIZE:
+            raise InvalidInput(f"unsupported signature algorithm {alg!r}")
+        if len(digest) != _DIGEST_SIZE[hash_name]:
+            raise InvalidInput(
+                f"{alg} needs a {_DIGEST_SIZE[hash_name]}-byte digest, got {len(digest)} bytes"
+            )
+        with _mapped_errors(f"signing with {alg}"):
+            key = self._key(vault, key_id, ObjectClass.PRIVATE_KEY)
+            if alg.startswith("RS"):
+                data = _DIGEST_INFO[hash_name] + digest
+                return bytes(key.sign(data, mechanism=Mechanism.RSA_PKCS))
+            if alg.startswith("PS"):
+                param = (_HASH_MECHANISM[hash_name], _HASH_MGF[hash_name], len(digest))
+                return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
+                                      mechanism_param=param))
+            if alg.startswith("ES"):
+                return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+        raise InvalidInput(f"unsupported signature algorithm {alg!r}")
+
+    def rsa_decrypt(self, vault: str, key_id: str, alg: str, data: bytes) -> bytes:
+        with _mapped_errors(f"decrypting with {alg}"):
+            key = self._key(vault, key_id, ObjectClass.PRIVATE_KEY)
+            if alg == "RSA1_5":
+                return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS))
+            if alg == "RSA-OAEP":
+                param = (Mechanism.SHA_1, MGF.SHA1, None)
+            elif alg == "RSA-OAEP-256":
+                param = (Mechanism.SHA256, MGF.SHA256, None)
+            else:
+                raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
+            return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS_OAEP,
+                                     mechanism_param=param))
+
+    def aes_gcm_encrypt(self, vault: str, key_id: str, data: bytes, iv: bytes,
+                        aad: bytes | None) -> tuple[bytes, bytes]:
+        """Return (ciphertext, tag)."""
+        with _mapped_errors("encrypting with AES-GCM"):
+            key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
+            out = bytes(key.encrypt(data, mechanism=Mechanism.AES_GCM,
+                                    mechanism_param=GCMParams(iv, aad or None, 128)))
+            return out[:-16], out[-16:]
+
+    def aes_gcm_decrypt(self, vault: str, key_id: str, data: bytes, iv: bytes,
+                        aad: bytes | None, tag: bytes) -> bytes:
+        with _mapped_errors("decrypting with AES-GCM"):
+            key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
+            return bytes(key.decrypt(data + tag, mechanism=Mechanism.AES_GCM,
+                                     mechanism_param=GCMParams(iv, aad or None, 128)))
+
+    def aes_cbc(self, vault: str, key_id: str, data: bytes, iv: bytes, pad: bool,
+                encrypt: bool) -> bytes:
+        mechanism = Mechanism.AES_CBC_PAD if pad else Mechanism.AES_CBC
+        with _mapped_errors("AES-CBC"):
+            key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
+            if encrypt:
+                return bytes(key.encrypt(data, mechanism=mechanism, mechanism_param=iv))
+            return bytes(key.decrypt(data, mechanism=mechanism, mechanism_param=iv))
+
+    def aes_wrap(self, vault: str, key_id: str, data: bytes) -> bytes:
+        """AES key wrap (RFC 3394) of caller-supplied key bytes."""
+        if len(data) < 16 or len(data) % 8:
+            raise InvalidInput("AES key wrap needs a key of at least 16 bytes, a multiple of 8")
+        with _mapped_errors("wrapping with AES-KW"):
+            key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
+            session = self._session(vault)
+            carrier = session.create_object({
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                Attribute.TOKEN: False,
+                Attribute.SENSITIVE: False,
+                Attribute.EXTRACTABLE: True,
+                Attribute.VALUE: data,
+            })
+            try:
+                return bytes(key.wrap_key(carrier, mechanism=Mechanism.AES_KEY_WRAP))
+            finally:
+                carrier.destroy()
+
+    def aes_unwrap(self, vault: str, key_id: str, data: bytes) -> bytes:
+        with _mapped_errors("unwrapping with AES-KW"):
+            key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
+            carrier = key.unwrap_key(
+                ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, data,
+                mechanism=Mechanism.AES_KEY_WRAP, store=False,
+                template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True,
+                          Attribute.TOKEN: False},
+            )
+            try:
+                return bytes(carrier[Attribute.VALUE])
+            finally:
+                carrier.destroy()
+
+    def random(self, vault: str, count: int) -> bytes:
+        with _mapped_errors("generating random bytes"):
+            return bytes(self._session(vault).generate_random(count * 8))
+
+    def seal(self, vault: str, plaintext: bytes, aad: bytes) -> bytes:
+        """Encrypt a backup blob under the vault's sealing key: iv || ciphertext || tag."""
+        with _mapped_errors("sealing a backup"):
+            iv = os.urandom(12)
+            key = self._secret_key(vault, templates.SEAL_LABEL)
+            return iv + bytes(key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
+                                          mechanism_param=GCMParams(iv, aad, 128)))
+
+    def unseal(self, vault: str, blob: bytes, aad: bytes) -> bytes:
+        if len(blob) < 28:
+            raise InvalidInput("the backup blob is truncated")
+        with _mapped_errors("opening a backup"):
+            key = self._secret_key(vault, templates.SEAL_LABEL)
+            return bytes(key.decrypt(blob[12:], mechanism=Mechanism.AES_GCM,
+                                     mechanism_param=GCMParams(blob[:12], aad, 128)))
+
+    # --- records: the vault's metadata and secret values ----------------------
+
+    # A record's value is stored behind an 8-byte write stamp: SoftHSM2 keeps
+    # CKA_VALUE of data objects read-only, so an update creates the new object
+    # before destroying the old, and a crash in between leaves two, of which
+    # the later stamp wins.
+
+    def _find_records(self, vault: str, name: str | None) -> list[Any]:
+        attrs: dict[Attribute, Any] = {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.APPLICATION: templates.APPLICATION,
+        }
+        if name is not None:
+            attrs[Attribute.LABEL] = name
+        return list(self._session(vault).get_objects(attrs))
+
+    def put_record(self, vault: str, name: str, value: bytes) -> None:
+        with _mapped_errors("storing a record"):
+            old = self._records.get((vault, name))
+            stale = [old] if old is not None else self._find_records(vault, name)
+            stamp = time.time_ns().to_bytes(8, "big")
+            created = self._session(vault).create_object(templates.record(name, stamp + value))
+            self._records[(vault, name)] = created
+            for obj in stale:
+                obj.destroy()
+
+    def delete_record(self, vault: str, name: str) -> None:
+        with _mapped_errors("deleting a record"):
+            old = self._records.pop((vault, name), None)
+            for obj in [old] if old is not None else self._find_records(vault, name):
+                obj.destroy()
+
+    def list_records(self, vault: str) -> dict[str, bytes]:
+        with _mapped_errors("reading records"):
+            newest: dict[str, tuple[bytes, Any]] = {}
+            for obj in self._find_records(vault, None):
+                name = obj[Attribute.LABEL]
+                raw = bytes(obj[Attribute.VALUE])
+                kept = newest.get(name)
+                if kept is None or raw[:8] > kept[0][:8]:
+                    if kept is not None:
+                        kept[1].destroy()
+                    newest[name] = (raw, obj)
+                else:
+                    obj.destroy()
+            for name, (_, obj) in newest.items():
+                self._records[(vault, name)] = obj
+            return {name: raw[8:] for name, (raw, _) in newest.items()}
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            try:
+                session.close()
+            except p11.PKCS11Error:
+                pass
+        self._sessions.clear()
+        self._objects.clear()
+        self._records.clear()
+
+
+def _ec_point(raw: bytes, size: int) -> bytes:
+    """The X||Y coordinates of a CKA_EC_POINT (a DER OCTET STRING of an uncompressed point)."""
+    point = raw
+    if len(point) != 2 * size + 1:
+        # Strip the DER OCTET STRING header: tag, then a short or long length.
+        header = 2 if point[1] < 0x80 else 2 + (point[1] & 0x7F)
+        point = point[header:]
+    if len(point) != 2 * size + 1 or point[0] != 0x04:
+        raise HsmError("the HSM returned an EC point in an unexpected encoding")
+    return point[1:]
+

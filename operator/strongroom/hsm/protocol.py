@@ -1,0 +1,83 @@
+"""The wire format between the vault server and the HSM sidecar.
+
+One JSON document per line over a unix socket; bytes travel as {"b": base64}.
+Requests are `{"i": id, "op": name, "a": {arguments}}`, answers
+`{"i": id, "r": result}` or `{"i": id, "e": [error class, message]}`.
+"""
+
+import base64
+import json
+from typing import Any
+
+from . import errors
+
+ERRORS: dict[str, type[errors.HsmError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.HsmError,
+        errors.HsmUnavailable,
+        errors.TokenNotFound,
+        errors.KeyNotFound,
+        errors.OperationNotAllowed,
+        errors.InvalidInput,
+    )
+}
+
+# Engine methods the sidecar serves; nothing else is callable through the socket.
+OPERATIONS = frozenset({
+    "ping",
+    "has_vault",
+    "ensure_vault",
+    "generate_rsa",
+    "generate_ec",
+    "generate_aes",
+    "restore_key",
+    "destroy_key",
+    "key_ids",
+    "key_attributes",
+    "sign",
+    "rsa_decrypt",
+    "aes_gcm_encrypt",
+    "aes_gcm_decrypt",
+    "aes_cbc",
+    "aes_wrap",
+    "aes_unwrap",
+    "random",
+    "seal",
+    "unseal",
+    "put_record",
+    "delete_record",
+    "list_records",
+})
+
+MAX_LINE = 4 * 1024 * 1024
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "b" in obj and isinstance(obj["b"], str):
+        return base64.b64decode(obj["b"])
+    return obj
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, default=_default, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    message = json.loads(line, object_hook=_hook)
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    return message
+
+
+def error_from(payload: list[str]) -> errors.HsmError:
+    name, message = payload
+    return ERRORS.get(name, errors.HsmError)(message)

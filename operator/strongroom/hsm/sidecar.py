@@ -1,0 +1,102 @@
+"""`strongroom hsm`: the only process that loads the PKCS#11 module for a token directory.
+
+It serves the engine's operations, one at a time, over a unix socket shared
+with the vault server. Serial execution is the point: libsofthsm2 is not
+thread-safe, and one process must own the token directory.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from . import protocol
+from .engine import Engine
+from .errors import HsmError
+
+log = logging.getLogger(__name__)
+
+SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def write_softhsm_config(state_dir: Path) -> Path:
+    """Point SoftHSM2 at a token directory this process owns; return the config path."""
+    tokens = state_dir / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = state_dir / "softhsm2.conf"
+    config.write_text(
+        f"directories.tokendir = {tokens}\n"
+        "objectstore.backend = file\n"
+        "log.level = ERROR\n"
+        "slots.removable = false\n"
+        "slots.mechanisms = ALL\n"
+    )
+    return config
+
+
+class Sidecar:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def call(self, op: str, args: dict[str, Any]) -> Any:
+        if op not in protocol.OPERATIONS:
+            raise HsmError(f"unknown HSM operation {op!r}")
+        if op == "ping":
+            return "pong"
+        result = getattr(self._engine, op)(**args)
+        if dataclasses.is_dataclass(result) and not isinstance(result, type):
+            return dataclasses.asdict(result)
+        return result
+
+    async def serve_connection(self, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                answer: dict[str, Any] = {"i": None}
+                try:
+                    request = protocol.decode(line)
+                    answer["i"] = request.get("i")
+                    answer["r"] = self.call(str(request.get("op")), dict(request.get("a") or {}))
+                except HsmError as exc:
+                    answer["e"] = [type(exc).__name__, str(exc)]
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning("malformed HSM request: %s", type(exc).__name__)
+                    answer["e"] = ["InvalidInput", "malformed request"]
+                writer.write(protocol.encode(answer))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def serve(engine: Engine, socket_path: Path) -> None:
+    sidecar = Sidecar(engine)
+    if socket_path.exists():
+        socket_path.unlink()
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    server = await asyncio.start_unix_server(sidecar.serve_connection, path=str(socket_path),
+                                             limit=protocol.MAX_LINE)
+    os.chmod(socket_path, 0o660)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("HSM sidecar listening on %s", socket_path)
+    async with server:
+        await stop.wait()
+    engine.close()
+    log.info("HSM sidecar stopped")
+
+
+def run(module: str, state_dir: Path, socket_path: Path, pool_secret: bytes,
+        vaults: list[str]) -> None:
+    if module == SOFTHSM2_MODULE or "softhsm" in module:
+        os.environ["SOFTHSM2_CONF"] = str(write_softhsm_config(state_dir))
+    engine = Engine(module, pool_secret)
+    for vault in vaults:
+        engine.ensure_vault(vault)
+    asyncio.run(serve(engine, socket_path))

@@ -1,0 +1,1 @@
+"""The data plane: an Azure-Key-Vault-compatible HTTPS API over the HSM sidecar."""

@@ -1,0 +1,103 @@
+"""What a vault server serves: its vaults, their host names, access lists and retention."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEY_PERMISSIONS = frozenset({
+    "get", "list", "update", "create", "delete", "recover", "purge", "backup", "restore",
+    "encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "rotate",
+    "getrotationpolicy", "setrotationpolicy",
+})
+SECRET_PERMISSIONS = frozenset({
+    "get", "list", "set", "delete", "recover", "purge", "backup", "restore",
+})
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """Permissions of one subject (a ServiceAccount's username, or `*` for anyone authenticated)."""
+
+    subject: str
+    keys: frozenset[str] = frozenset()
+    secrets: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> "AccessEntry":
+        subject = raw.get("subject")
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("every access entry needs a 'subject'")
+        keys = _permissions(raw.get("keys", []), KEY_PERMISSIONS, "keys")
+        secrets = _permissions(raw.get("secrets", []), SECRET_PERMISSIONS, "secrets")
+        return cls(subject, keys, secrets)
+
+
+def _permissions(raw: object, allowed: frozenset[str], kind: str) -> frozenset[str]:
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ValueError(f"'{kind}' must be a list of permission names")
+    if "all" in raw:
+        return allowed
+    lowered = {p.lower(): p for p in allowed}
+    unknown = [p for p in raw if p.lower() not in lowered]
+    if unknown:
+        raise ValueError(f"unknown {kind} permission(s): {', '.join(sorted(unknown))}")
+    return frozenset(lowered[p.lower()] for p in raw)
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    name: str
+    hosts: tuple[str, ...]
+    access: tuple[AccessEntry, ...] = ()
+    retention_days: int = 90
+    purge_protection: bool = False
+    # The `resource` of the Bearer challenge; clients check that the vault's host ends with it.
+    challenge_resource: str | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> "VaultConfig":
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("every vault needs a 'name'")
+        hosts = raw.get("hosts", [])
+        if not isinstance(hosts, list) or not hosts:
+            raise ValueError(f"vault {name!r} needs at least one host name in 'hosts'")
+        retention = int(raw.get("retentionDays", 90))
+        if not 7 <= retention <= 90:
+            raise ValueError(f"vault {name!r}: retentionDays must be between 7 and 90")
+        return cls(
+            name=name,
+            hosts=tuple(str(h).lower() for h in hosts),
+            access=tuple(AccessEntry.parse(a) for a in raw.get("access", [])),
+            retention_days=retention,
+            purge_protection=bool(raw.get("purgeProtection", False)),
+            challenge_resource=raw.get("challengeResource"),
+        )
+
+    def permissions(self, subject: str, kind: str) -> frozenset[str]:
+        granted: set[str] = set()
+        for entry in self.access:
+            if entry.subject in (subject, "*"):
+                granted |= entry.keys if kind == "keys" else entry.secrets
+        return frozenset(granted)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    vaults: tuple[VaultConfig, ...]
+    audiences: tuple[str, ...] = ("strongroom.io/vault",)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "ServerConfig":
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read vault server config {path}: {exc}") from None
+        vaults = tuple(VaultConfig.parse(v) for v in raw.get("vaults", []))
+        names = [v.name for v in vaults]
+        if len(set(names)) != len(names):
+            raise ValueError("vault names in the config must be unique")
+        audiences = tuple(raw.get("audiences", ["strongroom.io/vault"]))
+        return cls(vaults=vaults, audiences=audiences)

@@ -1,0 +1,59 @@
+"""Errors of the data plane, each with its HTTP status and Azure error code."""
+
+from ..hsm import errors as hsm
+
+
+class VaultError(Exception):
+    status = 500
+    code = "InternalServerError"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class BadParameter(VaultError):
+    status = 400
+    code = "BadParameter"
+
+
+class Unauthorized(VaultError):
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(VaultError):
+    status = 403
+    code = "Forbidden"
+
+
+class NotFound(VaultError):
+    status = 404
+    code = "NotFound"
+
+
+class Conflict(VaultError):
+    status = 409
+    code = "Conflict"
+
+
+class ServiceUnavailable(VaultError):
+    status = 503
+    code = "ServiceUnavailable"
+
+
+def from_hsm(exc: hsm.HsmError) -> VaultError:
+    """The one place HSM failures become HTTP answers."""
+    if isinstance(exc, hsm.InvalidInput):
+        return BadParameter(str(exc))
+    if isinstance(exc, hsm.OperationNotAllowed):
+        return Forbidden(str(exc))
+    if isinstance(exc, hsm.KeyNotFound):
+        return NotFound(str(exc), code="KeyNotFound")
+    if isinstance(exc, (hsm.HsmUnavailable, hsm.TokenNotFound)):
+        return ServiceUnavailable(str(exc))
+    return VaultError(str(exc))

@@ -1,0 +1,194 @@
+"""The vault's objects (keys and secrets with their versions) and their Azure wire shapes.
+
+Each object is stored in the vault's token as one record (a private PKCS#11
+data object); this module turns them to and from JSON.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .encoding import b64url, now
+from .errors import BadParameter
+
+KEY_TYPES = ("RSA", "RSA-HSM", "EC", "EC-HSM", "oct-HSM")
+RSA_SIZES = (2048, 3072, 4096)
+OCT_SIZES = (128, 192, 256)
+CURVES = ("P-256", "P-384", "P-521")
+
+KEY_OPS = {
+    "RSA": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
+    "EC": ("sign", "verify"),
+    "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
+}
+
+SIGN_ALGORITHMS = {
+    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    "EC": ("ES256", "ES384", "ES512"),
+}
+EC_ALGORITHM_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+RSA_ENCRYPTION = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
+SECRET_MAX_BYTES = 25 * 1024
+
+
+def family(kty: str) -> str:
+    """RSA-HSM -> RSA, EC-HSM -> EC, oct-HSM -> oct."""
+    return kty.removesuffix("-HSM")
+
+
+@dataclass
+class Attributes:
+    enabled: bool = True
+    nbf: int | None = None
+    exp: int | None = None
+    created: int = field(default_factory=now)
+    updated: int = field(default_factory=now)
+
+    def update_from(self, raw: object) -> None:
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            raise BadParameter("'attributes' must be an object")
+        if "enabled" in raw and raw["enabled"] is not None:
+            if not isinstance(raw["enabled"], bool):
+                raise BadParameter("'attributes.enabled' must be true or false")
+            self.enabled = raw["enabled"]
+        for name in ("nbf", "exp"):
+            if name in raw:
+                value = raw[name]
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
+                setattr(self, name, value)
+        self.updated = now()
+
+    def usable_now(self) -> str | None:
+        """Why the object cannot be used at this moment, or None."""
+        if not self.enabled:
+            return "Operation is not allowed on a disabled object."
+        moment = now()
+        if self.nbf is not None and moment < self.nbf:
+            return "Operation is not allowed before the object's nbf (not-before) time."
+        if self.exp is not None and moment >= self.exp:
+            return "Operation is not allowed on an expired object."
+        return None
+
+    def wire(self, recovery_days: int, purge_protection: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"enabled": self.enabled, "created": self.created,
+                               "updated": self.updated}
+        if self.nbf is not None:
+            out["nbf"] = self.nbf
+        if self.exp is not None:
+            out["exp"] = self.exp
+        custom = "CustomizedRecoverable" if recovery_days < 90 else "Recoverable"
+        out["recoveryLevel"] = custom if purge_protection else custom + "+Purgeable"
+        out["recoverableDays"] = recovery_days
+        return out
+
+
+def check_tags(raw: object) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise BadParameter("'tags' must be an object of string values")
+    if len(raw) > 15:
+        raise BadParameter("at most 15 tags are allowed")
+    return dict(raw)
+
+
+@dataclass
+class Deletion:
+    deleted_date: int
+    scheduled_purge_date: int
+
+
+@dataclass
+class KeyVersion:
+    version: str
+    kty: str
+    key_ops: list[str]
+    public: dict[str, str]
+    wrapped: str
+    size: int | None = None
+    crv: str | None = None
+    attributes: Attributes = field(default_factory=Attributes)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def jwk(self, kid: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"kid": kid, "kty": self.kty, "key_ops": list(self.key_ops)}
+        for name, value in self.public.items():
+            out[name] = b64url(bytes.fromhex(value))
+        if self.crv is not None:
+            out["crv"] = self.crv
+        return out
+
+
+@dataclass
+class KeyEntry:
+    name: str
+    versions: list[KeyVersion] = field(default_factory=list)
+    deletion: Deletion | None = None
+    rotation_policy: dict[str, Any] | None = None
+
+    @property
+    def current(self) -> KeyVersion:
+        return self.versions[-1]
+
+    def version(self, version: str | None) -> KeyVersion | None:
+        if not version:
+            return self.versions[-1] if self.versions else None
+        for candidate in self.versions:
+            if candidate.version == version:
+                return candidate
+        return None
+
+    def dump(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> "KeyEntry":
+        data = json.loads(raw)
+        versions = []
+        for v in data["versions"]:
+            v["attributes"] = Attributes(**v["attributes"])
+            versions.append(KeyVersion(**v))
+        deletion = Deletion(**data["deletion"]) if data.get("deletion") else None
+        return cls(data["name"], versions, deletion, data.get("rotation_policy"))
+
+
+@dataclass
+class SecretVersion:
+    version: str
+    value: str
+    content_type: str | None = None
+    attributes: Attributes = field(default_factory=Attributes)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SecretEntry:
+    name: str
+    versions: list[SecretVersion] = field(default_factory=list)
+    deletion: Deletion | None = None
+
+    def version(self, version: str | None) -> SecretVersion | None:
+        if not version:
+            return self.versions[-1] if self.versions else None
+        for candidate in self.versions:
+            if candidate.version == version:
+                return candidate
+        return None
+
+    def dump(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> "SecretEntry":
+        data = json.loads(raw)
+        versions = []
+        for v in data["versions"]:
+            v["attributes"] = Attributes(**v["attributes"])
+            versions.append(SecretVersion(**v))
+        deletion = Deletion(**data["deletion"]) if data.get("deletion") else None
+        return cls(data["name"], versions, deletion)
