@@ -1,0 +1,570 @@
+"""Keys of one vault: lifecycle, versions, soft delete, backup and cryptography.
+
+Private and secret key material stays in the HSM; public-key operations
+(verify, RSA encrypt and wrap) run here on the public JWK, as Azure does.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import uuid
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from ..hsm.client import HsmClient
+from ..hsm.errors import HsmError
+from .config import VaultConfig
+from .encoding import b64url, now, unb64url
+from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
+from .objects import (
+    CURVES,
+    EC_ALGORITHM_CURVE,
+    KEY_OPS,
+    KEY_TYPES,
+    OCT_SIZES,
+    RSA_ENCRYPTION,
+    RSA_SIZES,
+    SIGN_ALGORITHMS,
+    Attributes,
+    Deletion,
+    KeyEntry,
+    KeyVersion,
+    check_tags,
+    family,
+)
+
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512(),
+}
+_CURVE_CLASSES: dict[str, ec.EllipticCurve] = {
+    "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(),
+}
+DAY = 86400
+
+
+def _key_not_found(name: str) -> NotFound:
+    return NotFound(f"A key with (name/id) {name} was not found in this key vault.",
+                    code="KeyNotFound")
+
+
+def _body_str(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise BadParameter(f"'{field}' is required and must be a string")
+    return value
+
+
+class KeyStore:
+    def __init__(self, config: VaultConfig, hsm: HsmClient) -> None:
+        self.config = config
+        self.hsm = hsm
+        self.entries: dict[str, KeyEntry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- persistence ----------------------------------------------------------
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name.lower(), asyncio.Lock())
+
+    async def _save(self, entry: KeyEntry) -> None:
+        await self._hsm("put_record", name=f"key/{entry.name.lower()}", value=entry.dump())
+        self.entries[entry.name.lower()] = entry
+
+    async def _hsm(self, op: str, **args: Any) -> Any:
+        try:
+            return await self.hsm.call(op, vault=self.config.name, **args)
+        except HsmError as exc:
+            raise from_hsm(exc) from exc
+
+    def load(self, records: dict[str, bytes]) -> None:
+        for record, raw in records.items():
+            if record.startswith("key/"):
+                entry = KeyEntry.load(raw)
+                self.entries[entry.name.lower()] = entry
+
+    def version_ids(self) -> set[str]:
+        return {v.version for e in self.entries.values() for v in e.versions}
+
+    # --- wire shapes ------------------------------------------------------------
+
+    def kid(self, base: str, entry: KeyEntry, version: KeyVersion) -> str:
+        return f"{base}/keys/{entry.name}/{version.version}"
+
+    def bundle(self, base: str, entry: KeyEntry, version: KeyVersion) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "key": version.jwk(self.kid(base, entry, version)),
+            "attributes": self._attributes(version.attributes),
+        }
+        if version.tags:
+            out["tags"] = version.tags
+        if entry.deletion is not None:
+            out |= self._deletion(base, entry)
+        return out
+
+    def item(self, base: str, entry: KeyEntry, version: KeyVersion) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kid": self.kid(base, entry, version),
+            "attributes": self._attributes(version.attributes),
+        }
+        if version.tags:
+            out["tags"] = version.tags
+        if entry.deletion is not None:
+            out |= self._deletion(base, entry)
+        return out
+
+    def _attributes(self, attributes: Attributes) -> dict[str, Any]:
+        wire = attributes.wire(self.config.retention_days, self.config.purge_protection)
+        wire["exportable"] = False
+        return wire
+
+    def _deletion(self, base: str, entry: KeyEntry) -> dict[str, Any]:
+        assert entry.deletion is not None
+        return {
+            "recoveryId": f"{base}/deletedkeys/{entry.name}",
+            "deletedDate": entry.deletion.deleted_date,
+            "scheduledPurgeDate": entry.deletion.scheduled_purge_date,
+        }
+
+    # --- lookup ---------------------------------------------------------------
+
+    def live(self, name: str) -> KeyEntry:
+        entry = self.entries.get(name.lower())
+        if entry is None or entry.deletion is not None or not entry.versions:
+            raise _key_not_found(name)
+        return entry
+
+    def deleted(self, name: str) -> KeyEntry:
+        entry = self.entries.get(name.lower())
+        if entry is None or entry.deletion is None:
+            raise NotFound(f"Deleted Key not found: {name}", code="KeyNotFound")
+        return entry
+
+    def live_version(self, name: str, version: str | None) -> tuple[KeyEntry, KeyVersion]:
+        entry = self.live(name)
+        found = entry.version(version)
+        if found is None:
+            raise _key_not_found(f"{name}/{version}")
+        return entry, found
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def create(self, name: str, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+        kty = body.get("kty")
+        if kty not in KEY_TYPES:
+            raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
+        async with self.lock(name):
+            entry = self.entries.get(name.lower())
+            if entry is not None and entry.deletion is not None:
+                raise Conflict(
+                    f"Key {name} is currently in a deleted but recoverable state, and its name "
+                    "cannot be reused; in this state, the key can only be recovered or purged.",
+                    code="Conflict",
+                )
+            version = await self._generate(name, kty, body)
+            entry = entry or KeyEntry(name=name)
+            entry.versions.append(version)
+            try:
+                await self._save(entry)
+            except BaseException:
+                entry.versions.remove(version)
+                await self._destroy_quietly(version.version)
+                raise
+            return entry, version
+
+    async def _generate(self, name: str, kty: str, body: dict[str, Any]) -> KeyVersion:
+        kind = family(kty)
+        size = body.get("key_size")
+        crv = body.get("crv")
+        key_ops = body.get("key_ops")
+        allowed = KEY_OPS[kind]
+        if key_ops is None:
+            key_ops = list(allowed)
+        if not isinstance(key_ops, list) or not all(isinstance(o, str) for o in key_ops):
+            raise BadParameter("'key_ops' must be a list of strings")
+        bad = [o for o in key_ops if o not in allowed]
+        if bad:
+            raise BadParameter(f"key_ops {', '.join(bad)} are not valid for key type {kty}")
+        if body.get("public_exponent") not in (None, 65537):
+            raise BadParameter("only the public exponent 65537 is supported")
+        attributes = Attributes()
+        attributes.update_from(body.get("attributes"))
+        tags = check_tags(body.get("tags")) or {}
+        version_id = uuid.uuid4().hex
+        if kind == "RSA":
+            size = 2048 if size is None else size
+            if crv is not None or size not in RSA_SIZES:
+                raise BadParameter(f"RSA keys take key_size {RSA_SIZES} and no curve")
+            generated = await self._hsm("generate_rsa", key_id=version_id, label=name, bits=size)
+        elif kind == "EC":
+            crv = "P-256" if crv is None else crv
+            if size is not None or crv not in CURVES:
+                raise BadParameter(f"EC keys take crv {CURVES} and no key_size")
+            generated = await self._hsm("generate_ec", key_id=version_id, label=name, curve=crv)
+        else:
+            size = 256 if size is None else size
+            if crv is not None or size not in OCT_SIZES:
+                raise BadParameter(f"oct-HSM keys take key_size {OCT_SIZES} and no curve")
+            generated = await self._hsm("generate_aes", key_id=version_id, label=name, bits=size)
+        return KeyVersion(
+            version=version_id, kty=kty, key_ops=list(key_ops), public=generated["public"],
+            wrapped=base64.b64encode(generated["wrapped"]).decode(),
+            size=size if kind != "EC" else None, crv=crv if kind == "EC" else None,
+            attributes=attributes, tags=tags,
+        )
+
+    async def _destroy_quietly(self, version_id: str) -> None:
+        try:
+            await self._hsm("destroy_key", key_id=version_id)
+        except Exception:  # noqa: BLE001 - the orphan sweep at start-up catches what is left
+            pass
+
+    async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
+        entry = self.live(name)
+        current = entry.current
+        body: dict[str, Any] = {"kty": current.kty, "key_ops": current.key_ops,
+                                "tags": current.tags}
+        if current.crv:
+            body["crv"] = current.crv
+        else:
+            body["key_size"] = current.size
+        expiry = (entry.rotation_policy or {}).get("attributes", {}).get("expiryTime")
+        if expiry:
+            body["attributes"] = {"exp": now() + parse_duration(expiry)}
+        return await self.create(name, body)
+
+    async def update(self, name: str, version: str | None,
+                     body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+        async with self.lock(name):
+            entry, found = self.live_version(name, version)
+            if "key_ops" in body and body["key_ops"] is not None:
+                ops = body["key_ops"]
+                allowed = KEY_OPS[family(found.kty)]
+                if not isinstance(ops, list) or any(o not in allowed for o in ops):
+                    raise BadParameter(f"key_ops must be a subset of {', '.join(allowed)}")
+                found.key_ops = list(ops)
+            found.attributes.update_from(body.get("attributes"))
+            tags = check_tags(body.get("tags"))
+            if tags is not None:
+                found.tags = tags
+            await self._save(entry)
+            return entry, found
+
+    async def delete(self, name: str) -> KeyEntry:
+        async with self.lock(name):
+            entry = self.live(name)
+            moment = now()
+            entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
+            await self._save(entry)
+            return entry
+
+    async def recover(self, name: str) -> KeyEntry:
+        async with self.lock(name):
+            entry = self.deleted(name)
+            entry.deletion = None
+            await self._save(entry)
+            return entry
+
+    async def purge(self, name: str, *, expired: bool = False) -> None:
+        async with self.lock(name):
+            entry = self.deleted(name)
+            if self.config.purge_protection and not expired:
+                raise Forbidden(
+                    f"Operation \"purge\" is not allowed because purge protection is enabled "
+                    f"for this vault. Key {name} will be purged after its retention period."
+                )
+            await self._hsm("delete_record", name=f"key/{entry.name.lower()}")
+            del self.entries[entry.name.lower()]
+            for version in entry.versions:
+                await self._destroy_quietly(version.version)
+
+    async def purge_expired(self) -> None:
+        moment = now()
+        for entry in list(self.entries.values()):
+            if entry.deletion is not None and entry.deletion.scheduled_purge_date <= moment:
+                await self.purge(entry.name, expired=True)
+
+    # --- backup ----------------------------------------------------------------
+
+    async def backup(self, name: str) -> str:
+        entry = self.live(name)
+        blob = json.dumps({"kind": "key", "entry": json.loads(entry.dump())}).encode()
+        sealed = await self._hsm("seal", plaintext=blob, aad=self._aad())
+        return b64url(sealed)
+
+    def _aad(self) -> bytes:
+        return f"strongroom-backup:{self.config.name}".encode()
+
+    async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+        sealed = unb64url(body.get("value"), "value")
+        try:
+            blob = await self.hsm.call("unseal", vault=self.config.name, blob=sealed,
+                                       aad=self._aad())
+            data = json.loads(blob)
+            if data.get("kind") != "key":
+                raise ValueError
+            entry = KeyEntry.load(json.dumps(data["entry"]).encode())
+        except (HsmError, ValueError, KeyError, TypeError):
+            raise BadParameter(
+                "The backup blob is invalid, or was not made by this vault."
+            ) from None
+        async with self.lock(entry.name):
+            if entry.name.lower() in self.entries:
+                raise Conflict(f"Key {entry.name} already exists; restore needs a free name.")
+            restored: list[str] = []
+            try:
+                for version in entry.versions:
+                    await self._hsm("restore_key", key_id=version.version, label=entry.name,
+                                    kty=version.kty, wrapped=base64.b64decode(version.wrapped))
+                    restored.append(version.version)
+                entry.deletion = None
+                await self._save(entry)
+            except BaseException:
+                for version_id in restored:
+                    await self._destroy_quietly(version_id)
+                raise
+            return entry, entry.current
+
+    # --- rotation policy ---------------------------------------------------------
+
+    def rotation_policy(self, base: str, name: str) -> dict[str, Any]:
+        entry = self.live(name)
+        policy = entry.rotation_policy or {
+            "lifetimeActions": [{"trigger": {"timeBeforeExpiry": "P30D"},
+                                 "action": {"type": "Notify"}}],
+            "attributes": {},
+        }
+        return {"id": f"{base}/keys/{entry.name}/rotationpolicy"} | policy
+
+    async def set_rotation_policy(self, base: str, name: str,
+                                  body: dict[str, Any]) -> dict[str, Any]:
+        actions = body.get("lifetimeActions", [])
+        if not isinstance(actions, list):
+            raise BadParameter("'lifetimeActions' must be a list")
+        for action in actions:
+            kind = (action.get("action") or {}).get("type", "") if isinstance(action, dict) else ""
+            trigger = action.get("trigger") or {} if isinstance(action, dict) else {}
+            if kind.lower() not in ("rotate", "notify"):
+                raise BadParameter("each lifetime action's type is Rotate or Notify")
+            durations = [v for k, v in trigger.items()
+                         if k in ("timeAfterCreate", "timeBeforeExpiry") and v]
+            if len(durations) != 1:
+                raise BadParameter("each trigger has exactly one of timeAfterCreate "
+                                   "and timeBeforeExpiry")
+            parse_duration(durations[0])
+        attributes = dict(body.get("attributes") or {})
+        if attributes.get("expiryTime"):
+            parse_duration(attributes["expiryTime"])
+        async with self.lock(name):
+            entry = self.live(name)
+            created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
+            attributes.update({"created": created, "updated": now()})
+            entry.rotation_policy = {"lifetimeActions": actions, "attributes": attributes}
+            await self._save(entry)
+        return self.rotation_policy(base, name)
+
+    async def rotate_due(self) -> None:
+        """Rotate every key whose policy's Rotate action is due."""
+        moment = now()
+        for entry in list(self.entries.values()):
+            if entry.deletion is not None or not entry.rotation_policy or not entry.versions:
+                continue
+            current = entry.current
+            for action in entry.rotation_policy.get("lifetimeActions", []):
+                if (action.get("action") or {}).get("type", "").lower() != "rotate":
+                    continue
+                trigger = action.get("trigger") or {}
+                after = trigger.get("timeAfterCreate")
+                before = trigger.get("timeBeforeExpiry")
+                due = (after and moment >= current.attributes.created + parse_duration(after)) or (
+                    before and current.attributes.exp is not None
+                    and moment >= current.attributes.exp - parse_duration(before)
+                )
+                if due:
+                    await self.rotate(entry.name)
+                    break
+
+    # --- cryptography --------------------------------------------------------------
+
+    def _usable(self, name: str, version: str | None, op: str) -> KeyVersion:
+        _, found = self.live_version(name, version)
+        reason = found.attributes.usable_now()
+        if reason is not None:
+            raise Forbidden(reason)
+        if op not in found.key_ops:
+            raise Forbidden(f"Operation {op} is not allowed by the key's key_ops "
+                            f"({', '.join(found.key_ops) or 'none'}).",
+                            code="Forbidden")
+        return found
+
+    @staticmethod
+    def _algorithm(body: dict[str, Any]) -> str:
+        return _body_str(body, "alg")
+
+    async def sign(self, name: str, version: str | None, body: dict[str, Any]) -> tuple[str, bytes]:
+        alg = self._algorithm(body)
+        digest = unb64url(body.get("value"), "value")
+        key = self._usable(name, version, "sign")
+        self._check_sign_alg(key, alg)
+        expected = int(alg[2:]) // 8
+        if len(digest) != expected:
+            raise BadParameter(f"{alg} signs a {expected}-byte digest; the value has "
+                               f"{len(digest)} bytes")
+        signature = await self._hsm("sign", key_id=key.version, alg=alg, digest=digest)
+        return key.version, signature
+
+    @staticmethod
+    def _check_sign_alg(key: KeyVersion, alg: str) -> None:
+        kind = family(key.kty)
+        if alg not in SIGN_ALGORITHMS.get(kind, ()):
+            raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+        if kind == "EC" and EC_ALGORITHM_CURVE[alg] != key.crv:
+            raise BadParameter(f"Algorithm {alg} does not match the key's curve {key.crv}")
+
+    def verify(self, name: str, version: str | None, body: dict[str, Any]) -> bool:
+        alg = self._algorithm(body)
+        digest = unb64url(body.get("digest"), "digest")
+        signature = unb64url(body.get("value"), "value")
+        key = self._usable(name, version, "verify")
+        self._check_sign_alg(key, alg)
+        chosen = _HASHES[alg[2:]]
+        prehashed = utils.Prehashed(chosen)
+        if len(digest) != chosen.digest_size:
+            raise BadParameter(f"{alg} verifies a {chosen.digest_size}-byte digest")
+        try:
+            if family(key.kty) == "EC":
+                size = (_CURVE_CLASSES[key.crv or ""].key_size + 7) // 8
+                if len(signature) != 2 * size:
+                    return False
+                der = utils.encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                                 int.from_bytes(signature[size:], "big"))
+                self._ec_public(key).verify(der, digest, ec.ECDSA(prehashed))
+            else:
+                pad: padding.AsymmetricPadding = padding.PKCS1v15()
+                if alg.startswith("PS"):
+                    pad = padding.PSS(padding.MGF1(chosen), chosen.digest_size)
+                self._rsa_public(key).verify(signature, digest, pad, prehashed)
+        except InvalidSignature:
+            return False
+        return True
+
+    async def encrypt(self, name: str, version: str | None, body: dict[str, Any],
+                      op: str = "encrypt") -> tuple[str, dict[str, Any]]:
+        alg = self._algorithm(body)
+        plaintext = unb64url(body.get("value"), "value")
+        key = self._usable(name, version, op)
+        kind = family(key.kty)
+        if kind == "RSA":
+            if alg not in RSA_ENCRYPTION:
+                raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+            try:
+                out = self._rsa_public(key).encrypt(plaintext, _rsa_padding(alg))
+            except ValueError:
+                raise BadParameter("The value is too long for this key and algorithm") from None
+            return key.version, {"value": b64url(out)}
+        if kind != "oct":
+            raise BadParameter(f"Key type {key.kty} cannot {op}")
+        mode = self._oct_mode(key, alg, op)
+        if mode == "KW":
+            out = await self._hsm("aes_wrap", key_id=key.version, data=plaintext)
+            return key.version, {"value": b64url(out)}
+        if mode == "GCM":
+            iv = os.urandom(12)
+            aad = unb64url(body["aad"], "aad") if body.get("aad") else None
+            cipher, tag = await self._hsm("aes_gcm_encrypt", key_id=key.version,
+                                          data=plaintext, iv=iv, aad=aad)
+            result = {"value": b64url(cipher), "iv": b64url(iv), "tag": b64url(tag)}
+            if aad:
+                result["aad"] = b64url(aad)
+            return key.version, result
+        iv = unb64url(body["iv"], "iv") if body.get("iv") else os.urandom(16)
+        if len(iv) != 16:
+            raise BadParameter("AES-CBC needs a 16-byte iv")
+        if mode == "CBC" and len(plaintext) % 16:
+            raise BadParameter(f"{alg} needs a value whose length is a multiple of 16 bytes")
+        out = await self._hsm("aes_cbc", key_id=key.version, data=plaintext, iv=iv,
+                              pad=mode == "CBCPAD", encrypt=True)
+        return key.version, {"value": b64url(out), "iv": b64url(iv)}
+
+    async def decrypt(self, name: str, version: str | None, body: dict[str, Any],
+                      op: str = "decrypt") -> tuple[str, bytes]:
+        alg = self._algorithm(body)
+        data = unb64url(body.get("value"), "value")
+        key = self._usable(name, version, op)
+        kind = family(key.kty)
+        if kind == "RSA":
+            if alg not in RSA_ENCRYPTION:
+                raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+            return key.version, await self._hsm("rsa_decrypt", key_id=key.version, alg=alg,
+                                                data=data)
+        if kind != "oct":
+            raise BadParameter(f"Key type {key.kty} cannot {op}")
+        mode = self._oct_mode(key, alg, op)
+        if mode == "KW":
+            return key.version, await self._hsm("aes_unwrap", key_id=key.version, data=data)
+        iv = unb64url(body.get("iv"), "iv")
+        if mode == "GCM":
+            tag = unb64url(body.get("tag"), "tag")
+            aad = unb64url(body["aad"], "aad") if body.get("aad") else None
+            return key.version, await self._hsm("aes_gcm_decrypt", key_id=key.version,
+                                                data=data, iv=iv, aad=aad, tag=tag)
+        return key.version, await self._hsm("aes_cbc", key_id=key.version, data=data, iv=iv,
+                                            pad=mode == "CBCPAD", encrypt=False)
+
+    @staticmethod
+    def _oct_mode(key: KeyVersion, alg: str, op: str) -> str:
+        for mode in ("GCM", "CBCPAD", "CBC", "KW"):
+            if alg.startswith("A") and alg.endswith(mode) and alg[1:-len(mode)].isdigit():
+                bits = int(alg[1:-len(mode)])
+                if bits != key.size:
+                    raise BadParameter(f"Algorithm {alg} needs a {bits}-bit key; this key has "
+                                       f"{key.size} bits")
+                wrapping = op in ("wrapKey", "unwrapKey")
+                if (mode == "KW") != wrapping:
+                    raise BadParameter(f"Algorithm {alg} cannot be used to {op}")
+                return mode
+        raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+
+    @staticmethod
+    def _rsa_public(key: KeyVersion) -> rsa.RSAPublicKey:
+        numbers = rsa.RSAPublicNumbers(int(key.public["e"], 16), int(key.public["n"], 16))
+        return numbers.public_key()
+
+    @staticmethod
+    def _ec_public(key: KeyVersion) -> ec.EllipticCurvePublicKey:
+        curve = _CURVE_CLASSES[key.crv or ""]
+        numbers = ec.EllipticCurvePublicNumbers(int(key.public["x"], 16),
+                                                int(key.public["y"], 16), curve)
+        return numbers.public_key()
+
+
+def _rsa_padding(alg: str) -> padding.AsymmetricPadding:
+    if alg == "RSA1_5":
+        return padding.PKCS1v15()
+    chosen: hashes.HashAlgorithm = hashes.SHA1() if alg == "RSA-OAEP" else hashes.SHA256()
+    return padding.OAEP(padding.MGF1(chosen), chosen, None)
+
+
+def parse_duration(text: object) -> int:
+    """Seconds in an ISO 8601 duration such as P90D, P1Y2M or PT12H (a month is 30 days)."""
+    if not isinstance(text, str) or not text.startswith("P"):
+        raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
+    units = {"Y": 365 * DAY, "M": 30 * DAY, "W": 7 * DAY, "D": DAY}
+    time_units = {"H": 3600, "M": 60, "S": 1}
+    total, number, in_time = 0, "", False
+    for char in text[1:]:
+        if char == "T":
+            in_time = True
+        elif char.isdigit():
+            number += char
+        elif number and char in (time_units if in_time else units):
+            total += int(number) * (time_units if in_time else units)[char]
+            number = ""
+        else:
+            raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
+    if number or total <= 0:
+        raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
+    return total
