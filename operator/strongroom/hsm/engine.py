@@ -6,6 +6,8 @@ one thread. Callers see the exceptions of `errors`, never a raw PKCS11Error,
 and no message carries key material, a PIN or a secret value.
 """
 
+import hashlib
+import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -329,13 +331,17 @@ class Engine:
             if alg == "RSA1_5":
                 return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS))
             if alg == "RSA-OAEP":
-                param = (Mechanism.SHA_1, MGF.SHA1, None)
-            elif alg == "RSA-OAEP-256":
-                param = (Mechanism.SHA256, MGF.SHA256, None)
-            else:
-                raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
-            return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                     mechanism_param=param))
+                return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS_OAEP,
+                                         mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None)))
+            if alg == "RSA-OAEP-256":
+                # SoftHSM2 2.6 implements OAEP with SHA-1 only: the HSM applies the
+                # private key (raw RSA) and the OAEP encoding is removed here.
+                size = len(key[Attribute.MODULUS])
+                if len(data) != size:
+                    raise InvalidInput(f"RSA-OAEP-256 ciphertext must be {size} bytes")
+                encoded = bytes(key.decrypt(data, mechanism=Mechanism.RSA_X_509))
+                return oaep_sha256_decode(encoded.rjust(size, b"\0"))
+            raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
 
     def aes_gcm_encrypt(self, vault: str, key_id: str, data: bytes, iv: bytes,
                         aad: bytes | None) -> tuple[bytes, bytes]:
@@ -487,3 +493,32 @@ def _ec_point(raw: bytes, size: int) -> bytes:
         raise HsmError("the HSM returned an EC point in an unexpected encoding")
     return point[1:]
 
+
+def _mgf1_sha256(seed: bytes, length: int) -> bytes:
+    out = b""
+    for counter in range((length + 31) // 32):
+        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+    return out[:length]
+
+
+def oaep_sha256_decode(encoded: bytes) -> bytes:
+    """EME-OAEP decoding (RFC 8017, 7.1.2) with SHA-256, an empty label and MGF1-SHA-256.
+
+    Every check is folded into one flag so that the failure is the same,
+    whichever check failed.
+    """
+    h_len = 32
+    if len(encoded) < 2 * h_len + 2:
+        raise InvalidInput("RSA-OAEP-256 decryption failed")
+    masked_seed, masked_db = encoded[1:1 + h_len], encoded[1 + h_len:]
+    seed = bytes(a ^ b for a, b in zip(masked_seed, _mgf1_sha256(masked_db, h_len)))
+    db = bytes(a ^ b for a, b in zip(masked_db, _mgf1_sha256(seed, len(masked_db))))
+    bad = encoded[0] | int(not hmac.compare_digest(db[:h_len], hashlib.sha256(b"").digest()))
+    separator = -1
+    for index in range(h_len, len(db)):
+        found = separator < 0 and db[index] == 1
+        bad |= int(separator < 0 and db[index] not in (0, 1))
+        separator = index if found else separator
+    if bad or separator < 0:
+        raise InvalidInput("RSA-OAEP-256 decryption failed")
+    return db[separator + 1:]

@@ -1,0 +1,128 @@
+"""The one entry point: `strongroom <role>`."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+               '"message":"%(message)s"}',
+        stream=sys.stderr,
+    )
+    audit = logging.getLogger("strongroom.audit")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit.addHandler(handler)
+    audit.propagate = False
+    audit.setLevel(logging.INFO)
+
+
+def _hsm(args: argparse.Namespace) -> None:
+    from .hsm.pins import read_pool_secret
+    from .hsm.sidecar import run
+
+    run(args.module, args.state_dir, args.socket, read_pool_secret(args.pool_secret_file),
+        args.vault)
+
+
+def _vault_server(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from .vault.auth import Authenticator, DevIssuer, TokenReviewAuthenticator
+    from .vault.config import ServerConfig
+    from .vault.server import Listen, serve
+
+    config = ServerConfig.load(args.config)
+    authenticator: Authenticator
+    if args.auth == "dev":
+        if args.dev_issuer_key is None:
+            sys.exit("--auth dev needs --dev-issuer-key")
+        authenticator = DevIssuer.load_or_create(args.dev_issuer_key).authenticator(
+            config.audiences)
+    else:
+        authenticator = TokenReviewAuthenticator(args.kube_api, args.kube_ca, args.kube_token,
+                                                 config.audiences)
+    host, _, port = args.listen.rpartition(":")
+    listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)
+    asyncio.run(serve(config, listen, args.hsm_socket, authenticator))
+
+
+def _dev(args: argparse.Namespace) -> None:
+    from .dev import run
+
+    run(args.state_dir, args.port)
+
+
+def _dev_token(args: argparse.Namespace) -> None:
+    from .vault.auth import DevIssuer
+
+    issuer = DevIssuer.load_or_create(args.state_dir / "issuer.key")
+    print(issuer.issue(args.subject, args.audience, args.ttl))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="strongroom", description=__doc__)
+    top.add_argument("--version", action="version", version=f"strongroom {__version__}")
+    top.add_argument("--log-level", default="INFO")
+    roles = top.add_subparsers(dest="role", required=True)
+
+    hsm = roles.add_parser("hsm", help="the HSM sidecar: owns the token store, serves key "
+                                       "operations on a unix socket")
+    hsm.add_argument("--module", default="/usr/lib/softhsm/libsofthsm2.so",
+                     help="PKCS#11 module to load (default: SoftHSM2)")
+    hsm.add_argument("--state-dir", type=Path, required=True, help="token store directory")
+    hsm.add_argument("--socket", type=Path, required=True, help="unix socket to serve on")
+    hsm.add_argument("--pool-secret-file", type=Path, required=True,
+                     help="file holding the pool secret the token PINs derive from")
+    hsm.add_argument("--vault", action="append", default=[],
+                     help="create this vault's token at start (repeatable)")
+    hsm.set_defaults(run=_hsm)
+
+    server = roles.add_parser("vault-server", help="the data plane: Azure-Key-Vault-compatible "
+                                                   "HTTPS API")
+    server.add_argument("--config", type=Path, required=True, help="vaults to serve (JSON)")
+    server.add_argument("--listen", default="0.0.0.0:8443", help="address:port (default %(default)s)")
+    server.add_argument("--tls-cert", type=Path, required=True)
+    server.add_argument("--tls-key", type=Path, required=True)
+    server.add_argument("--hsm-socket", type=Path, required=True, help="the HSM sidecar's socket")
+    server.add_argument("--auth", choices=("tokenreview", "dev"), default="tokenreview",
+                        help="how bearer tokens are checked (default %(default)s)")
+    server.add_argument("--dev-issuer-key", type=Path, help="with --auth dev: the issuer key")
+    sa = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    server.add_argument("--kube-api", default="https://kubernetes.default.svc")
+    server.add_argument("--kube-ca", type=Path, default=sa / "ca.crt")
+    server.add_argument("--kube-token", type=Path, default=sa / "token")
+    server.set_defaults(run=_vault_server)
+
+    dev = roles.add_parser("dev", help="hsm + vault-server on localhost with a throwaway token "
+                                       "store, a dev CA and one vault")
+    dev.add_argument("--state-dir", type=Path, default=Path("/tmp/strongroom-dev"))
+    dev.add_argument("--port", type=int, default=8443)
+    dev.set_defaults(run=_dev)
+
+    token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
+    token.add_argument("--state-dir", type=Path, default=Path("/tmp/strongroom-dev"))
+    token.add_argument("--subject", required=True)
+    token.add_argument("--audience", default="strongroom.io/vault")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default %(default)s)")
+    token.set_defaults(run=_dev_token)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    _logging(args.log_level)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,576 @@
+"""HTTP routes of the data plane, in the shapes of the Azure Key Vault REST API.
+
+One handler takes every request: it finds the vault by host name, checks the
+bearer token, the api-version and the caller's permission, then calls the
+vault's key or secret store. Paths are split before percent-decoding so that
+an encoded `/` or `..` stays inside one name and is refused by name rules.
+"""
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+from ..hsm.client import HsmClient
+from ..hsm.errors import HsmError
+from .audit import AuditRecord
+from .auth import Authenticator
+from .config import ServerConfig, VaultConfig
+from .encoding import b64url
+from .errors import BadParameter, Forbidden, NotFound, Unauthorized, VaultError, from_hsm
+from .keys import KeyStore
+from .names import check_name, check_version
+from .secrets import SecretStore
+
+log = logging.getLogger(__name__)
+
+API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
+MAX_BODY_BYTES = 256 * 1024
+PAGE_SIZE = 25
+MAINTENANCE_SECONDS = 60.0
+CRYPTO_OPERATIONS = {"encrypt": "encrypt", "decrypt": "decrypt", "sign": "sign",
+                     "verify": "verify", "wrapkey": "wrapKey", "unwrapkey": "unwrapKey"}
+
+Handler = Callable[["Call"], Awaitable[Any]]
+
+
+@dataclass
+class Vault:
+    """One served vault: its configuration and its two stores."""
+
+    config: VaultConfig
+    keys: KeyStore
+    secrets: SecretStore
+
+    async def load(self, hsm: HsmClient) -> None:
+        await hsm.call("ensure_vault", vault=self.config.name)
+        records = await hsm.call("list_records", vault=self.config.name)
+        self.keys.load(records)
+        self.secrets.load(records)
+        known = self.keys.version_ids()
+        for key_id in await hsm.call("key_ids", vault=self.config.name):
+            if key_id not in known:
+                # Made by a request that died before its record was written.
+                log.info("destroying orphan key object %s in vault %s", key_id, self.config.name)
+                await hsm.call("destroy_key", vault=self.config.name, key_id=key_id)
+
+    async def maintain(self) -> None:
+        await self.keys.purge_expired()
+        await self.secrets.purge_expired()
+        await self.keys.rotate_due()
+
+
+@dataclass
+class Call:
+    """What a route handler needs of one request."""
+
+    request: web.Request
+    vault: Vault
+    base: str
+    name: str = ""
+    version: str | None = None
+    body: dict[str, Any] | None = None
+
+    def json_body(self) -> dict[str, Any]:
+        return self.body or {}
+
+
+@dataclass(frozen=True)
+class Route:
+    operation: str
+    kind: str  # "keys", "secrets" or "" (any permission in the vault)
+    permission: str
+    handler: Handler
+    has_body: bool = False
+
+
+class DataPlane:
+    def __init__(self, config: ServerConfig, hsm: HsmClient,
+                 authenticator: Authenticator) -> None:
+        self.hsm = hsm
+        self.authenticator = authenticator
+        self.vaults: dict[str, Vault] = {}
+        self.by_host: dict[str, Vault] = {}
+        self._keys = KeyRoutes()
+        self._secrets = SecretRoutes()
+        for vault_config in config.vaults:
+            self.add_vault(vault_config)
+
+    def add_vault(self, config: VaultConfig) -> Vault:
+        vault = Vault(config, KeyStore(config, self.hsm), SecretStore(config, self.hsm))
+        self.vaults[config.name] = vault
+        for host in config.hosts:
+            self.by_host[host] = vault
+        return vault
+
+    async def start(self) -> None:
+        await self.hsm.wait_ready(60)
+        for vault in self.vaults.values():
+            await vault.load(self.hsm)
+
+    async def maintain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_SECONDS)
+            for vault in list(self.vaults.values()):
+                try:
+                    await vault.maintain()
+                except (VaultError, HsmError) as exc:
+                    log.warning("maintenance of vault %s failed: %s", vault.config.name, exc)
+
+    # --- the one request handler ------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        caller, operation, vault_name, obj, version = "", "Unknown", "", "", ""
+        status = 500
+        try:
+            vault = self._vault_for(request)
+            vault_name = vault.config.name
+            caller = await self._authenticate(request, vault)
+            api_version = request.query.get("api-version")
+            if api_version not in API_VERSIONS:
+                raise BadParameter(
+                    f"The specified version ({api_version}) is not recognized. Consider using "
+                    f"one of: {', '.join(sorted(API_VERSIONS))}.",
+                    code="BadParameter",
+                )
+            route, call = self._route(request, vault)
+            operation, obj, version = route.operation, call.name, call.version or ""
+            self._authorize(vault, caller, route)
+            if route.has_body:
+                call.body = await self._read_json(request)
+            result = await route.handler(call)
+            response = self._respond(result)
+        except VaultError as exc:
+            response = self._error(exc, request)
+        except HsmError as exc:
+            response = self._error(from_hsm(exc), request)
+        status = response.status
+        if operation != "Unknown" or status != 401:
+            AuditRecord(caller, vault_name, operation, obj, version, status,
+                        round((time.perf_counter() - started) * 1000, 2)).emit()
+        return response
+
+    def _vault_for(self, request: web.Request) -> Vault:
+        host = (request.host or "").rsplit(":", 1)[0].lower()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        vault = self.by_host.get(host)
+        if vault is None:
+            raise NotFound(f"No vault is served at host {host[:255]!r}.", code="VaultNotFound")
+        return vault
+
+    def _challenge(self, request: web.Request, vault: Vault) -> str:
+        resource = vault.config.challenge_resource
+        if resource is None:
+            host = request.host
+            parent = host.split(".", 1)[1] if "." in host else host
+            resource = f"https://{parent}"
+        authority = f"https://{request.host}/strongroom"
+        return f'Bearer authorization="{authority}", resource="{resource}"'
+
+    async def _authenticate(self, request: web.Request, vault: Vault) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _ChallengeNeeded(self._challenge(request, vault),
+                                   "The request needs a bearer token.")
+        try:
+            return await self.authenticator.authenticate(token.strip())
+        except Unauthorized as exc:
+            raise _ChallengeNeeded(self._challenge(request, vault), exc.message) from None
+
+    @staticmethod
+    def _authorize(vault: Vault, caller: str, route: Route) -> None:
+        if not route.kind:
+            if any(vault.config.permissions(caller, kind) for kind in ("keys", "secrets")):
+                return
+        elif route.permission in vault.config.permissions(caller, route.kind):
+            return
+        raise Forbidden(
+            f"The caller {caller!r} does not have {route.kind or 'any'} permission "
+            f"{route.permission!r} on vault {vault.config.name!r}.",
+            code="Forbidden",
+        )
+
+    @staticmethod
+    async def _read_json(request: web.Request) -> dict[str, Any]:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise VaultError(f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+                             code="RequestBodyTooLarge", status=413) from None
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadParameter("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise BadParameter("The request body must be a JSON object.")
+        return body
+
+    @staticmethod
+    def _respond(result: Any) -> web.Response:
+        if result is None:
+            return web.Response(status=204)
+        if isinstance(result, web.Response):
+            return result
+        return web.Response(body=json.dumps(result, separators=(",", ":")).encode(),
+                            content_type="application/json")
+
+    def _error(self, exc: VaultError, request: web.Request) -> web.Response:
+        body = {"error": {"code": exc.code, "message": exc.message}}
+        headers = {}
+        if isinstance(exc, _ChallengeNeeded):
+            headers["WWW-Authenticate"] = exc.challenge
+        return web.Response(status=exc.status, headers=headers,
+                            body=json.dumps(body).encode(), content_type="application/json")
+
+    # --- routing -------------------------------------------------------------------
+
+    def _route(self, request: web.Request, vault: Vault) -> tuple[Route, Call]:
+        raw_path = request.raw_path.split("?", 1)[0]
+        segments = [unquote(s) for s in raw_path.split("/")[1:]]
+        if segments and segments[-1] == "" and len(segments) == 2:
+            segments = segments[:-1]  # "/keys/" lists like "/keys"
+        method = request.method
+        call = Call(request, vault, f"https://{request.host}")
+        collection = segments[0] if segments else ""
+        rest = segments[1:]
+        route: Route | None = None
+        if collection == "keys":
+            route = self._key_route(method, rest, call)
+        elif collection == "deletedkeys":
+            route = self._deleted_route(method, rest, call, "keys")
+        elif collection == "secrets":
+            route = self._secret_route(method, rest, call)
+        elif collection == "deletedsecrets":
+            route = self._deleted_route(method, rest, call, "secrets")
+        elif collection == "rng" and not rest and method == "POST":
+            route = Route("Rng", "", "", self._rng, True)
+        if route is None:
+            raise BadParameter(f"No operation {method} {raw_path[:200]} exists in this API.",
+                               code="BadParameter", status=404 if method == "GET" else 400)
+        return route, call
+
+    @staticmethod
+    def _named(call: Call, name: str, what: str) -> None:
+        call.name = check_name(name, what)
+
+    @staticmethod
+    def _versioned(call: Call, version: str, not_found: str) -> None:
+        if version:
+            try:
+                check_version(version)
+            except BadParameter:
+                raise NotFound(f"A {not_found.lower()} with that version was not found.",
+                               code=not_found + "NotFound") from None
+        call.version = version or None
+
+    def _key_route(self, method: str, rest: list[str], call: Call) -> Route | None:
+        k = self._keys
+        if not rest:
+            return Route("KeyList", "keys", "list", k.list) if method == "GET" else None
+        if rest == ["restore"] and method == "POST":
+            return Route("KeyRestore", "keys", "restore", k.restore, True)
+        self._named(call, rest[0], "key")
+        tail = rest[1:]
+        if not tail:
+            if method == "GET":
+                return Route("KeyGet", "keys", "get", k.get)
+            if method == "DELETE":
+                return Route("KeyDelete", "keys", "delete", k.delete)
+            return None
+        action = tail[0]
+        if len(tail) == 1:
+            if action == "create" and method == "POST":
+                return Route("KeyCreate", "keys", "create", k.create, True)
+            if action == "versions" and method == "GET":
+                return Route("KeyListVersions", "keys", "list", k.versions)
+            if action == "backup" and method == "POST":
+                return Route("KeyBackup", "keys", "backup", k.backup)
+            if action == "rotate" and method == "POST":
+                return Route("KeyRotate", "keys", "rotate", k.rotate)
+            if action == "rotationpolicy" and method == "GET":
+                return Route("KeyGetRotationPolicy", "keys", "getrotationpolicy", k.get_policy)
+            if action == "rotationpolicy" and method == "PUT":
+                return Route("KeySetRotationPolicy", "keys", "setrotationpolicy", k.set_policy,
+                             True)
+            self._versioned(call, action, "Key")
+            if method == "GET":
+                return Route("KeyGet", "keys", "get", k.get)
+            if method == "PATCH":
+                return Route("KeyUpdate", "keys", "update", k.update, True)
+            return None
+        if len(tail) == 2 and method == "POST" and tail[1] in CRYPTO_OPERATIONS:
+            self._versioned(call, action, "Key")
+            permission = CRYPTO_OPERATIONS[tail[1]]
+            handler = getattr(k, tail[1])
+            return Route("Key" + permission[0].upper() + permission[1:], "keys", permission,
+                         handler, True)
+        return None
+
+    def _secret_route(self, method: str, rest: list[str], call: Call) -> Route | None:
+        s = self._secrets
+        if not rest:
+            return Route("SecretList", "secrets", "list", s.list) if method == "GET" else None
+        if rest == ["restore"] and method == "POST":
+            return Route("SecretRestore", "secrets", "restore", s.restore, True)
+        self._named(call, rest[0], "secret")
+        tail = rest[1:]
+        if not tail:
+            if method == "PUT":
+                return Route("SecretSet", "secrets", "set", s.set, True)
+            if method == "GET":
+                return Route("SecretGet", "secrets", "get", s.get)
+            if method == "DELETE":
+                return Route("SecretDelete", "secrets", "delete", s.delete)
+            return None
+        if len(tail) == 1:
+            if tail[0] == "versions" and method == "GET":
+                return Route("SecretListVersions", "secrets", "list", s.versions)
+            if tail[0] == "backup" and method == "POST":
+                return Route("SecretBackup", "secrets", "backup", s.backup)
+            self._versioned(call, tail[0], "Secret")
+            if method == "GET":
+                return Route("SecretGet", "secrets", "get", s.get)
+            if method == "PATCH":
+                return Route("SecretUpdate", "secrets", "set", s.update, True)
+        return None
+
+    def _deleted_route(self, method: str, rest: list[str], call: Call,
+                       kind: str) -> Route | None:
+        handlers = self._keys if kind == "keys" else self._secrets
+        prefix = "Key" if kind == "keys" else "Secret"
+        if not rest:
+            if method == "GET":
+                return Route(f"Deleted{prefix}List", kind, "list", handlers.list_deleted)
+            return None
+        self._named(call, rest[0], prefix.lower())
+        if len(rest) == 1:
+            if method == "GET":
+                return Route(f"Deleted{prefix}Get", kind, "list", handlers.get_deleted)
+            if method == "DELETE":
+                return Route(f"{prefix}Purge", kind, "purge", handlers.purge)
+            return None
+        if rest[1:] == ["recover"] and method == "POST":
+            return Route(f"{prefix}Recover", kind, "recover", handlers.recover)
+        return None
+
+    async def _rng(self, call: Call) -> dict[str, Any]:
+        count = call.json_body().get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 128:
+            raise BadParameter("'count' must be an integer from 1 to 128")
+        data = await self.hsm.call("random", vault=call.vault.config.name, count=count)
+        return {"value": b64url(data)}
+
+
+class _ChallengeNeeded(Unauthorized):
+    def __init__(self, challenge: str, message: str) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
+def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of a list, with a nextLink the Azure SDKs follow."""
+    query = call.request.query
+    try:
+        size = int(query.get("maxresults", PAGE_SIZE))
+        start = int(base64.urlsafe_b64decode(query["$skiptoken"]).decode()) if query.get(
+            "$skiptoken") else 0
+    except (ValueError, UnicodeDecodeError):
+        raise BadParameter("'maxresults' or '$skiptoken' is invalid") from None
+    if not 1 <= size <= PAGE_SIZE:
+        raise BadParameter(f"'maxresults' must be between 1 and {PAGE_SIZE}")
+    chunk = items[start:start + size]
+    next_link = None
+    if start + size < len(items):
+        token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        next_link = (f"{call.base}{quote(call.request.path)}?api-version="
+                     f"{query.get('api-version')}&maxresults={size}&$skiptoken={token}")
+    return {"value": chunk, "nextLink": next_link}
+
+
+class KeyRoutes:
+    async def list(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        items = [store.item(call.base, e, e.current) for e in store.entries.values()
+                 if e.deletion is None and e.versions]
+        return page(call, items)
+
+    async def versions(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry = store.live(call.name)
+        return page(call, [store.item(call.base, entry, v) for v in entry.versions])
+
+    async def get(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = store.live_version(call.name, call.version)
+        return store.bundle(call.base, entry, version)
+
+    async def create(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = await store.create(call.name, call.json_body())
+        return store.bundle(call.base, entry, version)
+
+    async def update(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = await store.update(call.name, call.version, call.json_body())
+        return store.bundle(call.base, entry, version)
+
+    async def delete(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry = await store.delete(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def list_deleted(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        items = [store.item(call.base, e, e.current) for e in store.entries.values()
+                 if e.deletion is not None]
+        return page(call, items)
+
+    async def get_deleted(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry = store.deleted(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def purge(self, call: Call) -> None:
+        await call.vault.keys.purge(call.name)
+
+    async def recover(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry = await store.recover(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def backup(self, call: Call) -> dict[str, Any]:
+        return {"value": await call.vault.keys.backup(call.name)}
+
+    async def restore(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = await store.restore(call.json_body())
+        return store.bundle(call.base, entry, version)
+
+    async def rotate(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = await store.rotate(call.name)
+        return store.bundle(call.base, entry, version)
+
+    async def get_policy(self, call: Call) -> dict[str, Any]:
+        return call.vault.keys.rotation_policy(call.base, call.name)
+
+    async def set_policy(self, call: Call) -> dict[str, Any]:
+        return await call.vault.keys.set_rotation_policy(call.base, call.name, call.json_body())
+
+    def _kid(self, call: Call, version: str) -> str:
+        return f"{call.base}/keys/{call.vault.keys.live(call.name).name}/{version}"
+
+    async def sign(self, call: Call) -> dict[str, Any]:
+        version, signature = await call.vault.keys.sign(call.name, call.version, call.json_body())
+        return {"kid": self._kid(call, version), "value": b64url(signature)}
+
+    async def verify(self, call: Call) -> dict[str, Any]:
+        return {"value": call.vault.keys.verify(call.name, call.version, call.json_body())}
+
+    async def encrypt(self, call: Call) -> dict[str, Any]:
+        version, result = await call.vault.keys.encrypt(call.name, call.version,
+                                                        call.json_body())
+        return {"kid": self._kid(call, version)} | result
+
+    async def decrypt(self, call: Call) -> dict[str, Any]:
+        version, plain = await call.vault.keys.decrypt(call.name, call.version, call.json_body())
+        return {"kid": self._kid(call, version), "value": b64url(plain)}
+
+    async def wrapkey(self, call: Call) -> dict[str, Any]:
+        version, result = await call.vault.keys.encrypt(call.name, call.version,
+                                                        call.json_body(), op="wrapKey")
+        return {"kid": self._kid(call, version)} | result
+
+    async def unwrapkey(self, call: Call) -> dict[str, Any]:
+        version, plain = await call.vault.keys.decrypt(call.name, call.version,
+                                                       call.json_body(), op="unwrapKey")
+        return {"kid": self._kid(call, version), "value": b64url(plain)}
+
+
+class SecretRoutes:
+    async def list(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        items = [store.item(call.base, e, e.versions[-1]) for e in store.entries.values()
+                 if e.deletion is None and e.versions]
+        return page(call, items)
+
+    async def versions(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry = store.live(call.name)
+        return page(call, [store.item(call.base, entry, v) for v in entry.versions])
+
+    async def get(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry, version = store.readable(call.name, call.version)
+        return store.bundle(call.base, entry, version, with_value=True)
+
+    async def set(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry, version = await store.set(call.name, call.json_body())
+        return store.bundle(call.base, entry, version, with_value=True)
+
+    async def update(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry, version = await store.update(call.name, call.version, call.json_body())
+        return store.bundle(call.base, entry, version, with_value=False)
+
+    async def delete(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry = await store.delete(call.name)
+        return store.bundle(call.base, entry, entry.versions[-1], with_value=False)
+
+    async def list_deleted(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        items = [store.item(call.base, e, e.versions[-1]) for e in store.entries.values()
+                 if e.deletion is not None]
+        return page(call, items)
+
+    async def get_deleted(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry = store.deleted(call.name)
+        return store.bundle(call.base, entry, entry.versions[-1], with_value=False)
+
+    async def purge(self, call: Call) -> None:
+        await call.vault.secrets.purge(call.name)
+
+    async def recover(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry = await store.recover(call.name)
+        return store.bundle(call.base, entry, entry.versions[-1], with_value=False)
+
+    async def backup(self, call: Call) -> dict[str, Any]:
+        return {"value": await call.vault.secrets.backup(call.name)}
+
+    async def restore(self, call: Call) -> dict[str, Any]:
+        store = call.vault.secrets
+        entry, version = await store.restore(call.json_body())
+        return store.bundle(call.base, entry, version, with_value=False)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    plane: DataPlane = request.app["plane"]
+    try:
+        await plane.hsm.call("ping")
+    except HsmError:
+        return web.json_response({"status": "hsm unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def make_app(plane: DataPlane) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app["plane"] = plane
+    app.router.add_get("/healthz", healthz)
+    app.router.add_route("*", "/{tail:.*}", plane.handle)
+    return app
