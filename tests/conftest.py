@@ -1,0 +1,14 @@
+"""Each test is marked with its tier, named after its folder: unit, hsm or cluster."""
+
+from pathlib import Path
+
+import pytest
+
+TIERS = ("unit", "hsm", "cluster")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS and tier != "unit":
+            item.add_marker(getattr(pytest.mark, tier))
