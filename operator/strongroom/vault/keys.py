@@ -44,6 +44,14 @@ _CURVE_CLASSES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(),
 }
 DAY = 86400
+_SIGNING = SIGN_ALGORITHMS["RSA"] + SIGN_ALGORITHMS["EC"]
+_AES = tuple(f"A{bits}{mode}" for bits in OCT_SIZES for mode in ("GCM", "CBC", "CBCPAD"))
+_AES_KW = tuple(f"A{bits}KW" for bits in OCT_SIZES)
+KNOWN_ALGORITHMS = {
+    "sign": _SIGNING, "verify": _SIGNING,
+    "encrypt": RSA_ENCRYPTION + _AES, "decrypt": RSA_ENCRYPTION + _AES,
+    "wrapKey": RSA_ENCRYPTION + _AES_KW, "unwrapKey": RSA_ENCRYPTION + _AES_KW,
+}
 
 
 def _key_not_found(name: str) -> NotFound:
@@ -401,11 +409,15 @@ class KeyStore:
         return found
 
     @staticmethod
-    def _algorithm(body: dict[str, Any]) -> str:
-        return _body_str(body, "alg")
+    def _algorithm(body: dict[str, Any], op: str) -> str:
+        alg = _body_str(body, "alg")
+        if alg not in KNOWN_ALGORITHMS[op]:
+            raise BadParameter(f"Algorithm {alg!r} is not a known algorithm for {op}; use one "
+                               f"of {', '.join(KNOWN_ALGORITHMS[op])}.")
+        return alg
 
     async def sign(self, name: str, version: str | None, body: dict[str, Any]) -> tuple[str, bytes]:
-        alg = self._algorithm(body)
+        alg = self._algorithm(body, "sign")
         digest = unb64url(body.get("value"), "value")
         key = self._usable(name, version, "sign")
         self._check_sign_alg(key, alg)
@@ -425,7 +437,7 @@ class KeyStore:
             raise BadParameter(f"Algorithm {alg} does not match the key's curve {key.crv}")
 
     def verify(self, name: str, version: str | None, body: dict[str, Any]) -> bool:
-        alg = self._algorithm(body)
+        alg = self._algorithm(body, "verify")
         digest = unb64url(body.get("digest"), "digest")
         signature = unb64url(body.get("value"), "value")
         key = self._usable(name, version, "verify")
@@ -453,7 +465,7 @@ class KeyStore:
 
     async def encrypt(self, name: str, version: str | None, body: dict[str, Any],
                       op: str = "encrypt") -> tuple[str, dict[str, Any]]:
-        alg = self._algorithm(body)
+        alg = self._algorithm(body, op)
         plaintext = unb64url(body.get("value"), "value")
         key = self._usable(name, version, op)
         kind = family(key.kty)
@@ -491,7 +503,7 @@ class KeyStore:
 
     async def decrypt(self, name: str, version: str | None, body: dict[str, Any],
                       op: str = "decrypt") -> tuple[str, bytes]:
-        alg = self._algorithm(body)
+        alg = self._algorithm(body, op)
         data = unb64url(body.get("value"), "value")
         key = self._usable(name, version, op)
         kind = family(key.kty)
