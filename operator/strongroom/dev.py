@@ -66,8 +66,9 @@ def prepare(state: Path, port: int) -> dict[str, str]:
 
 
 def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
+    level = logging.getLevelName(logging.getLogger().level)
     command = [
-        sys.executable, "-m", "strongroom.cli", "hsm",
+        sys.executable, "-m", "strongroom.cli", "--log-level", level, "hsm",
         "--state-dir", str(state / "hsm"),
         "--socket", str(state / "hsm.sock"),
         "--pool-secret-file", str(state / "pool-secret"),

@@ -72,12 +72,12 @@ class DevServer:
         return self.process.poll() is None
 
 
-def start_dev(state: Path, log: Path) -> DevServer:
+def start_dev(state: Path, log: Path, log_level: str = "INFO") -> DevServer:
     port = free_port()
     handle = log.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "strongroom.cli", "dev", "--state-dir", str(state),
-         "--port", str(port)],
+        [sys.executable, "-m", "strongroom.cli", "--log-level", log_level, "dev",
+         "--state-dir", str(state), "--port", str(port)],
         stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
