@@ -142,8 +142,17 @@ class DevAuthenticator:
     def __init__(self, public_key: ec.EllipticCurvePublicKey, audiences: tuple[str, ...]):
         self._public_key = public_key
         self._audiences = audiences
+        self._cache = _Cache()
 
     async def authenticate(self, token: str) -> str:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        subject, expires = self._verify(token)
+        self._cache.put(token, subject, min(CACHE_SECONDS, expires - time.time()))
+        return subject
+
+    def _verify(self, token: str) -> tuple[str, int]:
         parts = token.split(".")
         if len(parts) != 3:
             raise Unauthorized("The bearer token is malformed.")
@@ -171,4 +180,4 @@ class DevAuthenticator:
             audiences = [audiences]
         if not isinstance(audiences, list) or not set(audiences) & set(self._audiences):
             raise Unauthorized("The bearer token was issued for another audience.")
-        return str(claims.get("sub", ""))
+        return str(claims.get("sub", "")), int(claims["exp"])
