@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp import web
+
+from strongroom import aio
 
 GOALS = {"RSA-2048 sign": 0.8, "EC P-256 sign": 0.4, "secret GET": 0.7}
 
@@ -71,7 +74,7 @@ async def _load(url: str, method: str, body: Any, token: str | None, ca: str, se
 
 
 def _load_process(args: tuple[Any, ...], queue: "multiprocessing.Queue[tuple[int, int]]") -> None:
-    queue.put(asyncio.run(_load(*args)))
+    queue.put(aio.run(_load(*args)))
 
 
 def load(url: str, method: str, body: Any, token: str | None, ca: str, seconds: float,
@@ -99,6 +102,8 @@ def _bare_server(port: int, cert: str, key: str, body: bytes) -> None:
     app.router.add_get("/{tail:.*}", answer)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    # The same event loop the vault server runs on.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, access_log=None,
                 print=None)
 

@@ -15,12 +15,6 @@ def _logging(level: str) -> None:
                '"message":"%(message)s"}',
         stream=sys.stderr,
     )
-    audit = logging.getLogger("strongroom.audit")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    audit.addHandler(handler)
-    audit.propagate = False
-    audit.setLevel(logging.INFO)
 
 
 def _hsm(args: argparse.Namespace) -> None:
@@ -32,8 +26,7 @@ def _hsm(args: argparse.Namespace) -> None:
 
 
 def _vault_server(args: argparse.Namespace) -> None:
-    import asyncio
-
+    from .aio import run
     from .vault.auth import Authenticator, DevIssuer, TokenReviewAuthenticator
     from .vault.config import ServerConfig
     from .vault.server import Listen, serve
@@ -50,7 +43,7 @@ def _vault_server(args: argparse.Namespace) -> None:
                                                  config.audiences)
     host, _, port = args.listen.rpartition(":")
     listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)
-    asyncio.run(serve(config, listen, args.hsm_socket, authenticator))
+    run(serve(config, listen, args.hsm_socket, authenticator))
 
 
 def _dev(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import aio
 from .tls import issue_server_cert, make_ca, write_pair
 from .vault.auth import DevIssuer
 from .vault.config import ServerConfig
@@ -97,7 +98,7 @@ def run(state: Path, port: int) -> None:
     info = prepare(state, port)
     sidecar = start_sidecar(state)
     try:
-        asyncio.run(_serve(state, port, info))
+        aio.run(_serve(state, port, info))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:

@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from .. import aio
 from . import protocol
 from .engine import Engine
 from .errors import HsmError
@@ -55,22 +56,25 @@ class Sidecar:
                                writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                answer: dict[str, Any] = {"i": None}
-                try:
-                    request = protocol.decode(line)
-                    answer["i"] = request.get("i")
-                    answer["r"] = self.call(str(request.get("op")), dict(request.get("a") or {}))
-                except HsmError as exc:
-                    answer["e"] = [type(exc).__name__, str(exc)]
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.warning("malformed HSM request: %s", type(exc).__name__)
-                    answer["e"] = ["InvalidInput", "malformed request"]
-                writer.write(protocol.encode(answer))
+                writer.write(self.answer(line))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+
+    def answer(self, line: bytes) -> bytes:
+        answer: dict[str, Any] = {"i": None}
+        try:
+            request = protocol.decode(line)
+            answer["i"] = request.get("i")
+            answer["r"] = self.call(str(request.get("op")), dict(request.get("a") or {}))
+        except HsmError as exc:
+            answer["e"] = [type(exc).__name__, str(exc)]
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("malformed HSM request: %s", type(exc).__name__)
+            answer["e"] = ["InvalidInput", "malformed request"]
+        return protocol.encode(answer)
 
 
 async def serve(engine: Engine, socket_path: Path) -> None:
@@ -79,7 +83,7 @@ async def serve(engine: Engine, socket_path: Path) -> None:
         socket_path.unlink()
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     server = await asyncio.start_unix_server(sidecar.serve_connection, path=str(socket_path),
-                                             limit=protocol.MAX_LINE)
+                                     limit=protocol.MAX_LINE)
     os.chmod(socket_path, 0o660)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,4 +103,4 @@ def run(module: str, state_dir: Path, socket_path: Path, pool_secret: bytes,
     engine = Engine(module, pool_secret)
     for vault in vaults:
         engine.ensure_vault(vault)
-    asyncio.run(serve(engine, socket_path))
+    aio.run(serve(engine, socket_path))
