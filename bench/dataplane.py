@@ -50,8 +50,9 @@ def b64(data: bytes) -> str:
 # --- load generator (runs in its own process) --------------------------------------
 
 
-async def _load(url: str, method: str, body: Any, token: str | None, ca: str, seconds: float,
-                clients: int) -> tuple[int, int]:
+async def _load(
+    url: str, method: str, body: Any, token: str | None, ca: str, seconds: float, clients: int
+) -> tuple[int, int]:
     context = ssl.create_default_context(cafile=ca)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     done = errors = 0
@@ -77,12 +78,14 @@ def _load_process(args: tuple[Any, ...], queue: "multiprocessing.Queue[tuple[int
     queue.put(aio.run(_load(*args)))
 
 
-def load(url: str, method: str, body: Any, token: str | None, ca: str, seconds: float,
-         clients: int) -> float:
+def load(
+    url: str, method: str, body: Any, token: str | None, ca: str, seconds: float, clients: int
+) -> float:
     context = multiprocessing.get_context("spawn")
-    queue: "multiprocessing.Queue[tuple[int, int]]" = context.Queue()
-    process = context.Process(target=_load_process,
-                              args=((url, method, body, token, ca, seconds, clients), queue))
+    queue: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    process = context.Process(
+        target=_load_process, args=((url, method, body, token, ca, seconds, clients), queue)
+    )
     process.start()
     done, errors = queue.get(timeout=seconds + 120)
     process.join()
@@ -104,15 +107,13 @@ def _bare_server(port: int, cert: str, key: str, body: bytes) -> None:
     context.load_cert_chain(cert, key)
     # The same event loop the vault server runs on.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, access_log=None,
-                print=None)
+    web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, access_log=None, print=None)
 
 
 # --- the raw PKCS#11 loop ------------------------------------------------------------------
 
 
-def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes,
-              seconds: float) -> float:
+def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes, seconds: float) -> float:
     os.environ["SOFTHSM2_CONF"] = str(state / "hsm" / "softhsm2.conf")
     import pkcs11
     from pkcs11 import Mechanism, ObjectClass
@@ -120,7 +121,7 @@ def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes,
     from strongroom.hsm.pins import read_pool_secret, user_pin
 
     lib = pkcs11.lib("/usr/lib/softhsm/libsofthsm2.so")
-    token = lib.get_token(token_label="dev")
+    token = lib.get_token(token_label="dev")  # noqa: S106 - a label, not a password
     pin = user_pin(read_pool_secret(state / "pool-secret"), "dev")
     with token.open(user_pin=pin) as session:
         key = session.get_key(ObjectClass.PRIVATE_KEY, id=bytes.fromhex(version))
@@ -140,7 +141,7 @@ def _raw_process(args: tuple[Any, ...], queue: "multiprocessing.Queue[float]") -
 def raw(*args: Any) -> float:
     # A fresh process, so that libsofthsm2 is loaded once, by this measurement alone.
     context = multiprocessing.get_context("spawn")
-    queue: "multiprocessing.Queue[float]" = context.Queue()
+    queue: multiprocessing.Queue[float] = context.Queue()
     process = context.Process(target=_raw_process, args=(args, queue))
     process.start()
     rate = queue.get(timeout=300)
@@ -153,9 +154,21 @@ def raw(*args: Any) -> float:
 
 def start_dev(state: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "strongroom.cli", "--log-level", "WARNING", "dev",
-         "--state-dir", str(state), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "strongroom.cli",
+            "--log-level",
+            "WARNING",
+            "dev",
+            "--state-dir",
+            str(state),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while not (state / "dev.json").exists():
@@ -186,14 +199,18 @@ def main() -> None:
         nonlocal secret_path
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=headers) as session:
-            for name, body in (("bench-rsa", {"kty": "RSA-HSM", "key_size": 2048}),
-                               ("bench-ec", {"kty": "EC-HSM", "crv": "P-256"})):
-                async with session.post(f"{url}/keys/{name}/create{query}", json=body,
-                                        ssl=context) as response:
+            for name, body in (
+                ("bench-rsa", {"kty": "RSA-HSM", "key_size": 2048}),
+                ("bench-ec", {"kty": "EC-HSM", "crv": "P-256"}),
+            ):
+                async with session.post(
+                    f"{url}/keys/{name}/create{query}", json=body, ssl=context
+                ) as response:
                     versions[name] = (await response.json())["key"]["kid"].rsplit("/", 1)[1]
             value = "s" * args.secret_bytes
-            async with session.put(f"{url}/secrets/bench-secret{query}", json={"value": value},
-                                   ssl=context) as response:
+            async with session.put(
+                f"{url}/secrets/bench-secret{query}", json={"value": value}, ssl=context
+            ) as response:
                 assert response.status == 200
             secret_path = f"/secrets/bench-secret{query}"
 
@@ -201,11 +218,19 @@ def main() -> None:
     digest = hashlib.sha256(b"bench").digest()
     results: dict[str, tuple[float, float]] = {}
     api: dict[str, float] = {}
-    for label, name, alg in (("RSA-2048 sign", "bench-rsa", "RS256"),
-                             ("EC P-256 sign", "bench-ec", "ES256")):
-        api[label] = load(f"{url}/keys/{name}/{versions[name]}/sign{query}", "POST",
-                          {"alg": alg, "value": b64(digest)}, token, ca, args.seconds,
-                          args.clients)
+    for label, name, alg in (
+        ("RSA-2048 sign", "bench-rsa", "RS256"),
+        ("EC P-256 sign", "bench-ec", "ES256"),
+    ):
+        api[label] = load(
+            f"{url}/keys/{name}/{versions[name]}/sign{query}",
+            "POST",
+            {"alg": alg, "value": b64(digest)},
+            token,
+            ca,
+            args.seconds,
+            args.clients,
+        )
     api_get = load(url + secret_path, "GET", None, token, ca, args.seconds, args.clients)
 
     body = asyncio.run(_fetch(url + secret_path, token, context))
@@ -214,33 +239,50 @@ def main() -> None:
 
     bare_port = free_port()
     bare = multiprocessing.get_context("spawn").Process(
-        target=_bare_server, args=(bare_port, str(state / "tls.crt"), str(state / "tls.key"), body))
+        target=_bare_server, args=(bare_port, str(state / "tls.crt"), str(state / "tls.key"), body)
+    )
     bare.start()
     time.sleep(1.5)
-    bare_get = load(f"https://localhost:{bare_port}/secrets/bench-secret", "GET", None, None, ca,
-                    args.seconds, args.clients)
+    bare_get = load(
+        f"https://localhost:{bare_port}/secrets/bench-secret",
+        "GET",
+        None,
+        None,
+        ca,
+        args.seconds,
+        args.clients,
+    )
     bare.terminate()
     bare.join()
 
     rsa_info = bytes.fromhex("3031300d060960864801650304020105000420") + digest
-    results["RSA-2048 sign"] = (api["RSA-2048 sign"],
-                                raw(state, versions["bench-rsa"], "RSA_PKCS", rsa_info,
-                                    args.seconds))
-    results["EC P-256 sign"] = (api["EC P-256 sign"],
-                                raw(state, versions["bench-ec"], "ECDSA", digest, args.seconds))
+    results["RSA-2048 sign"] = (
+        api["RSA-2048 sign"],
+        raw(state, versions["bench-rsa"], "RSA_PKCS", rsa_info, args.seconds),
+    )
+    results["EC P-256 sign"] = (
+        api["EC P-256 sign"],
+        raw(state, versions["bench-ec"], "ECDSA", digest, args.seconds),
+    )
     results["secret GET"] = (api_get, bare_get)
 
-    print(f"\nstrongroom data plane, {args.clients} keep-alive clients, {args.seconds:.0f} s "
-          f"each, {os.cpu_count()} cores, secret body {len(body)} bytes\n")
+    print(
+        f"\nstrongroom data plane, {args.clients} keep-alive clients, {args.seconds:.0f} s "
+        f"each, {os.cpu_count()} cores, secret body {len(body)} bytes\n"
+    )
     print(f"{'measure':<16}{'API /s':>10}{'baseline /s':>14}{'ratio':>8}{'goal':>7}  baseline")
-    baselines = {"RSA-2048 sign": "raw python-pkcs11 loop, same key",
-                 "EC P-256 sign": "raw python-pkcs11 loop, same key",
-                 "secret GET": "bare aiohttp endpoint, same body"}
+    baselines = {
+        "RSA-2048 sign": "raw python-pkcs11 loop, same key",
+        "EC P-256 sign": "raw python-pkcs11 loop, same key",
+        "secret GET": "bare aiohttp endpoint, same body",
+    }
     for label, (measured, baseline) in results.items():
         ratio = measured / baseline if baseline else 0.0
         verdict = "met" if ratio >= GOALS[label] else "missed"
-        print(f"{label:<16}{measured:>10.0f}{baseline:>14.0f}{ratio:>8.2f}{GOALS[label]:>6.1f}"
-              f"  {baselines[label]} ({verdict})")
+        print(
+            f"{label:<16}{measured:>10.0f}{baseline:>14.0f}{ratio:>8.2f}{GOALS[label]:>6.1f}"
+            f"  {baselines[label]} ({verdict})"
+        )
 
 
 async def _fetch(url: str, token: str, context: ssl.SSLContext) -> bytes:

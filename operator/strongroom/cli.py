@@ -7,12 +7,14 @@ from pathlib import Path
 
 from . import __version__
 
+DEV_STATE = Path.home() / ".cache" / "strongroom" / "dev"
+
 
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-               '"message":"%(message)s"}',
+        '"message":"%(message)s"}',
         stream=sys.stderr,
     )
 
@@ -21,8 +23,13 @@ def _hsm(args: argparse.Namespace) -> None:
     from .hsm.pins import read_pool_secret
     from .hsm.sidecar import run
 
-    run(args.module, args.state_dir, args.socket, read_pool_secret(args.pool_secret_file),
-        args.vault)
+    run(
+        args.module,
+        args.state_dir,
+        args.socket,
+        read_pool_secret(args.pool_secret_file),
+        args.vault,
+    )
 
 
 def _vault_server(args: argparse.Namespace) -> None:
@@ -37,12 +44,14 @@ def _vault_server(args: argparse.Namespace) -> None:
         if args.dev_issuer_key is None:
             sys.exit("--auth dev needs --dev-issuer-key")
         authenticator = DevIssuer.load_or_create(args.dev_issuer_key).authenticator(
-            config.audiences)
+            config.audiences
+        )
     else:
-        authenticator = TokenReviewAuthenticator(args.kube_api, args.kube_ca, args.kube_token,
-                                                 config.audiences)
+        authenticator = TokenReviewAuthenticator(
+            args.kube_api, args.kube_ca, args.kube_token, config.audiences
+        )
     host, _, port = args.listen.rpartition(":")
-    listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)
+    listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)  # noqa: S104
     run(serve(config, listen, args.hsm_socket, authenticator))
 
 
@@ -65,27 +74,48 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-level", default="INFO")
     roles = top.add_subparsers(dest="role", required=True)
 
-    hsm = roles.add_parser("hsm", help="the HSM sidecar: owns the token store, serves key "
-                                       "operations on a unix socket")
-    hsm.add_argument("--module", default="/usr/lib/softhsm/libsofthsm2.so",
-                     help="PKCS#11 module to load (default: SoftHSM2)")
+    hsm = roles.add_parser(
+        "hsm", help="the HSM sidecar: owns the token store, serves key operations on a unix socket"
+    )
+    hsm.add_argument(
+        "--module",
+        default="/usr/lib/softhsm/libsofthsm2.so",
+        help="PKCS#11 module to load (default: SoftHSM2)",
+    )
     hsm.add_argument("--state-dir", type=Path, required=True, help="token store directory")
     hsm.add_argument("--socket", type=Path, required=True, help="unix socket to serve on")
-    hsm.add_argument("--pool-secret-file", type=Path, required=True,
-                     help="file holding the pool secret the token PINs derive from")
-    hsm.add_argument("--vault", action="append", default=[],
-                     help="create this vault's token at start (repeatable)")
+    hsm.add_argument(
+        "--pool-secret-file",
+        type=Path,
+        required=True,
+        help="file holding the pool secret the token PINs derive from",
+    )
+    hsm.add_argument(
+        "--vault",
+        action="append",
+        default=[],
+        help="create this vault's token at start (repeatable)",
+    )
     hsm.set_defaults(run=_hsm)
 
-    server = roles.add_parser("vault-server", help="the data plane: Azure-Key-Vault-compatible "
-                                                   "HTTPS API")
+    server = roles.add_parser(
+        "vault-server", help="the data plane: Azure-Key-Vault-compatible HTTPS API"
+    )
     server.add_argument("--config", type=Path, required=True, help="vaults to serve (JSON)")
-    server.add_argument("--listen", default="0.0.0.0:8443", help="address:port (default %(default)s)")
+    server.add_argument(
+        "--listen",
+        default="0.0.0.0:8443",  # noqa: S104 - the pod's address
+        help="address:port (default %(default)s)",
+    )
     server.add_argument("--tls-cert", type=Path, required=True)
     server.add_argument("--tls-key", type=Path, required=True)
     server.add_argument("--hsm-socket", type=Path, required=True, help="the HSM sidecar's socket")
-    server.add_argument("--auth", choices=("tokenreview", "dev"), default="tokenreview",
-                        help="how bearer tokens are checked (default %(default)s)")
+    server.add_argument(
+        "--auth",
+        choices=("tokenreview", "dev"),
+        default="tokenreview",
+        help="how bearer tokens are checked (default %(default)s)",
+    )
     server.add_argument("--dev-issuer-key", type=Path, help="with --auth dev: the issuer key")
     sa = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     server.add_argument("--kube-api", default="https://kubernetes.default.svc")
@@ -93,14 +123,16 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--kube-token", type=Path, default=sa / "token")
     server.set_defaults(run=_vault_server)
 
-    dev = roles.add_parser("dev", help="hsm + vault-server on localhost with a throwaway token "
-                                       "store, a dev CA and one vault")
-    dev.add_argument("--state-dir", type=Path, default=Path("/tmp/strongroom-dev"))
+    dev = roles.add_parser(
+        "dev",
+        help="hsm + vault-server on localhost with a throwaway token store, a dev CA and one vault",
+    )
+    dev.add_argument("--state-dir", type=Path, default=DEV_STATE)
     dev.add_argument("--port", type=int, default=8443)
     dev.set_defaults(run=_dev)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
-    token.add_argument("--state-dir", type=Path, default=Path("/tmp/strongroom-dev"))
+    token.add_argument("--state-dir", type=Path, default=DEV_STATE)
     token.add_argument("--subject", required=True)
     token.add_argument("--audience", default="strongroom.io/vault")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default %(default)s)")

@@ -37,23 +37,32 @@ def prepare(state: Path, port: int) -> dict[str, str]:
     (state / "pool-secret").write_text(secrets.token_hex(32))
     ca = make_ca("strongroom dev CA")
     (state / "ca.crt").write_bytes(ca.cert_pem)
-    write_pair(issue_server_cert(ca, ["localhost", "127.0.0.1", "::1"]),
-               state / "tls.crt", state / "tls.key")
+    write_pair(
+        issue_server_cert(ca, ["localhost", "127.0.0.1", "::1"]),
+        state / "tls.crt",
+        state / "tls.key",
+    )
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     token_file = state / "token"
     token_file.touch(mode=0o600)
     token_file.write_text(issuer.issue(ADMIN, AUDIENCE))
     config = {
         "audiences": [AUDIENCE],
-        "vaults": [{
-            "name": "dev",
-            "hosts": ["localhost", "127.0.0.1", "::1"],
-            "retentionDays": 7,
-            "access": [
-                {"subject": ADMIN, "keys": ["all"], "secrets": ["all"]},
-                {"subject": READER, "keys": ["get", "list", "verify"], "secrets": ["get", "list"]},
-            ],
-        }],
+        "vaults": [
+            {
+                "name": "dev",
+                "hosts": ["localhost", "127.0.0.1", "::1"],
+                "retentionDays": 7,
+                "access": [
+                    {"subject": ADMIN, "keys": ["all"], "secrets": ["all"]},
+                    {
+                        "subject": READER,
+                        "keys": ["get", "list", "verify"],
+                        "secrets": ["get", "list"],
+                    },
+                ],
+            }
+        ],
     }
     (state / "config.json").write_text(json.dumps(config, indent=2))
     return {
@@ -69,25 +78,34 @@ def prepare(state: Path, port: int) -> dict[str, str]:
 def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
     level = logging.getLevelName(logging.getLogger().level)
     command = [
-        sys.executable, "-m", "strongroom.cli", "--log-level", level, "hsm",
-        "--state-dir", str(state / "hsm"),
-        "--socket", str(state / "hsm.sock"),
-        "--pool-secret-file", str(state / "pool-secret"),
-        "--vault", "dev",
+        sys.executable,
+        "-m",
+        "strongroom.cli",
+        "--log-level",
+        level,
+        "hsm",
+        "--state-dir",
+        str(state / "hsm"),
+        "--socket",
+        str(state / "hsm.sock"),
+        "--pool-secret-file",
+        str(state / "pool-secret"),
+        "--vault",
+        "dev",
     ]
     return subprocess.Popen(command)
 
 
 def usage(info: dict[str, str]) -> str:
-    return f"""strongroom dev is serving vault "dev" at {info['vaultUrl']}
+    return f"""strongroom dev is serving vault "dev" at {info["vaultUrl"]}
 
-  export AZURE_KEYVAULT_URL={info['vaultUrl']}
-  export REQUESTS_CA_BUNDLE={info['caFile']}      # trust the dev CA
-  token file (a bearer token for subject {info['subject']}): {info['tokenFile']}
+  export AZURE_KEYVAULT_URL={info["vaultUrl"]}
+  export REQUESTS_CA_BUNDLE={info["caFile"]}      # trust the dev CA
+  token file (a bearer token for subject {info["subject"]}): {info["tokenFile"]}
 
   from azure.keyvault.secrets import SecretClient
   from strongroom.devclient import FileTokenCredential
-  client = SecretClient("{info['vaultUrl']}", FileTokenCredential("{info['tokenFile']}"),
+  client = SecretClient("{info["vaultUrl"]}", FileTokenCredential("{info["tokenFile"]}"),
                         verify_challenge_resource=False)   # localhost has no parent domain
   client.set_secret("hello", "world")
 
@@ -112,8 +130,11 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
     listen = Listen("127.0.0.1", port, state / "tls.crt", state / "tls.key")
-    server = asyncio.create_task(serve(config, listen, state / "hsm.sock",
-                                       issuer.authenticator(config.audiences), ready=ready))
+    server = asyncio.create_task(
+        serve(
+            config, listen, state / "hsm.sock", issuer.authenticator(config.audiences), ready=ready
+        )
+    )
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if server.done():

@@ -23,7 +23,6 @@ from strongroom.hsm.sidecar import SOFTHSM2_MODULE, write_softhsm_config
 from strongroom.vault.auth import DevIssuer
 
 
-
 def _require_softhsm() -> None:
     if not Path(SOFTHSM2_MODULE).exists() or shutil.which("softhsm2-util") is None:
         pytest.fail(f"the hsm tier needs SoftHSM2 ({SOFTHSM2_MODULE}); run scripts/setup")
@@ -60,10 +59,16 @@ class DevServer:
     def token(self) -> str:
         return Path(self.token_file).read_text().strip()
 
-    def issue(self, subject: str, audience: str = "strongroom.io/vault", ttl: int = 3600,
-              now: float | None = None) -> str:
-        return DevIssuer.load_or_create(self.state / "issuer.key").issue(subject, audience, ttl,
-                                                                         now)
+    def issue(
+        self,
+        subject: str,
+        audience: str = "strongroom.io/vault",
+        ttl: int = 3600,
+        now: float | None = None,
+    ) -> str:
+        return DevIssuer.load_or_create(self.state / "issuer.key").issue(
+            subject, audience, ttl, now
+        )
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -76,9 +81,21 @@ def start_dev(state: Path, log: Path, log_level: str = "INFO") -> DevServer:
     port = free_port()
     handle = log.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "strongroom.cli", "--log-level", log_level, "dev",
-         "--state-dir", str(state), "--port", str(port)],
-        stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "strongroom.cli",
+            "--log-level",
+            log_level,
+            "dev",
+            "--state-dir",
+            str(state),
+            "--port",
+            str(port),
+        ],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     dev_json = state / "dev.json"

@@ -20,11 +20,18 @@ class Raw:
         if token is not None:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-             query: str = API) -> requests.Response:
-        return self.session.request(method, self.dev.url + path + query, json=body, data=raw,
-                                    verify=self.dev.ca,
-                                    headers={"Content-Type": "application/json"}, timeout=30)
+    def call(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, query: str = API
+    ) -> requests.Response:
+        return self.session.request(
+            method,
+            self.dev.url + path + query,
+            json=body,
+            data=raw,
+            verify=self.dev.ca,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +69,17 @@ def test_malformed_json_is_rejected_and_nothing_is_stored(admin: Raw) -> None:
     assert admin.call("GET", "/secrets/malformed").status_code == 404
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"kty": "DSA"}, "'kty' must be one of"),
-    ({"kty": "RSA", "crv": "P-256"}, "no curve"),
-    ({"kty": "RSA", "key_size": 1024}, "key_size"),
-    ({"kty": "EC", "crv": "P-256K"}, "crv"),
-    ({"kty": "oct-HSM", "key_size": 512}, "key_size"),
-    ({"kty": "EC", "key_ops": ["encrypt"]}, "not valid for key type"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"kty": "DSA"}, "'kty' must be one of"),
+        ({"kty": "RSA", "crv": "P-256"}, "no curve"),
+        ({"kty": "RSA", "key_size": 1024}, "key_size"),
+        ({"kty": "EC", "crv": "P-256K"}, "crv"),
+        ({"kty": "oct-HSM", "key_size": 512}, "key_size"),
+        ({"kty": "EC", "key_ops": ["encrypt"]}, "not valid for key type"),
+    ],
+)
 def test_impossible_keys_are_rejected(admin: Raw, body: dict[str, Any], fragment: str) -> None:
     error = error_of(admin.call("POST", "/keys/impossible/create", body), 400)
     assert fragment in error["message"]
@@ -77,32 +87,39 @@ def test_impossible_keys_are_rejected(admin: Raw, body: dict[str, Any], fragment
 
 
 def test_crypto_operations_check_algorithm_key_ops_type_and_digest(admin: Raw) -> None:
-    ec_key = admin.call("POST", "/keys/bad-ec/create", {"kty": "EC-HSM", "crv": "P-256",
-                                                         "key_ops": ["verify"]}).json()
+    ec_key = admin.call(
+        "POST", "/keys/bad-ec/create", {"kty": "EC-HSM", "crv": "P-256", "key_ops": ["verify"]}
+    ).json()
     version = ec_key["key"]["kid"].rsplit("/", 1)[1]
     digest = b64(b"\x01" * 32)
     unknown = admin.call("POST", f"/keys/bad-ec/{version}/sign", {"alg": "XS256", "value": digest})
     assert "XS256" in error_of(unknown, 400)["message"]
-    not_in_ops = admin.call("POST", f"/keys/bad-ec/{version}/sign",
-                            {"alg": "ES256", "value": digest})
+    not_in_ops = admin.call(
+        "POST", f"/keys/bad-ec/{version}/sign", {"alg": "ES256", "value": digest}
+    )
     assert "key_ops" in error_of(not_in_ops, 403)["message"]
     admin.call("PATCH", f"/keys/bad-ec/{version}", {"key_ops": ["sign", "verify"]})
-    wrong_size = admin.call("POST", f"/keys/bad-ec/{version}/sign",
-                            {"alg": "ES256", "value": b64(b"\x01" * 20)})
+    wrong_size = admin.call(
+        "POST", f"/keys/bad-ec/{version}/sign", {"alg": "ES256", "value": b64(b"\x01" * 20)}
+    )
     assert "32-byte digest" in error_of(wrong_size, 400)["message"]
-    wrong_curve = admin.call("POST", f"/keys/bad-ec/{version}/sign",
-                             {"alg": "ES384", "value": b64(b"\x01" * 48)})
+    wrong_curve = admin.call(
+        "POST", f"/keys/bad-ec/{version}/sign", {"alg": "ES384", "value": b64(b"\x01" * 48)}
+    )
     assert "curve" in error_of(wrong_curve, 400)["message"]
     oct_key = admin.call("POST", "/keys/bad-oct/create", {"kty": "oct-HSM", "key_size": 128})
     oct_version = oct_key.json()["key"]["kid"].rsplit("/", 1)[1]
-    cannot = admin.call("POST", f"/keys/bad-oct/{oct_version}/sign",
-                        {"alg": "ES256", "value": digest})
+    cannot = admin.call(
+        "POST", f"/keys/bad-oct/{oct_version}/sign", {"alg": "ES256", "value": digest}
+    )
     assert error_of(cannot, 403)["code"] == "Forbidden"  # sign is not in an AES key's key_ops
-    wrong_size_alg = admin.call("POST", f"/keys/bad-oct/{oct_version}/encrypt",
-                                {"alg": "A256GCM", "value": b64(b"data")})
+    wrong_size_alg = admin.call(
+        "POST", f"/keys/bad-oct/{oct_version}/encrypt", {"alg": "A256GCM", "value": b64(b"data")}
+    )
     assert "256-bit key" in error_of(wrong_size_alg, 400)["message"]
-    not_b64 = admin.call("POST", f"/keys/bad-oct/{oct_version}/encrypt",
-                         {"alg": "A128GCM", "value": "***"})
+    not_b64 = admin.call(
+        "POST", f"/keys/bad-oct/{oct_version}/encrypt", {"alg": "A128GCM", "value": "***"}
+    )
     assert "base64url" in error_of(not_b64, 400)["message"]
 
 
@@ -112,8 +129,9 @@ def test_an_oversized_body_is_refused(admin: Raw) -> None:
     assert admin.call("GET", "/secrets/huge").status_code == 404
 
 
-@pytest.mark.parametrize("name", ["..", "a..b/..", "..%2F..%2Fetc", "a%2Fb", "x" * 200, "a%00b",
-                                  "under_score", "%2E%2E"])
+@pytest.mark.parametrize(
+    "name", ["..", "a..b/..", "..%2F..%2Fetc", "a%2Fb", "x" * 200, "a%00b", "under_score", "%2E%2E"]
+)
 def test_hostile_names_are_refused(admin: Raw, name: str) -> None:
     for method, path, body in (
         ("PUT", f"/secrets/{name}", {"value": "v"}),
@@ -163,7 +181,9 @@ def test_callers_without_permission_are_refused(dev: DevServer, admin: Raw) -> N
 
 
 def test_unknown_api_versions_and_routes(admin: Raw) -> None:
-    assert "not recognized" in error_of(admin.call("GET", "/secrets", query="?api-version=1.0"),
-                                        400)["message"]
+    assert (
+        "not recognized"
+        in error_of(admin.call("GET", "/secrets", query="?api-version=1.0"), 400)["message"]
+    )
     error_of(admin.call("GET", "/nothing-here"), 404)
     error_of(admin.call("POST", "/rng", {"count": 1000}), 400)

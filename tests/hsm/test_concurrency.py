@@ -28,10 +28,13 @@ async def soak(dev: DevServer) -> tuple[int, list[str]]:
     query = "?api-version=7.6"
     async with aiohttp.ClientSession(headers=headers) as setup:
         kids = []
-        for name, body in (("soak-rsa", {"kty": "RSA-HSM", "key_size": 2048}),
-                           ("soak-ec", {"kty": "EC-HSM", "crv": "P-256"})):
-            async with setup.post(f"{dev.url}/keys/{name}/create{query}", json=body,
-                                  ssl=context) as response:
+        for name, body in (
+            ("soak-rsa", {"kty": "RSA-HSM", "key_size": 2048}),
+            ("soak-ec", {"kty": "EC-HSM", "crv": "P-256"}),
+        ):
+            async with setup.post(
+                f"{dev.url}/keys/{name}/create{query}", json=body, ssl=context
+            ) as response:
                 assert response.status == 200
                 kids.append((await response.json())["key"]["kid"])
     digest = b64(hashlib.sha256(b"soak").digest())
@@ -45,8 +48,9 @@ async def soak(dev: DevServer) -> tuple[int, list[str]]:
         alg = "RS256" if "soak-rsa" in kid else "ES256"
         async with aiohttp.ClientSession(headers=headers) as session:  # keep-alive per client
             while time.monotonic() < deadline:
-                async with session.post(f"{kid}/sign{query}", json={"alg": alg, "value": digest},
-                                        ssl=context) as response:
+                async with session.post(
+                    f"{kid}/sign{query}", json={"alg": alg, "value": digest}, ssl=context
+                ) as response:
                     if response.status != 200:
                         errors.append(f"{response.status} {await response.text()}")
                     else:

@@ -1,4 +1,4 @@
-"""Keys made in the HSM are TOKEN, PRIVATE, SENSITIVE and non-EXTRACTABLE, and cannot be exported."""
+"""HSM keys are TOKEN, PRIVATE, SENSITIVE and non-EXTRACTABLE, and cannot be exported."""
 
 import uuid
 
@@ -11,8 +11,14 @@ from strongroom.hsm.engine import Engine
 from strongroom.hsm.errors import InvalidInput, KeyNotFound
 from strongroom.hsm.protocol import OPERATIONS
 
-KINDS = [("rsa", 2048), ("ec", "P-256"), ("ec", "P-384"), ("ec", "P-521"), ("aes", 128),
-         ("aes", 256)]
+KINDS = [
+    ("rsa", 2048),
+    ("ec", "P-256"),
+    ("ec", "P-384"),
+    ("ec", "P-521"),
+    ("aes", 128),
+    ("aes", 256),
+]
 
 
 def make(engine: Engine, kind: str, arg: object) -> str:
@@ -39,8 +45,11 @@ def test_every_attribute_reads_back_as_required(engine: Engine, kind: str, arg: 
 @pytest.mark.parametrize("kind,arg", KINDS)
 def test_export_of_the_private_value_is_refused(engine: Engine, kind: str, arg: object) -> None:
     key = stored_key(engine, make(engine, kind, arg))
-    secret_attribute = Attribute.VALUE if kind == "aes" else (
-        Attribute.PRIVATE_EXPONENT if kind == "rsa" else Attribute.VALUE)
+    secret_attribute = (
+        Attribute.VALUE
+        if kind == "aes"
+        else (Attribute.PRIVATE_EXPONENT if kind == "rsa" else Attribute.VALUE)
+    )
     with pytest.raises(p11.AttributeSensitive):
         key[secret_attribute]
     kek = engine._secret_key("t", templates.KEK_LABEL)

@@ -1,4 +1,4 @@
-"""A canary secret, the token PINs, the pool secret and bearer tokens appear in no log or audit line."""
+"""A canary secret, the PINs, the pool secret and tokens appear in no log or audit line."""
 
 import base64
 import hashlib
@@ -32,13 +32,25 @@ def test_no_canary_in_any_log_line(debug_dev: DevServer) -> None:
     session = requests.Session()
     token = dev.token
 
-    def call(method: str, path: str, body: object = None, raw: bytes | None = None,
-             bearer: str | None = token) -> requests.Response:
+    def call(
+        method: str,
+        path: str,
+        body: object = None,
+        raw: bytes | None = None,
+        bearer: str | None = token,
+    ) -> requests.Response:
         headers = {"Content-Type": "application/json"}
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
-        return session.request(method, f"{dev.url}{path}?api-version=7.6", json=body, data=raw,
-                               headers=headers, verify=dev.ca, timeout=30)
+        return session.request(
+            method,
+            f"{dev.url}{path}?api-version=7.6",
+            json=body,
+            data=raw,
+            headers=headers,
+            verify=dev.ca,
+            timeout=30,
+        )
 
     # Every secret path, with the canary as the value.
     assert call("PUT", "/secrets/canary", {"value": CANARY}).status_code == 200
@@ -60,18 +72,24 @@ def test_no_canary_in_any_log_line(debug_dev: DevServer) -> None:
     call("PUT", "/secrets/canary", {"value": CANARY * 20000})
     call("PUT", f"/secrets/{CANARY}..", {"value": CANARY})
     call("GET", "/secrets/canary", bearer=CANARY)
-    call("PUT", "/secrets/canary", {"value": CANARY},
-         bearer=dev.issue("dev:reader"))
+    call("PUT", "/secrets/canary", {"value": CANARY}, bearer=dev.issue("dev:reader"))
     # Key paths, with the canary as plaintext.
     key = call("POST", "/keys/canary-key/create", {"kty": "RSA-HSM", "key_size": 2048}).json()
     kid = key["key"]["kid"].rsplit("/", 1)[1]
-    encrypted = call("POST", f"/keys/canary-key/{kid}/encrypt",
-                     {"alg": "RSA-OAEP-256", "value": b64(CANARY.encode())}).json()["value"]
-    plain = call("POST", f"/keys/canary-key/{kid}/decrypt",
-                 {"alg": "RSA-OAEP-256", "value": encrypted}).json()["value"]
+    encrypted = call(
+        "POST",
+        f"/keys/canary-key/{kid}/encrypt",
+        {"alg": "RSA-OAEP-256", "value": b64(CANARY.encode())},
+    ).json()["value"]
+    plain = call(
+        "POST", f"/keys/canary-key/{kid}/decrypt", {"alg": "RSA-OAEP-256", "value": encrypted}
+    ).json()["value"]
     assert base64.urlsafe_b64decode(plain + "==") == CANARY.encode()
-    call("POST", f"/keys/canary-key/{kid}/sign",
-         {"alg": "RS256", "value": b64(hashlib.sha256(CANARY.encode()).digest())})
+    call(
+        "POST",
+        f"/keys/canary-key/{kid}/sign",
+        {"alg": "RS256", "value": b64(hashlib.sha256(CANARY.encode()).digest())},
+    )
     call("POST", f"/keys/canary-key/{kid}/decrypt", {"alg": "RSA1_5", "value": b64(b"x" * 256)})
 
     logs = dev.log_text()

@@ -1,4 +1,4 @@
-"""The official azure-keyvault-keys clients against `strongroom dev`: every key type and algorithm."""
+"""The official azure-keyvault-keys clients against `strongroom dev`: every key type and alg."""
 
 import hashlib
 import os
@@ -30,8 +30,11 @@ def _int(data: bytes) -> int:
 def verify_locally_rsa(jwk, alg: str, digest: bytes, signature: bytes) -> None:  # type: ignore[no-untyped-def]
     public = rsa.RSAPublicNumbers(_int(jwk.e), _int(jwk.n)).public_key()
     chosen = HASHES[alg[2:]]
-    pad = padding.PKCS1v15() if alg.startswith("RS") else padding.PSS(
-        padding.MGF1(chosen), chosen.digest_size)
+    pad = (
+        padding.PKCS1v15()
+        if alg.startswith("RS")
+        else padding.PSS(padding.MGF1(chosen), chosen.digest_size)
+    )
     public.verify(signature, digest, pad, utils.Prehashed(chosen))
 
 
@@ -59,7 +62,8 @@ def test_rsa_keys_sign_encrypt_and_wrap(clients: Clients, size: int, hsm: bool) 
     for alg in ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5"):
         encrypted = local.encrypt(EncryptionAlgorithm(alg), b"plaintext " + alg.encode())
         assert crypto.decrypt(EncryptionAlgorithm(alg), encrypted.ciphertext).plaintext == (
-            b"plaintext " + alg.encode())
+            b"plaintext " + alg.encode()
+        )
         wrapped = local.wrap_key(KeyWrapAlgorithm(alg), b"k" * 32)
         assert crypto.unwrap_key(KeyWrapAlgorithm(alg), wrapped.encrypted_key).key == b"k" * 32
 
@@ -84,22 +88,35 @@ def test_oct_hsm_keys_encrypt_and_wrap_in_the_vault(clients: Clients, size: int)
     assert key.key_type == KeyType.oct_hsm
     crypto = clients.crypto(key.id)
     plaintext = b"sixteen byte msg" * 3
-    gcm = crypto.encrypt(EncryptionAlgorithm(f"A{size}GCM"), plaintext,
-                         additional_authenticated_data=b"context")
+    gcm = crypto.encrypt(
+        EncryptionAlgorithm(f"A{size}GCM"), plaintext, additional_authenticated_data=b"context"
+    )
     assert gcm.iv and gcm.tag
-    assert crypto.decrypt(EncryptionAlgorithm(f"A{size}GCM"), gcm.ciphertext, iv=gcm.iv,
-                          authentication_tag=gcm.tag,
-                          additional_authenticated_data=b"context").plaintext == plaintext
+    assert (
+        crypto.decrypt(
+            EncryptionAlgorithm(f"A{size}GCM"),
+            gcm.ciphertext,
+            iv=gcm.iv,
+            authentication_tag=gcm.tag,
+            additional_authenticated_data=b"context",
+        ).plaintext
+        == plaintext
+    )
     for mode in ("CBC", "CBCPAD"):
         iv = os.urandom(16)
         data = plaintext if mode == "CBC" else b"not a block multiple"
         encrypted = crypto.encrypt(EncryptionAlgorithm(f"A{size}{mode}"), data, iv=iv)
-        assert crypto.decrypt(EncryptionAlgorithm(f"A{size}{mode}"), encrypted.ciphertext,
-                              iv=encrypted.iv).plaintext == data
+        assert (
+            crypto.decrypt(
+                EncryptionAlgorithm(f"A{size}{mode}"), encrypted.ciphertext, iv=encrypted.iv
+            ).plaintext
+            == data
+        )
     wrapped = crypto.wrap_key(KeyWrapAlgorithm(f"A{size}KW"), b"w" * 32)
     assert len(wrapped.encrypted_key) == 40
     assert crypto.unwrap_key(KeyWrapAlgorithm(f"A{size}KW"), wrapped.encrypted_key).key == (
-        b"w" * 32)
+        b"w" * 32
+    )
 
 
 def test_versions_update_and_latest(clients: Clients) -> None:
@@ -110,8 +127,9 @@ def test_versions_update_and_latest(clients: Clients) -> None:
     assert clients.keys.get_key("versioned", first.properties.version).id == first.id
     versions = {p.version for p in clients.keys.list_properties_of_key_versions("versioned")}
     assert versions == {first.properties.version, second.properties.version}
-    updated = clients.keys.update_key_properties("versioned", first.properties.version,
-                                                 enabled=False, tags={"team": "payments"})
+    updated = clients.keys.update_key_properties(
+        "versioned", first.properties.version, enabled=False, tags={"team": "payments"}
+    )
     assert updated.properties.enabled is False and updated.properties.tags == {"team": "payments"}
     with pytest.raises(HttpResponseError) as refused:
         clients.crypto(first.id).sign(SignatureAlgorithm.es256, b"\x00" * 32)
@@ -167,8 +185,9 @@ def test_rotate_and_rotation_policy(clients: Clients) -> None:
     policy = clients.keys.update_key_rotation_policy(
         "rotating",
         KeyRotationPolicy(
-            lifetime_actions=[KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate,
-                                                        time_after_create="P30D")],
+            lifetime_actions=[
+                KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P30D")
+            ],
             expires_in="P90D",
         ),
     )

@@ -12,12 +12,14 @@ def test_set_get_versions_and_update(clients: Clients) -> None:
     assert clients.secrets.get_secret("db-password").value == "two"
     assert clients.secrets.get_secret("db-password", first.properties.version).value == "one"
     assert first.properties.content_type == "text/plain"
-    versions = {p.version for p in clients.secrets.list_properties_of_secret_versions("db-password")}
+    listed_versions = clients.secrets.list_properties_of_secret_versions("db-password")
+    versions = {p.version for p in listed_versions}
     assert versions == {first.properties.version, second.properties.version}
     listed = [p for p in clients.secrets.list_properties_of_secrets() if p.name == "db-password"]
     assert len(listed) == 1 and listed[0].tags == {"env": "test"}
-    updated = clients.secrets.update_secret_properties("db-password", first.properties.version,
-                                                      enabled=False)
+    updated = clients.secrets.update_secret_properties(
+        "db-password", first.properties.version, enabled=False
+    )
     assert updated.enabled is False
     with pytest.raises(HttpResponseError) as disabled:
         clients.secrets.get_secret("db-password", first.properties.version)

@@ -36,8 +36,16 @@ def test_base64url_round_trips_and_rejects_other_alphabets() -> None:
             unb64url(bad, "v")
 
 
-@pytest.mark.parametrize("text,seconds", [("P90D", 90 * 86400), ("P1Y", 365 * 86400),
-                                          ("PT12H", 43200), ("P1DT1M", 86460), ("P2W", 14 * 86400)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("P90D", 90 * 86400),
+        ("P1Y", 365 * 86400),
+        ("PT12H", 43200),
+        ("P1DT1M", 86460),
+        ("P2W", 14 * 86400),
+    ],
+)
 def test_iso_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
@@ -75,8 +83,11 @@ def test_pins_are_derived_per_vault_and_never_equal(tmp_path: Path) -> None:
 def test_the_wire_format_carries_bytes_and_errors() -> None:
     line = protocol.encode({"i": 1, "op": "sign", "a": {"digest": b"\x00\x01", "n": (1, 2)}})
     assert line.endswith(b"\n")
-    assert protocol.decode(line) == {"i": 1, "op": "sign", "a": {"digest": b"\x00\x01",
-                                                                  "n": [1, 2]}}
+    assert protocol.decode(line) == {
+        "i": 1,
+        "op": "sign",
+        "a": {"digest": b"\x00\x01", "n": [1, 2]},
+    }
     error = protocol.error_from(["KeyNotFound", "no such key"])
     assert isinstance(error, errors.KeyNotFound)
     assert isinstance(protocol.error_from(["Whatever", "x"]), errors.HsmError)
@@ -91,11 +102,27 @@ def test_hsm_errors_map_to_http_in_one_place() -> None:
 
 def test_config_parses_access_lists_and_refuses_unknown_permissions(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"vaults": [{
-        "name": "v", "hosts": ["V.example"], "retentionDays": 7, "purgeProtection": True,
-        "access": [{"subject": "system:serviceaccount:ns:app", "keys": ["Sign", "get"],
-                    "secrets": ["all"]}],
-    }]}))
+    path.write_text(
+        json.dumps(
+            {
+                "vaults": [
+                    {
+                        "name": "v",
+                        "hosts": ["V.example"],
+                        "retentionDays": 7,
+                        "purgeProtection": True,
+                        "access": [
+                            {
+                                "subject": "system:serviceaccount:ns:app",
+                                "keys": ["Sign", "get"],
+                                "secrets": ["all"],
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     config = ServerConfig.load(path)
     vault = config.vaults[0]
     assert vault.hosts == ("v.example",) and vault.purge_protection
@@ -123,8 +150,14 @@ def test_attributes_refuse_wrong_types_and_report_usability() -> None:
 
 
 def test_key_records_round_trip_without_private_material() -> None:
-    entry = KeyEntry("k", [KeyVersion("a" * 32, "EC-HSM", ["sign"], {"x": "01", "y": "02"},
-                                      "d3JhcHBlZA==", crv="P-256")])
+    entry = KeyEntry(
+        "k",
+        [
+            KeyVersion(
+                "a" * 32, "EC-HSM", ["sign"], {"x": "01", "y": "02"}, "d3JhcHBlZA==", crv="P-256"
+            )
+        ],
+    )
     loaded = KeyEntry.load(entry.dump())
     assert loaded == entry
     jwk = loaded.current.jwk("https://v/keys/k/" + "a" * 32)

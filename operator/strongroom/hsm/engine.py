@@ -23,8 +23,14 @@ from pkcs11.mechanisms import MGF, GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import templates
-from .errors import HsmError, HsmUnavailable, InvalidInput, KeyNotFound, OperationNotAllowed
-from .errors import TokenNotFound
+from .errors import (
+    HsmError,
+    HsmUnavailable,
+    InvalidInput,
+    KeyNotFound,
+    OperationNotAllowed,
+    TokenNotFound,
+)
 from .pins import so_pin, user_pin
 from .tokeninit import init_free_token
 
@@ -37,7 +43,11 @@ _DIGEST_INFO = {
     "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
     "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
 }
-_HASH_MECHANISM = {"SHA256": Mechanism.SHA256, "SHA384": Mechanism.SHA384, "SHA512": Mechanism.SHA512}
+_HASH_MECHANISM = {
+    "SHA256": Mechanism.SHA256,
+    "SHA384": Mechanism.SHA384,
+    "SHA512": Mechanism.SHA512,
+}
 _HASH_MGF = {"SHA256": MGF.SHA256, "SHA384": MGF.SHA384, "SHA512": MGF.SHA512}
 _DIGEST_SIZE = {"SHA256": 32, "SHA384": 48, "SHA512": 64}
 
@@ -101,8 +111,14 @@ def _mapped_errors(what: str) -> Iterator[None]:
         raise InvalidInput(f"the HSM rejected the input of {what}") from exc
     except (p11.NoSuchKey, p11.ObjectHandleInvalid, p11.KeyHandleInvalid) as exc:
         raise KeyNotFound(f"no such key for {what}") from exc
-    except (p11.DeviceError, p11.DeviceRemoved, p11.DeviceMemory, p11.SessionClosed,
-            p11.SessionHandleInvalid, p11.TokenNotPresent) as exc:
+    except (
+        p11.DeviceError,
+        p11.DeviceRemoved,
+        p11.DeviceMemory,
+        p11.SessionClosed,
+        p11.SessionHandleInvalid,
+        p11.TokenNotPresent,
+    ) as exc:
         raise HsmUnavailable(f"the HSM failed during {what}") from exc
     except p11.PKCS11Error as exc:
         raise HsmError(f"{what} failed in the HSM ({type(exc).__name__})") from exc
@@ -151,8 +167,11 @@ class Engine:
                 (templates.KEK_LABEL, templates.vault_kek()),
                 (templates.SEAL_LABEL, templates.vault_seal_key()),
             ):
-                found = list(session.get_objects({Attribute.LABEL: label,
-                                                  Attribute.CLASS: ObjectClass.SECRET_KEY}))
+                found = list(
+                    session.get_objects(
+                        {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
+                    )
+                )
                 if not found:
                     session.generate_key(KeyType.AES, 256, store=True, template=template)
 
@@ -233,7 +252,9 @@ class Engine:
             raise InvalidInput(f"unsupported AES key size {bits}")
         with _mapped_errors("generating an AES key"):
             key = self._session(vault).generate_key(
-                KeyType.AES, bits, store=True,
+                KeyType.AES,
+                bits,
+                store=True,
                 template=templates.aes_secret(bytes.fromhex(key_id), label, bits),
             )
             return GeneratedKey({}, self._seal_new_key(vault, key))
@@ -250,8 +271,7 @@ class Engine:
             raise
         return wrapped
 
-    def restore_key(self, vault: str, key_id: str, label: str, kty: str,
-                    wrapped: bytes) -> None:
+    def restore_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
         """Unwrap a key from a backup of this vault, non-extractable from the start."""
         base = kty.removesuffix("-HSM")
         with _mapped_errors("restoring a key"):
@@ -272,9 +292,14 @@ class Engine:
             if object_class is ObjectClass.PRIVATE_KEY:
                 # python-pkcs11 adds every capability; public-key ones are invalid here.
                 template |= {attr: DEFAULT for attr in _PUBLIC_CAPABILITIES}
-            kek.unwrap_key(object_class, key_type, wrapped, store=True,
-                           mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                           template=templates.restored(template))
+            kek.unwrap_key(
+                object_class,
+                key_type,
+                wrapped,
+                store=True,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                template=templates.restored(template),
+            )
 
     def destroy_key(self, vault: str, key_id: str) -> None:
         """Destroy every object of a key version; absent objects are not an error."""
@@ -290,8 +315,9 @@ class Engine:
         with _mapped_errors("listing keys"):
             ids = set()
             for cls in ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY:
-                for obj in self._session(vault).get_objects({Attribute.CLASS: cls,
-                                                             Attribute.TOKEN: True}):
+                for obj in self._session(vault).get_objects(
+                    {Attribute.CLASS: cls, Attribute.TOKEN: True}
+                ):
                     raw = obj[Attribute.ID]
                     if raw:
                         ids.add(raw.hex())
@@ -319,8 +345,9 @@ class Engine:
                 return bytes(key.sign(data, mechanism=Mechanism.RSA_PKCS))
             if alg.startswith("PS"):
                 param = (_HASH_MECHANISM[hash_name], _HASH_MGF[hash_name], len(digest))
-                return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
-                                      mechanism_param=param))
+                return bytes(
+                    key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=param)
+                )
             if alg.startswith("ES"):
                 return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
         raise InvalidInput(f"unsupported signature algorithm {alg!r}")
@@ -331,8 +358,13 @@ class Engine:
             if alg == "RSA1_5":
                 return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS))
             if alg == "RSA-OAEP":
-                return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                         mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None)))
+                return bytes(
+                    key.decrypt(
+                        data,
+                        mechanism=Mechanism.RSA_PKCS_OAEP,
+                        mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None),
+                    )
+                )
             if alg == "RSA-OAEP-256":
                 # SoftHSM2 2.6 implements OAEP with SHA-1 only: the HSM applies the
                 # private key (raw RSA) and the OAEP encoding is removed here.
@@ -343,24 +375,37 @@ class Engine:
                 return oaep_sha256_decode(encoded.rjust(size, b"\0"))
             raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
 
-    def aes_gcm_encrypt(self, vault: str, key_id: str, data: bytes, iv: bytes,
-                        aad: bytes | None) -> tuple[bytes, bytes]:
+    def aes_gcm_encrypt(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, aad: bytes | None
+    ) -> tuple[bytes, bytes]:
         """Return (ciphertext, tag)."""
         with _mapped_errors("encrypting with AES-GCM"):
             key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
-            out = bytes(key.encrypt(data, mechanism=Mechanism.AES_GCM,
-                                    mechanism_param=GCMParams(iv, aad or None, 128)))
+            out = bytes(
+                key.encrypt(
+                    data,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(iv, aad or None, 128),
+                )
+            )
             return out[:-16], out[-16:]
 
-    def aes_gcm_decrypt(self, vault: str, key_id: str, data: bytes, iv: bytes,
-                        aad: bytes | None, tag: bytes) -> bytes:
+    def aes_gcm_decrypt(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, aad: bytes | None, tag: bytes
+    ) -> bytes:
         with _mapped_errors("decrypting with AES-GCM"):
             key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
-            return bytes(key.decrypt(data + tag, mechanism=Mechanism.AES_GCM,
-                                     mechanism_param=GCMParams(iv, aad or None, 128)))
+            return bytes(
+                key.decrypt(
+                    data + tag,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(iv, aad or None, 128),
+                )
+            )
 
-    def aes_cbc(self, vault: str, key_id: str, data: bytes, iv: bytes, pad: bool,
-                encrypt: bool) -> bytes:
+    def aes_cbc(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, pad: bool, encrypt: bool
+    ) -> bytes:
         mechanism = Mechanism.AES_CBC_PAD if pad else Mechanism.AES_CBC
         with _mapped_errors("AES-CBC"):
             key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
@@ -375,14 +420,16 @@ class Engine:
         with _mapped_errors("wrapping with AES-KW"):
             key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
             session = self._session(vault)
-            carrier = session.create_object({
-                Attribute.CLASS: ObjectClass.SECRET_KEY,
-                Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
-                Attribute.TOKEN: False,
-                Attribute.SENSITIVE: False,
-                Attribute.EXTRACTABLE: True,
-                Attribute.VALUE: data,
-            })
+            carrier = session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                    Attribute.TOKEN: False,
+                    Attribute.SENSITIVE: False,
+                    Attribute.EXTRACTABLE: True,
+                    Attribute.VALUE: data,
+                }
+            )
             try:
                 return bytes(key.wrap_key(carrier, mechanism=Mechanism.AES_KEY_WRAP))
             finally:
@@ -392,10 +439,16 @@ class Engine:
         with _mapped_errors("unwrapping with AES-KW"):
             key = self._key(vault, key_id, ObjectClass.SECRET_KEY)
             carrier = key.unwrap_key(
-                ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, data,
-                mechanism=Mechanism.AES_KEY_WRAP, store=False,
-                template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True,
-                          Attribute.TOKEN: False},
+                ObjectClass.SECRET_KEY,
+                KeyType.GENERIC_SECRET,
+                data,
+                mechanism=Mechanism.AES_KEY_WRAP,
+                store=False,
+                template={
+                    Attribute.SENSITIVE: False,
+                    Attribute.EXTRACTABLE: True,
+                    Attribute.TOKEN: False,
+                },
             )
             try:
                 return bytes(carrier[Attribute.VALUE])
@@ -411,16 +464,24 @@ class Engine:
         with _mapped_errors("sealing a backup"):
             iv = os.urandom(12)
             key = self._secret_key(vault, templates.SEAL_LABEL)
-            return iv + bytes(key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
-                                          mechanism_param=GCMParams(iv, aad, 128)))
+            return iv + bytes(
+                key.encrypt(
+                    plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                )
+            )
 
     def unseal(self, vault: str, blob: bytes, aad: bytes) -> bytes:
         if len(blob) < 28:
             raise InvalidInput("the backup blob is truncated")
         with _mapped_errors("opening a backup"):
             key = self._secret_key(vault, templates.SEAL_LABEL)
-            return bytes(key.decrypt(blob[12:], mechanism=Mechanism.AES_GCM,
-                                     mechanism_param=GCMParams(blob[:12], aad, 128)))
+            return bytes(
+                key.decrypt(
+                    blob[12:],
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(blob[:12], aad, 128),
+                )
+            )
 
     # --- records: the vault's metadata and secret values ----------------------
 
@@ -510,9 +571,9 @@ def oaep_sha256_decode(encoded: bytes) -> bytes:
     h_len = 32
     if len(encoded) < 2 * h_len + 2:
         raise InvalidInput("RSA-OAEP-256 decryption failed")
-    masked_seed, masked_db = encoded[1:1 + h_len], encoded[1 + h_len:]
-    seed = bytes(a ^ b for a, b in zip(masked_seed, _mgf1_sha256(masked_db, h_len)))
-    db = bytes(a ^ b for a, b in zip(masked_db, _mgf1_sha256(seed, len(masked_db))))
+    masked_seed, masked_db = encoded[1 : 1 + h_len], encoded[1 + h_len :]
+    seed = bytes(a ^ b for a, b in zip(masked_seed, _mgf1_sha256(masked_db, h_len), strict=True))
+    db = bytes(a ^ b for a, b in zip(masked_db, _mgf1_sha256(seed, len(masked_db)), strict=True))
     bad = encoded[0] | int(not hmac.compare_digest(db[:h_len], hashlib.sha256(b"").digest()))
     separator = -1
     for index in range(h_len, len(db)):
@@ -521,4 +582,4 @@ def oaep_sha256_decode(encoded: bytes) -> bytes:
         separator = index if found else separator
     if bad or separator < 0:
         raise InvalidInput("RSA-OAEP-256 decryption failed")
-    return db[separator + 1:]
+    return db[separator + 1 :]

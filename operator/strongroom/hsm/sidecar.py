@@ -52,8 +52,9 @@ class Sidecar:
             return dataclasses.asdict(result)
         return result
 
-    async def serve_connection(self, reader: asyncio.StreamReader,
-                               writer: asyncio.StreamWriter) -> None:
+    async def serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while line := await reader.readline():
                 writer.write(self.answer(line))
@@ -82,8 +83,9 @@ async def serve(engine: Engine, socket_path: Path) -> None:
     if socket_path.exists():
         socket_path.unlink()
     socket_path.parent.mkdir(parents=True, exist_ok=True)
-    server = await asyncio.start_unix_server(sidecar.serve_connection, path=str(socket_path),
-                                     limit=protocol.MAX_LINE)
+    server = await asyncio.start_unix_server(
+        sidecar.serve_connection, path=str(socket_path), limit=protocol.MAX_LINE
+    )
     os.chmod(socket_path, 0o660)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,8 +98,9 @@ async def serve(engine: Engine, socket_path: Path) -> None:
     log.info("HSM sidecar stopped")
 
 
-def run(module: str, state_dir: Path, socket_path: Path, pool_secret: bytes,
-        vaults: list[str]) -> None:
+def run(
+    module: str, state_dir: Path, socket_path: Path, pool_secret: bytes, vaults: list[str]
+) -> None:
     if module == SOFTHSM2_MODULE or "softhsm" in module:
         os.environ["SOFTHSM2_CONF"] = str(write_softhsm_config(state_dir))
     engine = Engine(module, pool_secret)

@@ -6,6 +6,7 @@ here is the one python-pkcs11 sees.
 """
 
 import ctypes
+
 from .errors import HsmError, HsmUnavailable
 
 CKR_OK = 0

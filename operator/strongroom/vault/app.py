@@ -35,8 +35,14 @@ API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
 PAGE_SIZE = 25
 MAINTENANCE_SECONDS = 60.0
-CRYPTO_OPERATIONS = {"encrypt": "encrypt", "decrypt": "decrypt", "sign": "sign",
-                     "verify": "verify", "wrapkey": "wrapKey", "unwrapkey": "unwrapKey"}
+CRYPTO_OPERATIONS = {
+    "encrypt": "encrypt",
+    "decrypt": "decrypt",
+    "sign": "sign",
+    "verify": "verify",
+    "wrapkey": "wrapKey",
+    "unwrapkey": "unwrapKey",
+}
 
 Handler = Callable[["Call"], Awaitable[Any]]
 
@@ -92,8 +98,7 @@ class Route:
 
 
 class DataPlane:
-    def __init__(self, config: ServerConfig, hsm: HsmClient,
-                 authenticator: Authenticator) -> None:
+    def __init__(self, config: ServerConfig, hsm: HsmClient, authenticator: Authenticator) -> None:
         self.hsm = hsm
         self.authenticator = authenticator
         self.vaults: dict[str, Vault] = {}
@@ -154,8 +159,15 @@ class DataPlane:
             response = self._error(from_hsm(exc), request)
         status = response.status
         if operation != "Unknown" or status != 401:
-            AuditRecord(caller, vault_name, operation, obj, version, status,
-                        round((time.perf_counter() - started) * 1000, 2)).emit()
+            AuditRecord(
+                caller,
+                vault_name,
+                operation,
+                obj,
+                version,
+                status,
+                round((time.perf_counter() - started) * 1000, 2),
+            ).emit()
         return response
 
     def _vault_for(self, request: web.Request) -> Vault:
@@ -180,8 +192,9 @@ class DataPlane:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _ChallengeNeeded(self._challenge(request, vault),
-                                   "The request needs a bearer token.")
+            raise _ChallengeNeeded(
+                self._challenge(request, vault), "The request needs a bearer token."
+            )
         try:
             return await self.authenticator.authenticate(token.strip())
         except Unauthorized as exc:
@@ -205,8 +218,11 @@ class DataPlane:
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise VaultError(f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-                             code="RequestBodyTooLarge", status=413) from None
+            raise VaultError(
+                f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+                code="RequestBodyTooLarge",
+                status=413,
+            ) from None
         if not raw:
             return {}
         try:
@@ -223,16 +239,21 @@ class DataPlane:
             return web.Response(status=204)
         if isinstance(result, web.Response):
             return result
-        return web.Response(body=json.dumps(result, separators=(",", ":")).encode(),
-                            content_type="application/json")
+        return web.Response(
+            body=json.dumps(result, separators=(",", ":")).encode(), content_type="application/json"
+        )
 
     def _error(self, exc: VaultError, request: web.Request) -> web.Response:
         body = {"error": {"code": exc.code, "message": exc.message}}
         headers = {}
         if isinstance(exc, _ChallengeNeeded):
             headers["WWW-Authenticate"] = exc.challenge
-        return web.Response(status=exc.status, headers=headers,
-                            body=json.dumps(body).encode(), content_type="application/json")
+        return web.Response(
+            status=exc.status,
+            headers=headers,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+        )
 
     # --- routing -------------------------------------------------------------------
 
@@ -257,8 +278,11 @@ class DataPlane:
         elif collection == "rng" and not rest and method == "POST":
             route = Route("Rng", "", "", self._rng, True)
         if route is None:
-            raise BadParameter(f"No operation {method} {raw_path[:200]} exists in this API.",
-                               code="BadParameter", status=404 if method == "GET" else 400)
+            raise BadParameter(
+                f"No operation {method} {raw_path[:200]} exists in this API.",
+                code="BadParameter",
+                status=404 if method == "GET" else 400,
+            )
         return route, call
 
     @staticmethod
@@ -271,8 +295,10 @@ class DataPlane:
             try:
                 check_version(version)
             except BadParameter:
-                raise NotFound(f"A {not_found.lower()} with that version was not found.",
-                               code=not_found + "NotFound") from None
+                raise NotFound(
+                    f"A {not_found.lower()} with that version was not found.",
+                    code=not_found + "NotFound",
+                ) from None
         call.version = version or None
 
     def _key_route(self, method: str, rest: list[str], call: Call) -> Route | None:
@@ -302,8 +328,9 @@ class DataPlane:
             if action == "rotationpolicy" and method == "GET":
                 return Route("KeyGetRotationPolicy", "keys", "getrotationpolicy", k.get_policy)
             if action == "rotationpolicy" and method == "PUT":
-                return Route("KeySetRotationPolicy", "keys", "setrotationpolicy", k.set_policy,
-                             True)
+                return Route(
+                    "KeySetRotationPolicy", "keys", "setrotationpolicy", k.set_policy, True
+                )
             self._versioned(call, action, "Key")
             if method == "GET":
                 return Route("KeyGet", "keys", "get", k.get)
@@ -314,8 +341,9 @@ class DataPlane:
             self._versioned(call, action, "Key")
             permission = CRYPTO_OPERATIONS[tail[1]]
             handler = getattr(k, tail[1])
-            return Route("Key" + permission[0].upper() + permission[1:], "keys", permission,
-                         handler, True)
+            return Route(
+                "Key" + permission[0].upper() + permission[1:], "keys", permission, handler, True
+            )
         return None
 
     def _secret_route(self, method: str, rest: list[str], call: Call) -> Route | None:
@@ -346,8 +374,7 @@ class DataPlane:
                 return Route("SecretUpdate", "secrets", "set", s.update, True)
         return None
 
-    def _deleted_route(self, method: str, rest: list[str], call: Call,
-                       kind: str) -> Route | None:
+    def _deleted_route(self, method: str, rest: list[str], call: Call, kind: str) -> Route | None:
         handlers = self._keys if kind == "keys" else self._secrets
         prefix = "Key" if kind == "keys" else "Secret"
         if not rest:
@@ -384,26 +411,34 @@ def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
     query = call.request.query
     try:
         size = int(query.get("maxresults", PAGE_SIZE))
-        start = int(base64.urlsafe_b64decode(query["$skiptoken"]).decode()) if query.get(
-            "$skiptoken") else 0
+        start = (
+            int(base64.urlsafe_b64decode(query["$skiptoken"]).decode())
+            if query.get("$skiptoken")
+            else 0
+        )
     except (ValueError, UnicodeDecodeError):
         raise BadParameter("'maxresults' or '$skiptoken' is invalid") from None
     if not 1 <= size <= PAGE_SIZE:
         raise BadParameter(f"'maxresults' must be between 1 and {PAGE_SIZE}")
-    chunk = items[start:start + size]
+    chunk = items[start : start + size]
     next_link = None
     if start + size < len(items):
         token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
-        next_link = (f"{call.base}{quote(call.request.path)}?api-version="
-                     f"{query.get('api-version')}&maxresults={size}&$skiptoken={token}")
+        next_link = (
+            f"{call.base}{quote(call.request.path)}?api-version="
+            f"{query.get('api-version')}&maxresults={size}&$skiptoken={token}"
+        )
     return {"value": chunk, "nextLink": next_link}
 
 
 class KeyRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        items = [store.item(call.base, e, e.current) for e in store.entries.values()
-                 if e.deletion is None and e.versions]
+        items = [
+            store.item(call.base, e, e.current)
+            for e in store.entries.values()
+            if e.deletion is None and e.versions
+        ]
         return page(call, items)
 
     async def versions(self, call: Call) -> dict[str, Any]:
@@ -433,8 +468,11 @@ class KeyRoutes:
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        items = [store.item(call.base, e, e.current) for e in store.entries.values()
-                 if e.deletion is not None]
+        items = [
+            store.item(call.base, e, e.current)
+            for e in store.entries.values()
+            if e.deletion is not None
+        ]
         return page(call, items)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:
@@ -480,8 +518,7 @@ class KeyRoutes:
         return {"value": call.vault.keys.verify(call.name, call.version, call.json_body())}
 
     async def encrypt(self, call: Call) -> dict[str, Any]:
-        version, result = await call.vault.keys.encrypt(call.name, call.version,
-                                                        call.json_body())
+        version, result = await call.vault.keys.encrypt(call.name, call.version, call.json_body())
         return {"kid": self._kid(call, version)} | result
 
     async def decrypt(self, call: Call) -> dict[str, Any]:
@@ -489,21 +526,26 @@ class KeyRoutes:
         return {"kid": self._kid(call, version), "value": b64url(plain)}
 
     async def wrapkey(self, call: Call) -> dict[str, Any]:
-        version, result = await call.vault.keys.encrypt(call.name, call.version,
-                                                        call.json_body(), op="wrapKey")
+        version, result = await call.vault.keys.encrypt(
+            call.name, call.version, call.json_body(), op="wrapKey"
+        )
         return {"kid": self._kid(call, version)} | result
 
     async def unwrapkey(self, call: Call) -> dict[str, Any]:
-        version, plain = await call.vault.keys.decrypt(call.name, call.version,
-                                                       call.json_body(), op="unwrapKey")
+        version, plain = await call.vault.keys.decrypt(
+            call.name, call.version, call.json_body(), op="unwrapKey"
+        )
         return {"kid": self._kid(call, version), "value": b64url(plain)}
 
 
 class SecretRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        items = [store.item(call.base, e, e.versions[-1]) for e in store.entries.values()
-                 if e.deletion is None and e.versions]
+        items = [
+            store.item(call.base, e, e.versions[-1])
+            for e in store.entries.values()
+            if e.deletion is None and e.versions
+        ]
         return page(call, items)
 
     async def versions(self, call: Call) -> dict[str, Any]:
@@ -533,8 +575,11 @@ class SecretRoutes:
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        items = [store.item(call.base, e, e.versions[-1]) for e in store.entries.values()
-                 if e.deletion is not None]
+        items = [
+            store.item(call.base, e, e.versions[-1])
+            for e in store.entries.values()
+            if e.deletion is not None
+        ]
         return page(call, items)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:

@@ -31,12 +31,23 @@ class AuditRecord:
     latency_ms: float
 
     def line(self) -> bytes:
-        return json.dumps({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "audit": True, "caller": self.caller, "vault": self.vault,
-            "operation": self.operation, "object": self.object, "version": self.version,
-            "outcome": self.outcome, "latency_ms": self.latency_ms,
-        }, separators=(",", ":")).encode() + b"\n"
+        return (
+            json.dumps(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "audit": True,
+                    "caller": self.caller,
+                    "vault": self.vault,
+                    "operation": self.operation,
+                    "object": self.object,
+                    "version": self.version,
+                    "outcome": self.outcome,
+                    "latency_ms": self.latency_ms,
+                },
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+        )
 
     def emit(self) -> None:
         os.write(_fd, self.line())

@@ -57,8 +57,9 @@ class _Cache:
 class TokenReviewAuthenticator:
     """Asks the Kubernetes API server whether a ServiceAccount token is valid for our audience."""
 
-    def __init__(self, api_server: str, ca_file: Path, token_file: Path,
-                 audiences: tuple[str, ...]) -> None:
+    def __init__(
+        self, api_server: str, ca_file: Path, token_file: Path, audiences: tuple[str, ...]
+    ) -> None:
         self._url = api_server.rstrip("/") + "/apis/authentication.k8s.io/v1/tokenreviews"
         self._ssl = ssl.create_default_context(cafile=str(ca_file))
         self._token_file = token_file
@@ -80,7 +81,9 @@ class TokenReviewAuthenticator:
         own = self._token_file.read_text().strip()
         try:
             async with self._session.post(
-                self._url, json=review, ssl=self._ssl,
+                self._url,
+                json=review,
+                ssl=self._ssl,
                 headers={"Authorization": f"Bearer {own}"},
             ) as response:
                 if response.status != 201 and response.status != 200:
@@ -102,7 +105,10 @@ class TokenReviewAuthenticator:
 
 
 class DevIssuer:
-    """A local ES256 token issuer for `strongroom dev` and the tests: tokens shaped like Kubernetes'."""
+    """A local ES256 token issuer for `strongroom dev` and the tests.
+
+    Its tokens are shaped like Kubernetes ServiceAccount tokens: sub, aud, exp.
+    """
 
     ISSUER = "https://strongroom.dev/issuer"
 
@@ -116,21 +122,31 @@ class DevIssuer:
             assert isinstance(key, ec.EllipticCurvePrivateKey)
             return cls(key)
         key = ec.generate_private_key(ec.SECP256R1())
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         path.chmod(0o600)
         return cls(key)
 
-    def issue(self, subject: str, audience: str, ttl: int = 86400,
-              now: float | None = None) -> str:
+    def issue(self, subject: str, audience: str, ttl: int = 86400, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
         header = {"alg": "ES256", "typ": "JWT"}
-        claims = {"iss": self.ISSUER, "sub": subject, "aud": [audience],
-                  "iat": issued, "nbf": issued, "exp": issued + ttl}
+        claims = {
+            "iss": self.ISSUER,
+            "sub": subject,
+            "aud": [audience],
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + ttl,
+        }
         signing_input = ".".join(b64url(json.dumps(part).encode()) for part in (header, claims))
-        r, s = decode_dss_signature(self._key.sign(signing_input.encode(),
-                                                   ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(
+            self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return signing_input + "." + b64url(signature)
 
@@ -163,11 +179,13 @@ class DevAuthenticator:
             raise Unauthorized("The bearer token is malformed.") from None
         if len(signature) != 64 or not isinstance(claims, dict):
             raise Unauthorized("The bearer token is malformed.")
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                                   int.from_bytes(signature[32:], "big"))
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
         try:
-            self._public_key.verify(der, f"{parts[0]}.{parts[1]}".encode(),
-                                    ec.ECDSA(hashes.SHA256()))
+            self._public_key.verify(
+                der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256())
+            )
         except InvalidSignature:
             raise Unauthorized("The bearer token signature is not valid.") from None
         now = time.time()

@@ -5,14 +5,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KEY_PERMISSIONS = frozenset({
-    "get", "list", "update", "create", "delete", "recover", "purge", "backup", "restore",
-    "encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "rotate",
-    "getrotationpolicy", "setrotationpolicy",
-})
-SECRET_PERMISSIONS = frozenset({
-    "get", "list", "set", "delete", "recover", "purge", "backup", "restore",
-})
+KEY_PERMISSIONS = frozenset(
+    {
+        "get",
+        "list",
+        "update",
+        "create",
+        "delete",
+        "recover",
+        "purge",
+        "backup",
+        "restore",
+        "encrypt",
+        "decrypt",
+        "sign",
+        "verify",
+        "wrapKey",
+        "unwrapKey",
+        "rotate",
+        "getrotationpolicy",
+        "setrotationpolicy",
+    }
+)
+SECRET_PERMISSIONS = frozenset(
+    {
+        "get",
+        "list",
+        "set",
+        "delete",
+        "recover",
+        "purge",
+        "backup",
+        "restore",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Private and secret key material stays in the HSM; public-key operations
 import asyncio
 import base64
 import json
+import logging
 import os
 import uuid
 from typing import Any
@@ -38,25 +39,34 @@ from .objects import (
 )
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
-    "256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512(),
+    "256": hashes.SHA256(),
+    "384": hashes.SHA384(),
+    "512": hashes.SHA512(),
 }
 _CURVE_CLASSES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(),
+    "P-256": ec.SECP256R1(),
+    "P-384": ec.SECP384R1(),
+    "P-521": ec.SECP521R1(),
 }
 DAY = 86400
+log = logging.getLogger(__name__)
 _SIGNING = SIGN_ALGORITHMS["RSA"] + SIGN_ALGORITHMS["EC"]
 _AES = tuple(f"A{bits}{mode}" for bits in OCT_SIZES for mode in ("GCM", "CBC", "CBCPAD"))
 _AES_KW = tuple(f"A{bits}KW" for bits in OCT_SIZES)
 KNOWN_ALGORITHMS = {
-    "sign": _SIGNING, "verify": _SIGNING,
-    "encrypt": RSA_ENCRYPTION + _AES, "decrypt": RSA_ENCRYPTION + _AES,
-    "wrapKey": RSA_ENCRYPTION + _AES_KW, "unwrapKey": RSA_ENCRYPTION + _AES_KW,
+    "sign": _SIGNING,
+    "verify": _SIGNING,
+    "encrypt": RSA_ENCRYPTION + _AES,
+    "decrypt": RSA_ENCRYPTION + _AES,
+    "wrapKey": RSA_ENCRYPTION + _AES_KW,
+    "unwrapKey": RSA_ENCRYPTION + _AES_KW,
 }
 
 
 def _key_not_found(name: str) -> NotFound:
-    return NotFound(f"A key with (name/id) {name} was not found in this key vault.",
-                    code="KeyNotFound")
+    return NotFound(
+        f"A key with (name/id) {name} was not found in this key vault.", code="KeyNotFound"
+    )
 
 
 def _body_str(body: dict[str, Any], field: str) -> str:
@@ -218,23 +228,33 @@ class KeyStore:
                 raise BadParameter(f"oct-HSM keys take key_size {OCT_SIZES} and no curve")
             generated = await self._hsm("generate_aes", key_id=version_id, label=name, bits=size)
         return KeyVersion(
-            version=version_id, kty=kty, key_ops=list(key_ops), public=generated["public"],
+            version=version_id,
+            kty=kty,
+            key_ops=list(key_ops),
+            public=generated["public"],
             wrapped=base64.b64encode(generated["wrapped"]).decode(),
-            size=size if kind != "EC" else None, crv=crv if kind == "EC" else None,
-            attributes=attributes, tags=tags,
+            size=size if kind != "EC" else None,
+            crv=crv if kind == "EC" else None,
+            attributes=attributes,
+            tags=tags,
         )
 
     async def _destroy_quietly(self, version_id: str) -> None:
         try:
             await self._hsm("destroy_key", key_id=version_id)
-        except Exception:  # noqa: BLE001 - the orphan sweep at start-up catches what is left
-            pass
+        except Exception as exc:  # noqa: BLE001 - the orphan sweep at start-up catches the rest
+            log.warning(
+                "key object %s was left for the orphan sweep: %s", version_id, type(exc).__name__
+            )
 
     async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
         entry = self.live(name)
         current = entry.current
-        body: dict[str, Any] = {"kty": current.kty, "key_ops": current.key_ops,
-                                "tags": current.tags}
+        body: dict[str, Any] = {
+            "kty": current.kty,
+            "key_ops": current.key_ops,
+            "tags": current.tags,
+        }
         if current.crv:
             body["crv"] = current.crv
         else:
@@ -244,8 +264,9 @@ class KeyStore:
             body["attributes"] = {"exp": now() + parse_duration(expiry)}
         return await self.create(name, body)
 
-    async def update(self, name: str, version: str | None,
-                     body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+    async def update(
+        self, name: str, version: str | None, body: dict[str, Any]
+    ) -> tuple[KeyEntry, KeyVersion]:
         async with self.lock(name):
             entry, found = self.live_version(name, version)
             if "key_ops" in body and body["key_ops"] is not None:
@@ -281,7 +302,7 @@ class KeyStore:
             entry = self.deleted(name)
             if self.config.purge_protection and not expired:
                 raise Forbidden(
-                    f"Operation \"purge\" is not allowed because purge protection is enabled "
+                    f'Operation "purge" is not allowed because purge protection is enabled '
                     f"for this vault. Key {name} will be purged after its retention period."
                 )
             await self._hsm("delete_record", name=f"key/{entry.name.lower()}")
@@ -309,8 +330,9 @@ class KeyStore:
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         sealed = unb64url(body.get("value"), "value")
         try:
-            blob = await self.hsm.call("unseal", vault=self.config.name, blob=sealed,
-                                       aad=self._aad())
+            blob = await self.hsm.call(
+                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
+            )
             data = json.loads(blob)
             if data.get("kind") != "key":
                 raise ValueError
@@ -325,8 +347,13 @@ class KeyStore:
             restored: list[str] = []
             try:
                 for version in entry.versions:
-                    await self._hsm("restore_key", key_id=version.version, label=entry.name,
-                                    kty=version.kty, wrapped=base64.b64decode(version.wrapped))
+                    await self._hsm(
+                        "restore_key",
+                        key_id=version.version,
+                        label=entry.name,
+                        kty=version.kty,
+                        wrapped=base64.b64decode(version.wrapped),
+                    )
                     restored.append(version.version)
                 entry.deletion = None
                 await self._save(entry)
@@ -341,14 +368,16 @@ class KeyStore:
     def rotation_policy(self, base: str, name: str) -> dict[str, Any]:
         entry = self.live(name)
         policy = entry.rotation_policy or {
-            "lifetimeActions": [{"trigger": {"timeBeforeExpiry": "P30D"},
-                                 "action": {"type": "Notify"}}],
+            "lifetimeActions": [
+                {"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}
+            ],
             "attributes": {},
         }
         return {"id": f"{base}/keys/{entry.name}/rotationpolicy"} | policy
 
-    async def set_rotation_policy(self, base: str, name: str,
-                                  body: dict[str, Any]) -> dict[str, Any]:
+    async def set_rotation_policy(
+        self, base: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         actions = body.get("lifetimeActions", [])
         if not isinstance(actions, list):
             raise BadParameter("'lifetimeActions' must be a list")
@@ -357,11 +386,13 @@ class KeyStore:
             trigger = action.get("trigger") or {} if isinstance(action, dict) else {}
             if kind.lower() not in ("rotate", "notify"):
                 raise BadParameter("each lifetime action's type is Rotate or Notify")
-            durations = [v for k, v in trigger.items()
-                         if k in ("timeAfterCreate", "timeBeforeExpiry") and v]
+            durations = [
+                v for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry") and v
+            ]
             if len(durations) != 1:
-                raise BadParameter("each trigger has exactly one of timeAfterCreate "
-                                   "and timeBeforeExpiry")
+                raise BadParameter(
+                    "each trigger has exactly one of timeAfterCreate and timeBeforeExpiry"
+                )
             parse_duration(durations[0])
         attributes = dict(body.get("attributes") or {})
         if attributes.get("expiryTime"):
@@ -388,7 +419,8 @@ class KeyStore:
                 after = trigger.get("timeAfterCreate")
                 before = trigger.get("timeBeforeExpiry")
                 due = (after and moment >= current.attributes.created + parse_duration(after)) or (
-                    before and current.attributes.exp is not None
+                    before
+                    and current.attributes.exp is not None
                     and moment >= current.attributes.exp - parse_duration(before)
                 )
                 if due:
@@ -403,17 +435,21 @@ class KeyStore:
         if reason is not None:
             raise Forbidden(reason)
         if op not in found.key_ops:
-            raise Forbidden(f"Operation {op} is not allowed by the key's key_ops "
-                            f"({', '.join(found.key_ops) or 'none'}).",
-                            code="Forbidden")
+            raise Forbidden(
+                f"Operation {op} is not allowed by the key's key_ops "
+                f"({', '.join(found.key_ops) or 'none'}).",
+                code="Forbidden",
+            )
         return found
 
     @staticmethod
     def _algorithm(body: dict[str, Any], op: str) -> str:
         alg = _body_str(body, "alg")
         if alg not in KNOWN_ALGORITHMS[op]:
-            raise BadParameter(f"Algorithm {alg!r} is not a known algorithm for {op}; use one "
-                               f"of {', '.join(KNOWN_ALGORITHMS[op])}.")
+            raise BadParameter(
+                f"Algorithm {alg!r} is not a known algorithm for {op}; use one "
+                f"of {', '.join(KNOWN_ALGORITHMS[op])}."
+            )
         return alg
 
     async def sign(self, name: str, version: str | None, body: dict[str, Any]) -> tuple[str, bytes]:
@@ -423,8 +459,9 @@ class KeyStore:
         self._check_sign_alg(key, alg)
         expected = int(alg[2:]) // 8
         if len(digest) != expected:
-            raise BadParameter(f"{alg} signs a {expected}-byte digest; the value has "
-                               f"{len(digest)} bytes")
+            raise BadParameter(
+                f"{alg} signs a {expected}-byte digest; the value has {len(digest)} bytes"
+            )
         signature = await self._hsm("sign", key_id=key.version, alg=alg, digest=digest)
         return key.version, signature
 
@@ -451,8 +488,9 @@ class KeyStore:
                 size = (_CURVE_CLASSES[key.crv or ""].key_size + 7) // 8
                 if len(signature) != 2 * size:
                     return False
-                der = utils.encode_dss_signature(int.from_bytes(signature[:size], "big"),
-                                                 int.from_bytes(signature[size:], "big"))
+                der = utils.encode_dss_signature(
+                    int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+                )
                 self._ec_public(key).verify(der, digest, ec.ECDSA(prehashed))
             else:
                 pad: padding.AsymmetricPadding = padding.PKCS1v15()
@@ -463,8 +501,9 @@ class KeyStore:
             return False
         return True
 
-    async def encrypt(self, name: str, version: str | None, body: dict[str, Any],
-                      op: str = "encrypt") -> tuple[str, dict[str, Any]]:
+    async def encrypt(
+        self, name: str, version: str | None, body: dict[str, Any], op: str = "encrypt"
+    ) -> tuple[str, dict[str, Any]]:
         alg = self._algorithm(body, op)
         plaintext = unb64url(body.get("value"), "value")
         key = self._usable(name, version, op)
@@ -486,8 +525,9 @@ class KeyStore:
         if mode == "GCM":
             iv = os.urandom(12)
             aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            cipher, tag = await self._hsm("aes_gcm_encrypt", key_id=key.version,
-                                          data=plaintext, iv=iv, aad=aad)
+            cipher, tag = await self._hsm(
+                "aes_gcm_encrypt", key_id=key.version, data=plaintext, iv=iv, aad=aad
+            )
             result = {"value": b64url(cipher), "iv": b64url(iv), "tag": b64url(tag)}
             if aad:
                 result["aad"] = b64url(aad)
@@ -497,12 +537,14 @@ class KeyStore:
             raise BadParameter("AES-CBC needs a 16-byte iv")
         if mode == "CBC" and len(plaintext) % 16:
             raise BadParameter(f"{alg} needs a value whose length is a multiple of 16 bytes")
-        out = await self._hsm("aes_cbc", key_id=key.version, data=plaintext, iv=iv,
-                              pad=mode == "CBCPAD", encrypt=True)
+        out = await self._hsm(
+            "aes_cbc", key_id=key.version, data=plaintext, iv=iv, pad=mode == "CBCPAD", encrypt=True
+        )
         return key.version, {"value": b64url(out), "iv": b64url(iv)}
 
-    async def decrypt(self, name: str, version: str | None, body: dict[str, Any],
-                      op: str = "decrypt") -> tuple[str, bytes]:
+    async def decrypt(
+        self, name: str, version: str | None, body: dict[str, Any], op: str = "decrypt"
+    ) -> tuple[str, bytes]:
         alg = self._algorithm(body, op)
         data = unb64url(body.get("value"), "value")
         key = self._usable(name, version, op)
@@ -510,8 +552,9 @@ class KeyStore:
         if kind == "RSA":
             if alg not in RSA_ENCRYPTION:
                 raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
-            return key.version, await self._hsm("rsa_decrypt", key_id=key.version, alg=alg,
-                                                data=data)
+            return key.version, await self._hsm(
+                "rsa_decrypt", key_id=key.version, alg=alg, data=data
+            )
         if kind != "oct":
             raise BadParameter(f"Key type {key.kty} cannot {op}")
         mode = self._oct_mode(key, alg, op)
@@ -521,19 +564,22 @@ class KeyStore:
         if mode == "GCM":
             tag = unb64url(body.get("tag"), "tag")
             aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            return key.version, await self._hsm("aes_gcm_decrypt", key_id=key.version,
-                                                data=data, iv=iv, aad=aad, tag=tag)
-        return key.version, await self._hsm("aes_cbc", key_id=key.version, data=data, iv=iv,
-                                            pad=mode == "CBCPAD", encrypt=False)
+            return key.version, await self._hsm(
+                "aes_gcm_decrypt", key_id=key.version, data=data, iv=iv, aad=aad, tag=tag
+            )
+        return key.version, await self._hsm(
+            "aes_cbc", key_id=key.version, data=data, iv=iv, pad=mode == "CBCPAD", encrypt=False
+        )
 
     @staticmethod
     def _oct_mode(key: KeyVersion, alg: str, op: str) -> str:
         for mode in ("GCM", "CBCPAD", "CBC", "KW"):
-            if alg.startswith("A") and alg.endswith(mode) and alg[1:-len(mode)].isdigit():
-                bits = int(alg[1:-len(mode)])
+            if alg.startswith("A") and alg.endswith(mode) and alg[1 : -len(mode)].isdigit():
+                bits = int(alg[1 : -len(mode)])
                 if bits != key.size:
-                    raise BadParameter(f"Algorithm {alg} needs a {bits}-bit key; this key has "
-                                       f"{key.size} bits")
+                    raise BadParameter(
+                        f"Algorithm {alg} needs a {bits}-bit key; this key has {key.size} bits"
+                    )
                 wrapping = op in ("wrapKey", "unwrapKey")
                 if (mode == "KW") != wrapping:
                     raise BadParameter(f"Algorithm {alg} cannot be used to {op}")
@@ -548,15 +594,18 @@ class KeyStore:
     @staticmethod
     def _ec_public(key: KeyVersion) -> ec.EllipticCurvePublicKey:
         curve = _CURVE_CLASSES[key.crv or ""]
-        numbers = ec.EllipticCurvePublicNumbers(int(key.public["x"], 16),
-                                                int(key.public["y"], 16), curve)
+        numbers = ec.EllipticCurvePublicNumbers(
+            int(key.public["x"], 16), int(key.public["y"], 16), curve
+        )
         return numbers.public_key()
 
 
 def _rsa_padding(alg: str) -> padding.AsymmetricPadding:
     if alg == "RSA1_5":
         return padding.PKCS1v15()
-    chosen: hashes.HashAlgorithm = hashes.SHA1() if alg == "RSA-OAEP" else hashes.SHA256()
+    chosen: hashes.HashAlgorithm = hashes.SHA256()
+    if alg == "RSA-OAEP":
+        chosen = hashes.SHA1()  # noqa: S303 - RSA-OAEP is defined with SHA-1
     return padding.OAEP(padding.MGF1(chosen), chosen, None)
 
 

@@ -73,8 +73,11 @@ class Attributes:
         return None
 
     def wire(self, recovery_days: int, purge_protection: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"enabled": self.enabled, "created": self.created,
-                               "updated": self.updated}
+        out: dict[str, Any] = {
+            "enabled": self.enabled,
+            "created": self.created,
+            "updated": self.updated,
+        }
         if self.nbf is not None:
             out["nbf"] = self.nbf
         if self.exp is not None:

@@ -27,8 +27,9 @@ DAY = 86400
 
 
 def _secret_not_found(name: str) -> NotFound:
-    return NotFound(f"A secret with (name/id) {name} was not found in this key vault.",
-                    code="SecretNotFound")
+    return NotFound(
+        f"A secret with (name/id) {name} was not found in this key vault.", code="SecretNotFound"
+    )
 
 
 class SecretStore:
@@ -82,8 +83,9 @@ class SecretStore:
             out["tags"] = version.tags
         return out | self._deletion(base, entry)
 
-    def bundle(self, base: str, entry: SecretEntry, version: SecretVersion,
-               *, with_value: bool) -> dict[str, Any]:
+    def bundle(
+        self, base: str, entry: SecretEntry, version: SecretVersion, *, with_value: bool
+    ) -> dict[str, Any]:
         out = self.item(base, entry, version)
         if with_value:
             out["value"] = version.value
@@ -130,8 +132,9 @@ class SecretStore:
             raise BadParameter("'contentType' must be a string")
         attributes = Attributes()
         attributes.update_from(body.get("attributes"))
-        version = SecretVersion(uuid.uuid4().hex, value, content_type, attributes,
-                                check_tags(body.get("tags")) or {})
+        version = SecretVersion(
+            uuid.uuid4().hex, value, content_type, attributes, check_tags(body.get("tags")) or {}
+        )
         async with self.lock(name):
             entry = self.entries.get(name.lower())
             if entry is not None and entry.deletion is not None:
@@ -149,8 +152,9 @@ class SecretStore:
                 raise
             return entry, version
 
-    async def update(self, name: str, version: str | None,
-                     body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
+    async def update(
+        self, name: str, version: str | None, body: dict[str, Any]
+    ) -> tuple[SecretEntry, SecretVersion]:
         async with self.lock(name):
             entry, found = self.live_version(name, version)
             if "contentType" in body:
@@ -184,7 +188,7 @@ class SecretStore:
             entry = self.deleted(name)
             if self.config.purge_protection and not expired:
                 raise Forbidden(
-                    f"Operation \"purge\" is not allowed because purge protection is enabled "
+                    f'Operation "purge" is not allowed because purge protection is enabled '
                     f"for this vault. Secret {name} will be purged after its retention period."
                 )
             await self._hsm("delete_record", name=f"secret/{entry.name.lower()}")
@@ -209,8 +213,9 @@ class SecretStore:
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         sealed = unb64url(body.get("value"), "value")
         try:
-            blob = await self.hsm.call("unseal", vault=self.config.name, blob=sealed,
-                                       aad=self._aad())
+            blob = await self.hsm.call(
+                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
+            )
             data = json.loads(blob)
             if data.get("kind") != "secret":
                 raise ValueError

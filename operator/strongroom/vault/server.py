@@ -33,19 +33,33 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def serve(config: ServerConfig, listen: Listen, hsm_socket: Path,
-                authenticator: Authenticator, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: ServerConfig,
+    listen: Listen,
+    hsm_socket: Path,
+    authenticator: Authenticator,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     hsm = HsmClient(hsm_socket)
     plane = DataPlane(config, hsm, authenticator)
     await plane.start()
     runner = web.AppRunner(make_app(plane), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port,
-                       ssl_context=tls_context(listen.cert, listen.key), backlog=1024)
+    site = web.TCPSite(
+        runner,
+        listen.host,
+        listen.port,
+        ssl_context=tls_context(listen.cert, listen.key),
+        backlog=1024,
+    )
     await site.start()
-    log.info("vault server listening on https://%s:%d with %d vault(s)",
-             listen.host, listen.port, len(plane.vaults))
+    log.info(
+        "vault server listening on https://%s:%d with %d vault(s)",
+        listen.host,
+        listen.port,
+        len(plane.vaults),
+    )
     maintenance = asyncio.create_task(plane.maintain_forever())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
