@@ -58,7 +58,7 @@ def _vault_server(args: argparse.Namespace) -> None:
 def _dev(args: argparse.Namespace) -> None:
     from .dev import run
 
-    run(args.state_dir, args.port)
+    run(args.state_dir, args.port, args.keep_state)
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -129,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--state-dir", type=Path, default=DEV_STATE)
     dev.add_argument("--port", type=int, default=8443)
+    dev.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="reuse the token store and keys of the last run instead of starting afresh",
+    )
     dev.set_defaults(run=_dev)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")

@@ -28,8 +28,19 @@ ADMIN = "dev:admin"
 READER = "dev:reader"
 
 
-def prepare(state: Path, port: int) -> dict[str, str]:
+def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
     """Lay out the state directory; return what clients need (the content of dev.json)."""
+    info = {
+        "vaultUrl": f"https://localhost:{port}",
+        "caFile": str(state / "ca.crt"),
+        "tokenFile": str(state / "token"),
+        "issuerKey": str(state / "issuer.key"),
+        "audience": AUDIENCE,
+        "subject": ADMIN,
+    }
+    if keep and (state / "pool-secret").exists():
+        (state / "dev.json").unlink(missing_ok=True)
+        return info
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True, mode=0o700)
@@ -65,14 +76,7 @@ def prepare(state: Path, port: int) -> dict[str, str]:
         ],
     }
     (state / "config.json").write_text(json.dumps(config, indent=2))
-    return {
-        "vaultUrl": f"https://localhost:{port}",
-        "caFile": str(state / "ca.crt"),
-        "tokenFile": str(token_file),
-        "issuerKey": str(state / "issuer.key"),
-        "audience": AUDIENCE,
-        "subject": ADMIN,
-    }
+    return info
 
 
 def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
@@ -109,11 +113,11 @@ def usage(info: dict[str, str]) -> str:
                         verify_challenge_resource=False)   # localhost has no parent domain
   client.set_secret("hello", "world")
 
-Stop with Ctrl-C; the state directory is thrown away on the next start."""
+Stop with Ctrl-C. The next start begins afresh unless it is given --keep-state."""
 
 
-def run(state: Path, port: int) -> None:
-    info = prepare(state, port)
+def run(state: Path, port: int, keep: bool = False) -> None:
+    info = prepare(state, port, keep)
     sidecar = start_sidecar(state)
     try:
         aio.run(_serve(state, port, info))

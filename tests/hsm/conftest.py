@@ -77,8 +77,9 @@ class DevServer:
         return self.process.poll() is None
 
 
-def start_dev(state: Path, log: Path, log_level: str = "INFO") -> DevServer:
+def start_dev(state: Path, log: Path, log_level: str = "INFO", keep: bool = False) -> DevServer:
     port = free_port()
+    (state / "dev.json").unlink(missing_ok=True)
     handle = log.open("ab")
     process = subprocess.Popen(
         [
@@ -92,7 +93,8 @@ def start_dev(state: Path, log: Path, log_level: str = "INFO") -> DevServer:
             str(state),
             "--port",
             str(port),
-        ],
+        ]
+        + (["--keep-state"] if keep else []),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -59,8 +59,8 @@ class Sidecar:
             while line := await reader.readline():
                 writer.write(self.answer(line))
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the sidecar is stopping
         finally:
             writer.close()
 

@@ -1,0 +1,69 @@
+"""The vault survives being killed: objects persist in the token, orphans are swept at start."""
+
+import asyncio
+import hashlib
+import os
+import signal
+import uuid
+
+import pytest
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from azure.keyvault.secrets import SecretClient
+
+from strongroom.devclient import FileTokenCredential
+from strongroom.hsm.client import HsmClient
+
+from .conftest import DevServer, start_dev, stop_dev
+
+
+def sdk(dev: DevServer) -> tuple[KeyClient, SecretClient, FileTokenCredential]:
+    credential = FileTokenCredential(dev.token_file)
+    options = {"verify_challenge_resource": False, "connection_verify": dev.ca}
+    return (
+        KeyClient(dev.url, credential, **options),
+        SecretClient(dev.url, credential, **options),
+        credential,
+    )
+
+
+async def hsm_call(dev: DevServer, op: str, **args: object) -> object:
+    client = HsmClient(dev.state / "hsm.sock")
+    try:
+        return await client.call(op, vault="dev", **args)
+    finally:
+        await client.close()
+
+
+def test_a_killed_vault_restarts_with_its_objects_and_no_orphan(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.mktemp("restart")
+    first = start_dev(base / "state", base / "dev.log")
+    keys, secrets, _ = sdk(first)
+    key = keys.create_ec_key("survivor", curve="P-256")
+    secrets.set_secret("survivor", "still here")
+    # A key made in the HSM by a request that died before its record was written.
+    orphan = uuid.uuid4().hex
+    asyncio.run(hsm_call(first, "generate_ec", key_id=orphan, label="orphan", curve="P-256"))
+    assert orphan in asyncio.run(hsm_call(first, "key_ids"))
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+
+    second = start_dev(base / "state", base / "dev.log", keep=True)
+    try:
+        keys, secrets, credential = sdk(second)
+        again = keys.get_key("survivor")
+        assert again.key.x == key.key.x
+        assert secrets.get_secret("survivor").value == "still here"
+        crypto = CryptographyClient(
+            again, credential, verify_challenge_resource=False, connection_verify=second.ca
+        )
+        digest = hashlib.sha256(b"after a crash").digest()
+        signature = crypto.sign(SignatureAlgorithm.es256, digest).signature
+        assert crypto.verify(SignatureAlgorithm.es256, digest, signature).is_valid
+        remaining = asyncio.run(hsm_call(second, "key_ids"))
+        assert orphan not in remaining
+        assert key.properties.version in remaining
+    finally:
+        stop_dev(second)
