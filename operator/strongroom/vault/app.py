@@ -180,13 +180,7 @@ class DataPlane:
         return vault
 
     def _challenge(self, request: web.Request, vault: Vault) -> str:
-        resource = vault.config.challenge_resource
-        if resource is None:
-            host = request.host
-            parent = host.split(".", 1)[1] if "." in host else host
-            resource = f"https://{parent}"
-        authority = f"https://{request.host}/strongroom"
-        return f'Bearer authorization="{authority}", resource="{resource}"'
+        return bearer_challenge(request.host, vault.config.challenge_resource)
 
     async def _authenticate(self, request: web.Request, vault: Vault) -> str:
         header = request.headers.get("Authorization", "")
@@ -404,6 +398,19 @@ class _ChallengeNeeded(Unauthorized):
     def __init__(self, challenge: str, message: str) -> None:
         super().__init__(message)
         self.challenge = challenge
+
+
+def bearer_challenge(host: str, resource: str | None = None) -> str:
+    """The WWW-Authenticate value of a 401.
+
+    The Azure SDKs accept the challenge only when the vault's host ends with
+    "." + the resource's host, so the default resource is the vault's parent
+    domain: `https://ns.svc:8443` for a vault at `https://vault.ns.svc:8443`.
+    """
+    if resource is None:
+        parent = host.split(".", 1)[1] if "." in host else host
+        resource = f"https://{parent}"
+    return f'Bearer authorization="https://{host}/strongroom", resource="{resource}"'
 
 
 def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
