@@ -2,6 +2,8 @@
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -59,6 +61,16 @@ def _dev(args: argparse.Namespace) -> None:
     from .dev import run
 
     run(args.state_dir, args.port, args.keep_state)
+
+
+def _csi_node(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from .csi.server import serve
+
+    asyncio.run(
+        serve(args.endpoint, args.node_id, args.vault_ca, args.jwks_file, not args.no_tmpfs)
+    )
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -135,6 +147,26 @@ def parser() -> argparse.ArgumentParser:
         help="reuse the token store and keys of the last run instead of starting afresh",
     )
     dev.set_defaults(run=_dev)
+
+    csi = roles.add_parser(
+        "csi-node",
+        help="the CSI node plugin of csi.strongroom.io: mounts "
+        "vault objects into pods with the pod's own token",
+    )
+    csi.add_argument("--endpoint", default="unix:///csi/csi.sock", help="gRPC endpoint to serve")
+    csi.add_argument("--node-id", default=os.environ.get("NODE_NAME", socket.gethostname()))
+    csi.add_argument("--vault-ca", help="CA bundle that vault server certificates chain to")
+    csi.add_argument(
+        "--jwks-file",
+        type=Path,
+        help="the ServiceAccount issuer's JWKS: pods of one subject share fetches",
+    )
+    csi.add_argument(
+        "--no-tmpfs",
+        action="store_true",
+        help="write into the target directory without mounting a tmpfs on it",
+    )
+    csi.set_defaults(run=_csi_node)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
     token.add_argument("--state-dir", type=Path, default=DEV_STATE)

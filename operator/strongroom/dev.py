@@ -35,6 +35,7 @@ def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
         "caFile": str(state / "ca.crt"),
         "tokenFile": str(state / "token"),
         "issuerKey": str(state / "issuer.key"),
+        "jwksFile": str(state / "jwks.json"),
         "audience": AUDIENCE,
         "subject": ADMIN,
     }
@@ -54,6 +55,7 @@ def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
         state / "tls.key",
     )
     issuer = DevIssuer.load_or_create(state / "issuer.key")
+    (state / "jwks.json").write_text(json.dumps(issuer.jwks()))
     token_file = state / "token"
     token_file.touch(mode=0o600)
     token_file.write_text(issuer.issue(ADMIN, AUDIENCE))

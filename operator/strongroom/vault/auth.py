@@ -150,6 +150,22 @@ class DevIssuer:
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return signing_input + "." + b64url(signature)
 
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The issuer's public key as a JWKS document, as an OIDC issuer publishes it."""
+        numbers = self._key.public_key().public_numbers()
+        return {
+            "keys": [
+                {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "alg": "ES256",
+                    "use": "sig",
+                    "x": b64url(numbers.x.to_bytes(32, "big")),
+                    "y": b64url(numbers.y.to_bytes(32, "big")),
+                }
+            ]
+        }
+
     def authenticator(self, audiences: tuple[str, ...]) -> "DevAuthenticator":
         return DevAuthenticator(self._key.public_key(), audiences)
 

@@ -1,0 +1,201 @@
+"""`strongroom csi-node`: the CSI Identity and Node services of `csi.strongroom.io`.
+
+Inline ephemeral volumes only. Every RPC validates its input first, is
+idempotent, and is logged once by an interceptor that never sees the volume
+context (where the pod's token travels) or any file content.
+"""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .. import __version__
+from .fetch import Fetcher
+from .generated import csi_pb2, csi_pb2_grpc
+from .publisher import Publisher, PublishError
+from .tokens import TokenVerifier
+from .volume import EPHEMERAL_KEY, InvalidVolume, parse_volume, pod_token
+
+log = logging.getLogger(__name__)
+
+DRIVER_NAME = "csi.strongroom.io"
+
+
+def _abort_code(name: str) -> grpc.StatusCode:
+    code: grpc.StatusCode = getattr(grpc.StatusCode, name, grpc.StatusCode.INTERNAL)
+    return code
+
+
+class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """One line per call: method, volume id, target path, outcome, time. Nothing else."""
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+
+        async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            outcome = "OK"
+            try:
+                return await inner(request, context)
+            except BaseException:
+                code = context.code()
+                outcome = code.name if code is not None else "ERROR"
+                raise
+            finally:
+                log.info(
+                    "csi %s volume=%s target=%s outcome=%s ms=%.1f",
+                    method,
+                    getattr(request, "volume_id", "-") or "-",
+                    getattr(request, "target_path", "-") or "-",
+                    outcome,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class Identity(csi_pb2_grpc.IdentityServicer):
+    async def GetPluginInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return csi_pb2.GetPluginInfoResponse(name=DRIVER_NAME, vendor_version=__version__)
+
+    async def GetPluginCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802
+        # No controller service: volumes are inline and ephemeral.
+        return csi_pb2.GetPluginCapabilitiesResponse(capabilities=[])
+
+    async def Probe(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return csi_pb2.ProbeResponse(ready={"value": True})
+
+
+class Node(csi_pb2_grpc.NodeServicer):
+    def __init__(self, node_id: str, publisher: Publisher) -> None:
+        self._node_id = node_id
+        self._publisher = publisher
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, target: str) -> asyncio.Lock:
+        return self._locks.setdefault(target, asyncio.Lock())
+
+    async def NodePublishVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if not request.volume_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "volume_id is required")
+        if not request.target_path or not request.target_path.startswith("/"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "target_path is required and must be absolute"
+            )
+        if not request.HasField("volume_capability"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "volume_capability is required")
+        if request.volume_capability.HasField("block"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "csi.strongroom.io volumes are filesystems, not block devices",
+            )
+        attributes = dict(request.volume_context)
+        if attributes.get(EPHEMERAL_KEY, "true") != "true":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "csi.strongroom.io serves inline ephemeral volumes only",
+            )
+        try:
+            volume = parse_volume(attributes)
+        except InvalidVolume as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        gid = None
+        mount = request.volume_capability.mount
+        if mount.volume_mount_group:
+            try:
+                gid = int(mount.volume_mount_group)
+            except ValueError:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "volume_mount_group must be a numeric group id",
+                )
+        async with self._lock(request.target_path):
+            try:
+                await self._publisher.publish(
+                    Path(request.target_path), volume, pod_token(attributes), gid
+                )
+            except PublishError as exc:
+                await context.abort(_abort_code(exc.code), str(exc))
+        return csi_pb2.NodePublishVolumeResponse()
+
+    async def NodeUnpublishVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if not request.volume_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "volume_id is required")
+        if not request.target_path:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "target_path is required")
+        async with self._lock(request.target_path):
+            try:
+                await asyncio.to_thread(self._publisher.unpublish, Path(request.target_path))
+            except OSError as exc:
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"unpublishing failed: {exc.strerror}"
+                )
+        self._locks.pop(request.target_path, None)
+        return csi_pb2.NodeUnpublishVolumeResponse()
+
+    async def NodeStageVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "inline volumes are not staged")
+
+    async def NodeUnstageVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "inline volumes are not staged")
+
+    async def NodeGetVolumeStats(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "volume stats are not reported")
+
+    async def NodeExpandVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "volumes are not expandable")
+
+    async def NodeGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[])
+
+    async def NodeGetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return csi_pb2.NodeGetInfoResponse(node_id=self._node_id)
+
+
+async def serve(
+    endpoint: str,
+    node_id: str,
+    ca_file: str | None,
+    jwks_file: Path | None,
+    use_tmpfs: bool,
+    stop: asyncio.Event | None = None,
+) -> None:
+    verifier = TokenVerifier.from_file(jwks_file, "strongroom.io/vault") if jwks_file else None
+    fetcher = Fetcher(ca_file, verifier)
+    server = grpc.aio.server(interceptors=[LoggingInterceptor()])
+    csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)  # type: ignore[no-untyped-call]
+    node = Node(node_id, Publisher(fetcher, use_tmpfs))
+    csi_pb2_grpc.add_NodeServicer_to_server(node, server)  # type: ignore[no-untyped-call]
+    if endpoint.startswith("unix://"):
+        socket_path = Path(endpoint.removeprefix("unix://"))
+        socket_path.parent.mkdir(parents=True, exist_ok=True)
+        socket_path.unlink(missing_ok=True)
+    server.add_insecure_port(endpoint)
+    await server.start()
+    log.info("CSI node %s serving %s on %s", node_id, DRIVER_NAME, endpoint)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    await server.stop(5)
+    await fetcher.close()

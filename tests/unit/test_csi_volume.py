@@ -1,0 +1,117 @@
+"""volumeAttributes are parsed strictly: hostile names and paths are refused before any I/O."""
+
+import json
+
+import pytest
+
+from strongroom.csi.volume import (
+    InvalidVolume,
+    check_path,
+    parse_volume,
+    pod_token,
+)
+
+HOSTILE_PATHS = [
+    "..",
+    "../etc/passwd",
+    "a/../../b",
+    "/etc/shadow",
+    "a/./b",
+    "./a",
+    "a//b",
+    "a/",
+    "",
+    "a\x00b",
+    "..data",
+    "..2026_01_01",
+    "..data/x",
+    "x" * 256,
+    "a/" + "y" * 256,
+    "/".join(["d"] * 600),
+]
+
+
+def volume(objects: object, **extra: str) -> dict[str, str]:
+    return {"vaultUrl": "https://v-vault.ns.svc", "objects": json.dumps(objects)} | extra
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_hostile_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidVolume):
+        check_path(path)
+    if path:  # an empty path means "the object's name"
+        with pytest.raises(InvalidVolume):
+            parse_volume(volume([{"kind": "secret", "name": "s", "path": path}]))
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "a_b", "", "x" * 128, "a\x00", "../x"])
+def test_hostile_object_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidVolume, match="name"):
+        parse_volume(volume([{"kind": "secret", "name": name}]))
+
+
+def test_a_good_volume_parses_with_defaults() -> None:
+    parsed = parse_volume(
+        volume(
+            [
+                {"kind": "secret", "name": "db-password", "path": "db/password", "mode": "0440"},
+                {"kind": "key", "name": "signing", "format": "jwk"},
+                {"name": "plain"},
+            ]
+        )
+    )
+    assert parsed.vault_url == "https://v-vault.ns.svc"
+    first, second, third = parsed.objects
+    assert (first.path, first.mode, first.format) == ("db/password", 0o440, "value")
+    assert (second.path, second.format) == ("signing", "jwk")
+    assert (third.kind, third.mode) == ("secret", 0o444)
+
+
+def test_yaml_objects_and_a_vault_in_the_pods_namespace() -> None:
+    parsed = parse_volume(
+        {
+            "vault": "payments",
+            "csi.storage.k8s.io/pod.namespace": "team-a",
+            "objects": "- kind: key\n  name: signing\n",
+        }
+    )
+    assert parsed.vault_url == "https://payments-vault.team-a.svc"
+
+
+@pytest.mark.parametrize(
+    "objects,fragment",
+    [
+        ([], "non-empty"),
+        ("not a list", "non-empty list"),
+        ([{"kind": "certificate", "name": "c"}], "kind"),
+        ([{"name": "s", "format": "pem"}], "format"),
+        ([{"name": "s", "mode": "0999"}], "octal"),
+        ([{"name": "s", "mode": 0o7777}], "permission"),
+        ([{"name": "s", "version": "latest"}], "version"),
+        ([{"name": "s", "owner": "root"}], "unknown fields"),
+        ([{"name": "a"}, {"name": "b", "path": "a"}], "same path"),
+        ([{"name": "a"}, {"name": "b", "path": "a/b"}], "both a file and a directory"),
+        ([{"name": f"s{i}"} for i in range(65)], "at most 64"),
+    ],
+)
+def test_bad_object_lists_say_what_is_wrong(objects: object, fragment: str) -> None:
+    with pytest.raises(InvalidVolume, match=fragment):
+        parse_volume(volume(objects))
+
+
+def test_a_vault_url_must_be_https() -> None:
+    with pytest.raises(InvalidVolume, match="https"):
+        parse_volume(volume([{"name": "s"}], vaultUrl="http://v"))
+    with pytest.raises(InvalidVolume, match="vaultUrl"):
+        parse_volume({"objects": "[]"})
+
+
+def test_the_pod_token_is_read_for_strongrooms_audience_only() -> None:
+    tokens = {
+        "strongroom.io/vault": {"token": "t1", "expirationTimestamp": "x"},
+        "other": {"token": "t2"},
+    }
+    assert pod_token({"csi.storage.k8s.io/serviceAccount.tokens": json.dumps(tokens)}) == "t1"
+    assert pod_token({"csi.storage.k8s.io/serviceAccount.tokens": json.dumps({"o": {}})}) is None
+    assert pod_token({"csi.storage.k8s.io/serviceAccount.tokens": "{"}) is None
+    assert pod_token({}) is None
