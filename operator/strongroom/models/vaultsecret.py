@@ -1,0 +1,121 @@
+"""VaultSecret: a secret in a vault, with versions. Its value is never in the resource."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import (
+    KEY_VAULT_NAME_MESSAGE,
+    KEY_VAULT_NAME_RULE,
+    HasConditions,
+    LocalRef,
+    Model,
+    immutable,
+    rule,
+    rules,
+)
+from .key import DURATION_PATTERN
+
+Encoding = Literal["base64", "hex", "alphanumeric"]
+
+
+class GenerateSource(Model):
+    """The vault makes the value from the HSM's random number generator."""
+
+    length: int = Field(32, ge=16, le=4096, description="Bytes of randomness (16-4096).")
+    encoding: Encoding = Field(
+        "base64", description="How the random bytes are written: base64, hex or alphanumeric."
+    )
+
+
+class SecretKeySelector(Model):
+    """One key of a Kubernetes Secret in this namespace."""
+
+    name: str = Field(description="Name of the Secret.", min_length=1, max_length=253)
+    key: str = Field(description="Key within the Secret's data.", min_length=1, max_length=253)
+
+
+class ExternalSource(Model):
+    """The value is set through the vault's API; the operator only reports the secret."""
+
+
+class SecretSource(Model):
+    """Where the value comes from. Set exactly one."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": rules(
+            rule(
+                "[has(self.generate), has(self.fromSecret), has(self.external)]"
+                ".filter(x, x).size() == 1",
+                "spec.source takes exactly one of generate, fromSecret or external",
+            )
+        )
+    }
+
+    generate: GenerateSource | None = Field(None, description="Generate the value in the vault.")
+    from_secret: SecretKeySelector | None = Field(
+        None,
+        description="Import the value once from a Kubernetes Secret; later changes of that "
+        "Secret are not followed (rotate through the vault's API instead).",
+    )
+    external: ExternalSource | None = Field(
+        None,
+        description="Set to {} when the value is set through the vault's API; the operator "
+        "then only reports the secret.",
+    )
+
+
+class SecretRotation(Model):
+    """When the vault makes a new generated value."""
+
+    rotate_after: str = Field(
+        description="Make a new version this long after the current one (ISO 8601, e.g. P30D).",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+    )
+
+
+class VaultSecretSpec(Model):
+    """The desired secret."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": rules(
+            rule(
+                "!has(self.rotation) || has(self.source.generate)",
+                "spec.rotation is only for generated secrets (spec.source.generate)",
+            ),
+            rule(
+                "(has(self.secretName) ? self.secretName : '') == "
+                "(has(oldSelf.secretName) ? oldSelf.secretName : '')",
+                "spec.secretName cannot be changed: make a new VaultSecret",
+                "FieldValueForbidden",
+            ),
+        )
+    }
+
+    vault_ref: LocalRef = Field(
+        description="The Vault, in this namespace, that holds the secret. Cannot be changed.",
+        json_schema_extra=rules(immutable("spec.vaultRef", "make a new VaultSecret")),
+    )
+    secret_name: str | None = Field(
+        None,
+        description="The secret's name in the vault; the resource's name when unset. "
+        "1-127 letters, digits and dashes. Cannot be changed.",
+        min_length=1,
+        max_length=127,
+        json_schema_extra=rules(rule(KEY_VAULT_NAME_RULE, KEY_VAULT_NAME_MESSAGE)),
+    )
+    source: SecretSource = Field(description="Where the secret's value comes from.")
+    content_type: str | None = Field(
+        None, description="A hint of what the value is (e.g. text/plain).", max_length=255
+    )
+    rotation: SecretRotation | None = Field(
+        None, description="When a generated secret gets a new value."
+    )
+
+
+class VaultSecretStatus(HasConditions):
+    """What the operator observed of the secret. Never its value."""
+
+    id: str | None = Field(None, description="The current version's id (URL) in the vault.")
+    current_version: str | None = Field(None, description="The version in use.")
