@@ -1,0 +1,366 @@
+"""An HsmPool's children: pool secret, TLS secret, config, token store, workload, Services.
+
+The pod runs `strongroom vault-server` with the `strongroom hsm` sidecar; they
+share a unix socket in an in-memory emptyDir. One replica, always: one
+process owns a token directory.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import HsmPoolSpec
+from ..models.base import ResourceRequirements
+from .common import AUDIENCE, HTTPS_PORT, Owner, labels, metadata
+
+COMPONENT = "hsm-pool"
+POOL_SECRET_KEY = "pool-secret"  # noqa: S105 - the name of a key in the Secret
+SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+RUN_AS = 65532  # no name in the image; any non-root id owning the token store will do
+
+SOCKET_DIR = "/run/strongroom"
+TOKEN_DIR = "/var/lib/strongroom"  # noqa: S105 - the token store, a directory
+CONFIG_DIR = "/etc/strongroom/config"
+TLS_DIR = "/etc/strongroom/tls"
+POOL_SECRET_DIR = "/etc/strongroom/pool"  # noqa: S105 - a mount path
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator is started with and passes on to every pool."""
+
+    image: str
+    admin_subject: str  # the operator's ServiceAccount username, allowed the management API
+    audience: str = AUDIENCE
+
+
+@dataclass(frozen=True)
+class Pool:
+    """An HsmPool as the builders need it."""
+
+    owner: Owner
+    spec: HsmPoolSpec
+
+    @property
+    def base(self) -> str:
+        return f"{self.owner.name}-pool"
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.base}-secret"
+
+    @property
+    def tls_secret_name(self) -> str:
+        return f"{self.base}-tls"
+
+    @property
+    def config_name(self) -> str:
+        return f"{self.base}-config"
+
+    @property
+    def claim_name(self) -> str:
+        return f"{self.base}-tokens"
+
+    @property
+    def service_account_name(self) -> str:
+        return self.base
+
+    @property
+    def token_review_binding_name(self) -> str:
+        return f"strongroom-pool-{self.owner.namespace}-{self.owner.name}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.base}.{self.owner.namespace}.svc"
+
+    @property
+    def tls_hosts(self) -> list[str]:
+        """Names the pool's certificate covers: its own Service and every `<vault>-vault`."""
+        ns = self.owner.namespace
+        return [
+            f"{self.base}.{ns}.svc",
+            f"*.{ns}.svc",
+            f"{self.base}.{ns}.svc.cluster.local",
+            f"*.{ns}.svc.cluster.local",
+        ]
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "strongroom",
+            "app.kubernetes.io/component": COMPONENT,
+            "app.kubernetes.io/instance": self.owner.name,
+        }
+
+    @property
+    def keeps_state(self) -> bool:
+        """With deletionPolicy Retain, the token store and pool secret outlive the HsmPool."""
+        return self.spec.deletion_policy == "Retain"
+
+
+def build_pool_secret(pool: Pool, pool_secret_hex: str) -> dict[str, Any]:
+    """The Secret the token PINs derive from. Made once; replacing it locks every vault out."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(pool.secret_name, pool.owner, COMPONENT, owned=not pool.keeps_state),
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {POOL_SECRET_KEY: pool_secret_hex},
+    }
+
+
+def build_tls_secret(pool: Pool, cert_pem: str, key_pem: str, ca_pem: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(pool.tls_secret_name, pool.owner, COMPONENT),
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem, "ca.crt": ca_pem},
+    }
+
+
+def build_config_map(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
+    """The vault server's start-up config: no vaults; the operator adds them through the API."""
+    config = {"audiences": [settings.audience], "vaults": []}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(pool.config_name, pool.owner, COMPONENT),
+        "data": {"config.json": json.dumps(config, indent=2, sort_keys=True) + "\n"},
+    }
+
+
+def build_token_store_claim(pool: Pool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": pool.spec.storage.size}},
+    }
+    if pool.spec.storage.storage_class_name is not None:
+        spec["storageClassName"] = pool.spec.storage.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(pool.claim_name, pool.owner, COMPONENT, owned=not pool.keeps_state),
+        "spec": spec,
+    }
+
+
+def build_service_account(pool: Pool) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(pool.service_account_name, pool.owner, COMPONENT),
+    }
+
+
+def build_token_review_binding(pool: Pool) -> dict[str, Any]:
+    """Lets the pool's vault server ask the API server who a bearer token belongs to.
+
+    Cluster-scoped, so it cannot be owned by the HsmPool: the pool's finalizer deletes it.
+    """
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": pool.token_review_binding_name,
+            "labels": labels(COMPONENT, pool.owner.name)
+            | {"strongroom.io/pool-namespace": pool.owner.namespace},
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:auth-delegator",
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": pool.service_account_name,
+                "namespace": pool.owner.namespace,
+            }
+        ],
+    }
+
+
+def _service(name: str, pool: Pool, owner: Owner, component: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, owner, component),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": pool.selector,
+            "ports": [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_service(pool: Pool) -> dict[str, Any]:
+    """The pool's own Service: its management API, at `status.endpoint`."""
+    return _service(pool.base, pool, pool.owner, COMPONENT)
+
+
+def build_vault_service(pool: Pool, vault: Owner) -> dict[str, Any]:
+    """`<vault>-vault`: the host name of the vault's URI, served by its pool's pod.
+
+    The Azure SDKs accept the Bearer challenge's resource `https://<namespace>.svc`
+    because the vault's host `<vault>-vault.<namespace>.svc` ends with it.
+    """
+    return _service(vault_service_name(vault.name), pool, vault, "vault")
+
+
+def vault_service_name(vault: str) -> str:
+    return f"{vault}-vault"
+
+
+def vault_hosts(vault: str, namespace: str) -> list[str]:
+    service = vault_service_name(vault)
+    return [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+
+
+def vault_uri(vault: str, namespace: str) -> str:
+    return f"https://{vault_hosts(vault, namespace)[0]}"
+
+
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _resources(requirements: ResourceRequirements | None) -> dict[str, Any]:
+    return requirements.wire() if requirements is not None else {}
+
+
+def _probe(period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/healthz", "port": "https", "scheme": "HTTPS"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
+    spec = pool.spec
+    module = spec.pkcs11.module if spec.pkcs11 is not None else SOFTHSM2_MODULE
+    resources = spec.resources
+    socket = f"{SOCKET_DIR}/hsm.sock"
+    server = {
+        "name": "vault-server",
+        "image": spec.image or settings.image,
+        "args": [
+            "vault-server",
+            "--config",
+            f"{CONFIG_DIR}/config.json",
+            "--listen",
+            f"0.0.0.0:{HTTPS_PORT}",
+            "--tls-cert",
+            f"{TLS_DIR}/tls.crt",
+            "--tls-key",
+            f"{TLS_DIR}/tls.key",
+            "--hsm-socket",
+            socket,
+            "--admin-subject",
+            settings.admin_subject,
+        ],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
+        "startupProbe": _probe(period=2, failures=60),
+        "readinessProbe": _probe(period=5, failures=2),
+        "livenessProbe": _probe(period=10, failures=6),
+        "resources": _resources(resources.vault_server if resources else None),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "hsm-socket", "mountPath": SOCKET_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
+        ],
+    }
+    hsm = {
+        "name": "hsm",
+        "image": spec.image or settings.image,
+        "args": [
+            "hsm",
+            "--module",
+            module,
+            "--state-dir",
+            TOKEN_DIR,
+            "--socket",
+            socket,
+            "--pool-secret-file",
+            f"{POOL_SECRET_DIR}/{POOL_SECRET_KEY}",
+        ],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": _resources(resources.hsm if resources else None),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "hsm-socket", "mountPath": SOCKET_DIR},
+            {"name": "tokens", "mountPath": TOKEN_DIR},
+            {"name": "pool-secret", "mountPath": POOL_SECRET_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
+        ],
+    }
+    pod_labels = labels(COMPONENT, pool.owner.name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(pool.base, pool.owner, COMPONENT),
+        "spec": {
+            "replicas": 1,
+            "serviceName": pool.base,
+            "selector": {"matchLabels": pool.selector},
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "serviceAccountName": pool.service_account_name,
+                    "automountServiceAccountToken": True,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [server, hsm],
+                    "volumes": [
+                        {
+                            "name": "hsm-socket",
+                            "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"},
+                        },
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        {"name": "tokens", "persistentVolumeClaim": {"claimName": pool.claim_name}},
+                        {
+                            "name": "pool-secret",
+                            "secret": {"secretName": pool.secret_name, "defaultMode": 0o440},
+                        },
+                        {
+                            "name": "tls",
+                            "secret": {"secretName": pool.tls_secret_name, "defaultMode": 0o440},
+                        },
+                        {"name": "config", "configMap": {"name": pool.config_name}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_children(pool: Pool, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The pool's children that the operator applies on every reconcile (no secrets among them)."""
+    return [
+        build_service_account(pool),
+        build_config_map(pool, settings),
+        build_token_store_claim(pool),
+        build_stateful_set(pool, settings),
+        build_service(pool),
+    ]
