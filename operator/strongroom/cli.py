@@ -54,7 +54,15 @@ def _vault_server(args: argparse.Namespace) -> None:
         )
     host, _, port = args.listen.rpartition(":")
     listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)  # noqa: S104
-    run(serve(config, listen, args.hsm_socket, authenticator))
+    run(
+        serve(
+            config,
+            listen,
+            args.hsm_socket,
+            authenticator,
+            admin_subjects=tuple(args.admin_subject),
+        )
+    )
 
 
 def _dev(args: argparse.Namespace) -> None:
@@ -133,6 +141,12 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--kube-api", default="https://kubernetes.default.svc")
     server.add_argument("--kube-ca", type=Path, default=sa / "ca.crt")
     server.add_argument("--kube-token", type=Path, default=sa / "token")
+    server.add_argument(
+        "--admin-subject",
+        action="append",
+        default=[],
+        help="a caller allowed the management API under /_strongroom/v1/ (repeatable)",
+    )
     server.set_defaults(run=_vault_server)
 
     dev = roles.add_parser(

@@ -138,7 +138,12 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
     listen = Listen("127.0.0.1", port, state / "tls.crt", state / "tls.key")
     server = asyncio.create_task(
         serve(
-            config, listen, state / "hsm.sock", issuer.authenticator(config.audiences), ready=ready
+            config,
+            listen,
+            state / "hsm.sock",
+            issuer.authenticator(config.audiences),
+            ready=ready,
+            admin_subjects=(ADMIN,),  # the dev admin may also use the management API
         )
     )
     waiter = asyncio.create_task(ready.wait())

@@ -147,6 +147,21 @@ class Engine:
                 return token
         raise TokenNotFound(f"no token for vault {vault!r}")
 
+    def vault_names(self) -> list[str]:
+        """Labels of the initialized tokens: the vaults this pool holds."""
+        with _mapped_errors("listing tokens"):
+            return sorted(
+                token.label
+                for token in (s.get_token() for s in self._lib.get_slots(token_present=True))
+                if token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED
+            )
+
+    def platform(self) -> str:
+        """The module's maker, description and version, for the pool's status."""
+        lib = self._lib
+        major, minor = lib.library_version
+        return f"{lib.manufacturer_id.strip()} {lib.library_description.strip()} {major}.{minor}"
+
     def has_vault(self, vault: str) -> bool:
         try:
             self._token(vault)

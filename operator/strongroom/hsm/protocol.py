@@ -27,6 +27,8 @@ ERRORS: dict[str, type[errors.HsmError]] = {
 OPERATIONS = frozenset(
     {
         "ping",
+        "platform",
+        "vault_names",
         "has_vault",
         "ensure_vault",
         "generate_rsa",

@@ -24,7 +24,15 @@ from .audit import AuditRecord
 from .auth import Authenticator
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
-from .errors import BadParameter, Forbidden, NotFound, Unauthorized, VaultError, from_hsm
+from .errors import (
+    BadParameter,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    VaultError,
+    from_hsm,
+)
 from .keys import KeyStore
 from .names import check_name, check_version
 from .secrets import SecretStore
@@ -35,6 +43,7 @@ API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
 PAGE_SIZE = 25
 MAINTENANCE_SECONDS = 60.0
+VAULT_RECORD = "vault-config"  # a vault's own config, in its token, when the operator made it
 CRYPTO_OPERATIONS = {
     "encrypt": "encrypt",
     "decrypt": "decrypt",
@@ -119,6 +128,40 @@ class DataPlane:
         await self.hsm.wait_ready(60)
         for vault in self.vaults.values():
             await vault.load(self.hsm)
+        # Vaults added through the management API are kept in their own token.
+        for name in await self.hsm.call("vault_names"):
+            if name in self.vaults:
+                continue
+            records = await self.hsm.call("list_records", vault=name)
+            if VAULT_RECORD in records:
+                await self.serve_vault(VaultConfig.parse(json.loads(records[VAULT_RECORD])))
+
+    async def serve_vault(self, config: VaultConfig) -> Vault:
+        """Serve a vault with this config from now on; load it when it is new."""
+        for host in config.hosts:
+            other = self.by_host.get(host)
+            if other is not None and other.config.name != config.name:
+                raise Conflict(
+                    f"The host {host!r} is already served by vault {other.config.name!r}."
+                )
+        vault = self.vaults.get(config.name)
+        if vault is None:
+            vault = Vault(config, KeyStore(config, self.hsm), SecretStore(config, self.hsm))
+            await vault.load(self.hsm)
+            self.vaults[config.name] = vault
+        else:
+            for host in vault.config.hosts:
+                self.by_host.pop(host, None)
+            vault.config = vault.keys.config = vault.secrets.config = config
+        for host in config.hosts:
+            self.by_host[host] = vault
+        return vault
+
+    def stop_serving(self, name: str) -> None:
+        vault = self.vaults.pop(name, None)
+        if vault is not None:
+            for host in vault.config.hosts:
+                self.by_host.pop(host, None)
 
     async def maintain_forever(self) -> None:
         while True:
@@ -620,9 +663,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_app(plane: DataPlane) -> web.Application:
+def make_app(
+    plane: DataPlane, management_routes: list[web.RouteDef] | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app["plane"] = plane
     app.router.add_get("/healthz", healthz)
+    app.router.add_routes(management_routes or [])
     app.router.add_route("*", "/{tail:.*}", plane.handle)
     return app

@@ -58,6 +58,9 @@ class AccessEntry:
         secrets = _permissions(raw.get("secrets", []), SECRET_PERMISSIONS, "secrets")
         return cls(subject, keys, secrets)
 
+    def raw(self) -> dict[str, Any]:
+        return {"subject": self.subject, "keys": sorted(self.keys), "secrets": sorted(self.secrets)}
+
 
 def _permissions(raw: object, allowed: frozenset[str], kind: str) -> frozenset[str]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
@@ -100,6 +103,19 @@ class VaultConfig:
             purge_protection=bool(raw.get("purgeProtection", False)),
             challenge_resource=raw.get("challengeResource"),
         )
+
+    def raw(self) -> dict[str, Any]:
+        """The shape `parse` reads: what the management API takes, returns and persists."""
+        raw: dict[str, Any] = {
+            "name": self.name,
+            "hosts": list(self.hosts),
+            "access": [entry.raw() for entry in self.access],
+            "retentionDays": self.retention_days,
+            "purgeProtection": self.purge_protection,
+        }
+        if self.challenge_resource is not None:
+            raw["challengeResource"] = self.challenge_resource
+        return raw
 
     def permissions(self, subject: str, kind: str) -> frozenset[str]:
         granted: set[str] = set()

@@ -14,6 +14,7 @@ from ..hsm.client import HsmClient
 from .app import DataPlane, make_app
 from .auth import Authenticator
 from .config import ServerConfig
+from .management import Management
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,13 @@ async def serve(
     authenticator: Authenticator,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    admin_subjects: tuple[str, ...] = (),
 ) -> None:
     hsm = HsmClient(hsm_socket)
     plane = DataPlane(config, hsm, authenticator)
     await plane.start()
-    runner = web.AppRunner(make_app(plane), access_log=None, handle_signals=False)
+    management = Management(plane, admin_subjects).routes()
+    runner = web.AppRunner(make_app(plane, management), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
         runner,

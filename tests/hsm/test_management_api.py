@@ -1,0 +1,132 @@
+"""The pool's management API: admins only, vaults made and served by host, kept across restarts."""
+
+import json
+import os
+import signal
+import ssl
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from .conftest import DevServer, start_dev, stop_dev
+
+HOST = "payments-vault.team-a.svc"
+
+
+def call(
+    dev: DevServer,
+    method: str,
+    path: str,
+    token: str | None,
+    body: Any = None,
+    host: str | None = None,
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if host is not None:
+        headers["Host"] = f"{host}:{urlsplit(dev.url).port}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(dev.url + path, data, headers, method=method)  # noqa: S310
+    context = ssl.create_default_context(cafile=dev.ca)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, json.loads(raw) if raw else None
+
+
+def vault_body(purge_protection: bool = True, retention: int = 7) -> dict[str, Any]:
+    return {
+        "hosts": [HOST],
+        "access": [{"subject": "dev:admin", "keys": ["all"], "secrets": ["all"]}],
+        "retentionDays": retention,
+        "purgeProtection": purge_protection,
+    }
+
+
+def test_only_admin_subjects_may_manage(dev: DevServer) -> None:
+    assert call(dev, "GET", "/_strongroom/v1/health", None)[0] == 401
+    reader = dev.issue("dev:reader")
+    status, body = call(dev, "GET", "/_strongroom/v1/health", reader)
+    assert status == 403 and "dev:reader" in body["error"]["message"]
+    other_audience = dev.issue("dev:admin", audience="someone-else")
+    assert call(dev, "GET", "/_strongroom/v1/health", other_audience)[0] == 401
+
+
+def test_health_reports_the_hsm_and_the_vaults(dev: DevServer) -> None:
+    status, body = call(dev, "GET", "/_strongroom/v1/health", dev.token)
+    assert status == 200 and body["status"] == "ok"
+    assert "SoftHSM" in body["hsmPlatform"]
+    assert "dev" in body["vaults"]
+
+
+def test_bad_vault_names_and_configs_are_refused(dev: DevServer) -> None:
+    for name in ("Upper", "-dash", "x" * 33, "a_b"):
+        status, body = call(dev, "PUT", f"/_strongroom/v1/vaults/{name}", dev.token, vault_body())
+        assert status == 400, name
+        assert "1-32 lowercase letters" in body["error"]["message"]
+    status, body = call(dev, "PUT", "/_strongroom/v1/vaults/bad", dev.token, {"hosts": []})
+    assert status == 400 and "host" in body["error"]["message"]
+    status, body = call(
+        dev, "PUT", "/_strongroom/v1/vaults/bad", dev.token, vault_body(retention=3)
+    )
+    assert status == 400 and "retentionDays" in body["error"]["message"]
+
+
+def test_a_vault_put_is_served_kept_and_guarded(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("management")
+    first = start_dev(base / "state", base / "dev.log")
+    try:
+        path = "/_strongroom/v1/vaults/payments"
+        assert call(first, "GET", path, first.token)[0] == 404
+        status, body = call(first, "PUT", path, first.token, vault_body())
+        assert status == 201 and body["hosts"] == [HOST] and body["purgeProtection"] is True
+        assert call(first, "PUT", path, first.token, vault_body())[0] == 200  # idempotent
+        status, body = call(first, "PUT", path, first.token, vault_body(purge_protection=False))
+        assert status == 409 and "Purge protection" in body["error"]["message"]
+        status, body = call(first, "PUT", path, first.token, vault_body(retention=30))
+        assert status == 409 and "retention" in body["error"]["message"]
+        status, body = call(
+            first,
+            "POST",
+            "/keys/signing/create?api-version=7.5",
+            first.token,
+            {"kty": "EC-HSM", "crv": "P-256"},
+            host=HOST,
+        )
+        assert status == 200, body
+        kid = body["key"]["kid"]
+        assert kid.startswith(f"https://{HOST}")
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+
+        second = start_dev(base / "state", base / "dev.log", keep=True)
+        try:
+            status, body = call(second, "GET", path, second.token)
+            assert status == 200 and body["hosts"] == [HOST]
+            status, body = call(
+                second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
+            )
+            assert status == 200 and body["key"]["kid"].split("/")[-1] == kid.split("/")[-1]
+            assert call(second, "DELETE", path, second.token)[0] == 204
+            assert call(second, "GET", path, second.token)[0] == 404
+            status, _ = call(
+                second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
+            )
+            assert status == 404
+            # Served again, the vault finds its keys: its token was kept.
+            assert call(second, "PUT", path, second.token, vault_body())[0] == 201
+            status, _ = call(
+                second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
+            )
+            assert status == 200
+        finally:
+            stop_dev(second)
+    finally:
+        stop_dev(first)
