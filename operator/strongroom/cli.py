@@ -65,6 +65,12 @@ def _vault_server(args: argparse.Namespace) -> None:
     )
 
 
+def _operator(args: argparse.Namespace) -> None:
+    from .operator.main import run
+
+    run(args)
+
+
 def _dev(args: argparse.Namespace) -> None:
     from .dev import run
 
@@ -148,6 +154,14 @@ def parser() -> argparse.ArgumentParser:
         help="a caller allowed the management API under /_strongroom/v1/ (repeatable)",
     )
     server.set_defaults(run=_vault_server)
+
+    operator = roles.add_parser(
+        "operator", help="the control plane: reconciles HsmPools, Vaults, Keys and VaultSecrets"
+    )
+    from .operator.options import add_arguments
+
+    add_arguments(operator)
+    operator.set_defaults(run=_operator)
 
     dev = roles.add_parser(
         "dev",

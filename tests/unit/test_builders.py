@@ -127,3 +127,25 @@ def test_the_pool_certificate_covers_every_vault_host() -> None:
     pool = _pool("default")
     host = vault_uri("payments", "team-a").removeprefix("https://")
     assert any(h == host or (h.startswith("*.") and host.endswith(h[1:])) for h in pool.tls_hosts)
+
+
+def test_the_operator_rbac_covers_every_kind_the_builders_make() -> None:
+    rbac = list(yaml.safe_load_all((GOLDEN.parents[2] / "deploy" / "rbac.yaml").read_text()))
+    role = next(doc for doc in rbac if doc["kind"] == "ClusterRole")
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        if "resourceNames" not in rule
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    pool = _pool("default")
+    made = build_children(pool, SETTINGS) + [
+        build_token_review_binding(pool),
+        build_pool_secret(pool, "00" * 32),
+    ]
+    plural = {"PersistentVolumeClaim": "persistentvolumeclaims", "ConfigMap": "configmaps"}
+    for obj in made:
+        group = obj["apiVersion"].rpartition("/")[0]
+        resource = plural.get(obj["kind"], obj["kind"].lower() + "s")
+        assert {"get", "create", "patch"} <= granted.get((group, resource), set()), obj["kind"]

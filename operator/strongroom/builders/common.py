@@ -1,5 +1,6 @@
 """What every built object shares: names, labels, owner references."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ class Owner:
     uid: str
 
     @classmethod
-    def of(cls, kind: str, meta: dict[str, Any]) -> "Owner":
+    def of(cls, kind: str, meta: Mapping[str, Any]) -> "Owner":
         return cls(kind, str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
 
     def reference(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""`strongroom operator`: kopf handlers, thin: parse the resource, call reconcile, write status."""

@@ -1,0 +1,67 @@
+"""kopf handlers of HsmPool and Vault: parse the body, call one reconcile function, write status."""
+
+from typing import Any
+
+import kopf
+
+from ..builders.common import Owner
+from ..builders.pool import Pool
+from ..models import GROUP, VERSION, HsmPoolSpec, HsmPoolStatus, VaultSpec, VaultStatus
+from ..reconcile.context import Context
+from ..reconcile.pool import delete_pool, reconcile_pool
+from ..reconcile.vault import delete_vault, reconcile_vault
+from .reporting import reporting
+
+POOLS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "hsmpools"}
+VAULTS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaults"}
+RECHECK_SECONDS = 60.0
+
+
+def _context(memo: kopf.Memo) -> Context:
+    context: Context = memo["context"]
+    return context
+
+
+def _generation(body: kopf.Body) -> int:
+    return int(body.meta.get("generation") or 0)
+
+
+def _pool(body: kopf.Body) -> Pool:
+    return Pool(Owner.of("HsmPool", body.meta), HsmPoolSpec.model_validate(dict(body.spec)))
+
+
+@kopf.on.resume(**POOLS)
+@kopf.on.create(**POOLS)
+@kopf.on.update(**POOLS)
+@kopf.timer(**POOLS, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+async def hsm_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        status = HsmPoolStatus.model_validate(dict(body.status))
+        status = await reconcile_pool(_context(memo), _pool(body), status, _generation(body))
+        patch.status.update(status.wire())
+
+
+@kopf.on.delete(**POOLS)
+async def hsm_pool_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        await delete_pool(_context(memo), _pool(body))
+
+
+@kopf.on.resume(**VAULTS)
+@kopf.on.create(**VAULTS)
+@kopf.on.update(**VAULTS)
+@kopf.timer(**VAULTS, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+async def vault(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = VaultSpec.model_validate(dict(body.spec))
+        status = VaultStatus.model_validate(dict(body.status))
+        owner = Owner.of("Vault", body.meta)
+        status = await reconcile_vault(_context(memo), owner, spec, status, _generation(body))
+        patch.status.update(status.wire())
+
+
+@kopf.on.delete(**VAULTS)
+async def vault_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = VaultSpec.model_validate(dict(body.spec))
+        await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)

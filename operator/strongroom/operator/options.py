@@ -1,0 +1,44 @@
+"""The operator's command line, apart from kopf so that `strongroom --help` stays quick."""
+
+import argparse
+import os
+from pathlib import Path
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def own_namespace() -> str:
+    path = SERVICE_ACCOUNT / "namespace"
+    return path.read_text().strip() if path.exists() else "strongroom-system"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    namespace = own_namespace()
+    parser.add_argument(
+        "--image",
+        default=os.environ.get("STRONGROOM_IMAGE", "strongroom.io/strongroom:dev"),
+        help="image of the pools' pods (default: $STRONGROOM_IMAGE or %(default)s)",
+    )
+    parser.add_argument(
+        "--namespace", default=namespace, help="the operator's namespace, where its CA is kept"
+    )
+    parser.add_argument(
+        "--admin-subject",
+        default=f"system:serviceaccount:{namespace}:strongroom-operator",
+        help="the operator's username, which pools allow on their management API",
+    )
+    parser.add_argument(
+        "--pool-token-file",
+        type=Path,
+        default=Path("/var/run/secrets/strongroom.io/token"),
+        help="a projected ServiceAccount token with the pools' audience (strongroom.io/vault)",
+    )
+    parser.add_argument(
+        "--watch-namespace",
+        action="append",
+        default=[],
+        help="reconcile only in this namespace (repeatable; default: every namespace)",
+    )
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint"
+    )

@@ -1,0 +1,96 @@
+"""The few Kubernetes calls the operator makes, on any kind, with plain dict bodies."""
+
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+FIELD_MANAGER = "strongroom-operator"
+PLURALS = {
+    "Secret": "secrets",
+    "ConfigMap": "configmaps",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "ServiceAccount": "serviceaccounts",
+    "Service": "services",
+    "StatefulSet": "statefulsets",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "HsmPool": "hsmpools",
+    "Vault": "vaults",
+    "Key": "keys",
+    "VaultSecret": "vaultsecrets",
+}
+
+
+def path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    tail = f"/{name}" if name else ""
+    return f"{prefix}{scope}/{PLURALS[kind]}{tail}"
+
+
+class Kube:
+    """Server-side apply, get, create-once and delete, by apiVersion and kind."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.api.call_api(
+            url,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            response_types_map={200: "object", 201: "object", 202: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+        return result
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return await self._call(
+            "PATCH",
+            url,
+            obj,
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+            "application/apply-patch+yaml",
+        )
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._call("GET", path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_once(self, obj: dict[str, Any]) -> bool:
+        """Create the object unless it exists; never replaces it. True when it was created."""
+        meta = obj["metadata"]
+        try:
+            await self._call(
+                "POST", path(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            await self._call("DELETE", path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,100 @@
+"""Reconcile a Vault: its Service, and its token, hosts and access list pushed to its pool."""
+
+from typing import Any
+
+from ..builders.common import Owner
+from ..builders.pool import Pool, build_vault_service, vault_hosts, vault_uri
+from ..models import API_VERSION, AccessEntry, HsmPoolSpec, VaultSpec, VaultStatus
+from .conditions import with_condition
+from .context import Context
+from .errors import NotReady
+
+# Built-in roles, after Azure Key Vault's RBAC roles of the same names.
+ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Administrator": (("all",), ("all",)),
+    "CryptoOfficer": (("all",), ()),
+    "CryptoUser": (
+        ("get", "list", "encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
+        (),
+    ),
+    "SecretsOfficer": ((), ("all",)),
+    "SecretsUser": ((), ("get", "list")),
+    "Reader": (("get", "list", "getrotationpolicy"), ("list",)),
+}
+
+
+def subject(entry: AccessEntry, namespace: str) -> str:
+    if entry.service_account is not None:
+        account = entry.service_account
+        return f"system:serviceaccount:{account.namespace or namespace}:{account.name}"
+    assert entry.subject is not None  # the CRD's rule: one of the two
+    return entry.subject
+
+
+def access_list(spec: VaultSpec, namespace: str) -> list[dict[str, Any]]:
+    """Pure: the Vault's access entries as the pool's management API takes them."""
+    out = []
+    for entry in spec.access:
+        keys: set[str] = set(entry.keys or ())
+        secrets: set[str] = set(entry.secrets or ())
+        for role in entry.roles or ():
+            keys.update(ROLES[role][0])
+            secrets.update(ROLES[role][1])
+        out.append(
+            {"subject": subject(entry, namespace), "keys": sorted(keys), "secrets": sorted(secrets)}
+        )
+    return out
+
+
+def vault_config(name: str, namespace: str, spec: VaultSpec) -> dict[str, Any]:
+    """Pure: what the operator PUTs to /_strongroom/v1/vaults/<name>."""
+    return {
+        "hosts": vault_hosts(name, namespace),
+        "access": access_list(spec, namespace),
+        "retentionDays": spec.soft_delete.retention_days,
+        "purgeProtection": spec.soft_delete.purge_protection,
+    }
+
+
+async def _ready_pool(ctx: Context, vault: Owner, spec: VaultSpec) -> Pool:
+    name = spec.hsm_pool_ref.name
+    body = await ctx.kube.get(API_VERSION, "HsmPool", vault.namespace, name)
+    if body is None:
+        raise NotReady(
+            f"HsmPool {name!r} does not exist in {vault.namespace}", reason="PoolNotFound"
+        )
+    conditions = (body.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+        raise NotReady(f"HsmPool {name!r} is not Ready yet", reason="PoolNotReady")
+    return Pool(Owner.of("HsmPool", body["metadata"]), HsmPoolSpec.model_validate(body["spec"]))
+
+
+async def reconcile_vault(
+    ctx: Context, vault: Owner, spec: VaultSpec, status: VaultStatus, generation: int
+) -> VaultStatus:
+    pool = await _ready_pool(ctx, vault, spec)
+    await ctx.kube.apply(build_vault_service(pool, vault))
+    await ctx.pools.put_vault(
+        pool.endpoint, vault.name, vault_config(vault.name, vault.namespace, spec)
+    )
+    uri = vault_uri(vault.name, vault.namespace)
+    return status.model_copy(
+        update={
+            "vault_uri": uri,
+            "hsm_pool": pool.owner.name,
+            "observed_generation": generation,
+            "conditions": with_condition(
+                status.conditions, "Ready", True, "VaultReady", f"Served at {uri}.", generation
+            ),
+        }
+    )
+
+
+async def delete_vault(ctx: Context, vault: Owner, spec: VaultSpec) -> None:
+    """Stop serving the vault. Its token and keys stay in the pool: a Vault of the same name
+    in the same pool finds them again. The Service goes with its owner."""
+    body = await ctx.kube.get(API_VERSION, "HsmPool", vault.namespace, spec.hsm_pool_ref.name)
+    if body is None:
+        return  # the pool is gone, and the vault with it
+    pool = Pool(Owner.of("HsmPool", body["metadata"]), HsmPoolSpec.model_validate(body["spec"]))
+    await ctx.pools.delete_vault(pool.endpoint, vault.name)
