@@ -130,3 +130,13 @@ def test_a_vault_put_is_served_kept_and_guarded(tmp_path_factory: pytest.TempPat
             stop_dev(second)
     finally:
         stop_dev(first)
+
+
+def test_a_host_served_by_another_vault_is_refused_before_any_token_is_made(
+    dev: DevServer,
+) -> None:
+    body = vault_body() | {"hosts": ["localhost"]}
+    status, answer = call(dev, "PUT", "/_strongroom/v1/vaults/clash", dev.token, body)
+    assert status == 409 and "already served by vault 'dev'" in answer["error"]["message"]
+    status, answer = call(dev, "GET", "/_strongroom/v1/health", dev.token)
+    assert "clash" not in answer["vaults"]

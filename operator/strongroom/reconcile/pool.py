@@ -5,6 +5,7 @@ import datetime
 import secrets
 from typing import Any
 
+import aiohttp
 from cryptography import x509
 
 from ..builders.pool import (
@@ -44,7 +45,7 @@ async def reconcile_pool(
     )
     try:
         health = await ctx.pools.health(pool.endpoint)
-    except (PoolApiError, OSError, TimeoutError) as exc:
+    except (PoolApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise PoolStarting(
             base.model_copy(
                 update={

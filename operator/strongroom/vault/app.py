@@ -133,17 +133,25 @@ class DataPlane:
             if name in self.vaults:
                 continue
             records = await self.hsm.call("list_records", vault=name)
-            if VAULT_RECORD in records:
+            if VAULT_RECORD not in records:
+                continue
+            try:
                 await self.serve_vault(VaultConfig.parse(json.loads(records[VAULT_RECORD])))
+            except (VaultError, ValueError) as exc:
+                log.warning("vault %s is not served: its stored config is refused: %s", name, exc)
 
-    async def serve_vault(self, config: VaultConfig) -> Vault:
-        """Serve a vault with this config from now on; load it when it is new."""
+    def check_hosts(self, config: VaultConfig) -> None:
+        """Refuse a config whose host names another vault already serves."""
         for host in config.hosts:
             other = self.by_host.get(host)
             if other is not None and other.config.name != config.name:
                 raise Conflict(
                     f"The host {host!r} is already served by vault {other.config.name!r}."
                 )
+
+    async def serve_vault(self, config: VaultConfig) -> Vault:
+        """Serve a vault with this config from now on; load it when it is new."""
+        self.check_hosts(config)
         vault = self.vaults.get(config.name)
         if vault is None:
             vault = Vault(config, KeyStore(config, self.hsm), SecretStore(config, self.hsm))

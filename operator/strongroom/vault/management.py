@@ -108,6 +108,7 @@ class Management:
                 raise Conflict("Purge protection of a vault cannot be turned off once it is on.")
             if current.config.retention_days != config.retention_days:
                 raise Conflict("The retention of a vault cannot be changed once it is made.")
+        self.plane.check_hosts(config)
         await self.plane.hsm.call("ensure_vault", vault=name)
         await self.plane.hsm.call(
             "put_record",
