@@ -83,7 +83,14 @@ def _csi_node(args: argparse.Namespace) -> None:
     from .csi.server import serve
 
     asyncio.run(
-        serve(args.endpoint, args.node_id, args.vault_ca, args.jwks_file, not args.no_tmpfs)
+        serve(
+            args.endpoint,
+            args.node_id,
+            args.vault_ca,
+            args.jwks_file,
+            not args.no_tmpfs,
+            args.share_seconds,
+        )
     )
 
 
@@ -193,6 +200,12 @@ def parser() -> argparse.ArgumentParser:
         "--no-tmpfs",
         action="store_true",
         help="write into the target directory without mounting a tmpfs on it",
+    )
+    csi.add_argument(
+        "--share-seconds",
+        type=float,
+        default=30.0,
+        help="how long pods of one subject share a fetched object (default %(default)s)",
     )
     csi.set_defaults(run=_csi_node)
 

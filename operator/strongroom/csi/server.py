@@ -82,6 +82,22 @@ class Identity(csi_pb2_grpc.IdentityServicer):
         return csi_pb2.ProbeResponse(ready={"value": True})
 
 
+class Controller(csi_pb2_grpc.ControllerServicer):
+    """No controller capabilities: inline volumes need none. Answering the question lets
+    generic CSI tooling (csi-sanity among them) see that, rather than fail on a missing service.
+    """
+
+    async def ControllerGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802
+        # One capability of type UNKNOWN: "nothing", in a form tools read as a list rather
+        # than as an absent field.
+        unknown = csi_pb2.ControllerServiceCapability(
+            rpc=csi_pb2.ControllerServiceCapability.RPC(
+                type=csi_pb2.ControllerServiceCapability.RPC.UNKNOWN
+            )
+        )
+        return csi_pb2.ControllerGetCapabilitiesResponse(capabilities=[unknown])
+
+
 class Node(csi_pb2_grpc.NodeServicer):
     def __init__(self, node_id: str, publisher: Publisher) -> None:
         self._node_id = node_id
@@ -174,12 +190,14 @@ async def serve(
     ca_file: str | None,
     jwks_file: Path | None,
     use_tmpfs: bool,
+    share_seconds: float = 30.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     verifier = TokenVerifier.from_file(jwks_file, "strongroom.io/vault") if jwks_file else None
-    fetcher = Fetcher(ca_file, verifier)
+    fetcher = Fetcher(ca_file, verifier, share_seconds)
     server = grpc.aio.server(interceptors=[LoggingInterceptor()])
     csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)  # type: ignore[no-untyped-call]
+    csi_pb2_grpc.add_ControllerServicer_to_server(Controller(), server)  # type: ignore[no-untyped-call]
     node = Node(node_id, Publisher(fetcher, use_tmpfs))
     csi_pb2_grpc.add_NodeServicer_to_server(node, server)  # type: ignore[no-untyped-call]
     if endpoint.startswith("unix://"):
