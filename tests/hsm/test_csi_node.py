@@ -251,7 +251,7 @@ def test_twenty_pods_of_one_subject_share_vault_calls(
     time.sleep(SHARE_SECONDS + 0.5)
     start = len(dev.log_text().splitlines())
     targets = [tmp_path / f"pod-{i}" for i in range(pods)]
-    for interval in range(2):  # two rotation intervals
+    for _interval in range(2):  # two rotation intervals
         for target in targets:
             publish(plugin, target, context(dev, OBJECTS, dev.issue("dev:reader")))
         time.sleep(SHARE_SECONDS + 0.5)
