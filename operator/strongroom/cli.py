@@ -90,6 +90,7 @@ def _csi_node(args: argparse.Namespace) -> None:
             args.jwks_file,
             not args.no_tmpfs,
             args.share_seconds,
+            (args.registration_socket, args.kubelet_endpoint) if args.registration_socket else None,
         )
     )
 
@@ -206,6 +207,16 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="how long pods of one subject share a fetched object (default %(default)s)",
+    )
+    csi.add_argument(
+        "--registration-socket",
+        type=Path,
+        help="register with the kubelet: a socket in its plugins_registry directory",
+    )
+    csi.add_argument(
+        "--kubelet-endpoint",
+        default="/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock",
+        help="the CSI socket as the kubelet sees it (default %(default)s)",
     )
     csi.set_defaults(run=_csi_node)
 

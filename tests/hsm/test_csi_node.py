@@ -267,3 +267,44 @@ def test_no_token_or_value_in_the_plugin_log(plugin: Plugin, dev: DevServer) -> 
     assert "NodePublishVolume" in log
     for forbidden in ("s3cret-value", dev.token.rsplit(".", 1)[1], "serviceAccount.tokens"):
         assert forbidden not in log
+
+
+def test_the_plugin_registers_with_the_kubelets_plugin_watcher(tmp_path: Path) -> None:
+    """The socket the kubelet's plugin watcher dials answers as pluginregistration v1."""
+    from strongroom.csi.generated import pluginregistration_pb2, pluginregistration_pb2_grpc
+
+    registration = tmp_path / "registry" / "csi.strongroom.io-reg.sock"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strongroom.cli",
+            "csi-node",
+            "--endpoint",
+            f"unix://{tmp_path / 'csi.sock'}",
+            "--registration-socket",
+            str(registration),
+            "--kubelet-endpoint",
+            "/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not registration.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        with grpc.insecure_channel(f"unix://{registration}") as channel:
+            stub = pluginregistration_pb2_grpc.RegistrationStub(channel)
+            info = stub.GetInfo(pluginregistration_pb2.InfoRequest(), timeout=10)
+            assert info.type == "CSIPlugin" and info.name == "csi.strongroom.io"
+            assert info.endpoint == "/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock"
+            assert "1.0.0" in info.supported_versions
+            stub.NotifyRegistrationStatus(
+                pluginregistration_pb2.RegistrationStatus(plugin_registered=True), timeout=10
+            )
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert not registration.exists()

@@ -17,7 +17,12 @@ import grpc
 
 from .. import __version__
 from .fetch import Fetcher
-from .generated import csi_pb2, csi_pb2_grpc
+from .generated import (
+    csi_pb2,
+    csi_pb2_grpc,
+    pluginregistration_pb2,
+    pluginregistration_pb2_grpc,
+)
 from .publisher import Publisher, PublishError
 from .tokens import TokenVerifier
 from .volume import EPHEMERAL_KEY, InvalidVolume, parse_volume, pod_token
@@ -80,6 +85,28 @@ class Identity(csi_pb2_grpc.IdentityServicer):
 
     async def Probe(self, request: Any, context: Any) -> Any:  # noqa: N802
         return csi_pb2.ProbeResponse(ready={"value": True})
+
+
+class Registration(pluginregistration_pb2_grpc.RegistrationServicer):
+    """The kubelet's plugin watcher finds this socket and learns where to dial the driver."""
+
+    def __init__(self, kubelet_endpoint: str) -> None:
+        self._endpoint = kubelet_endpoint
+
+    async def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pluginregistration_pb2.PluginInfo(
+            type="CSIPlugin",
+            name=DRIVER_NAME,
+            endpoint=self._endpoint,
+            supported_versions=["1.0.0"],
+        )
+
+    async def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if request.plugin_registered:
+            log.info("registered with the kubelet")
+        else:
+            log.error("the kubelet refused the registration: %s", request.error)
+        return pluginregistration_pb2.RegistrationStatusResponse()
 
 
 class Controller(csi_pb2_grpc.ControllerServicer):
@@ -191,8 +218,11 @@ async def serve(
     jwks_file: Path | None,
     use_tmpfs: bool,
     share_seconds: float = 30.0,
+    registration: tuple[Path, str] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """Serve CSI on `endpoint`; with `registration` (socket, endpoint the kubelet dials), also
+    register with the kubelet through its plugin registration directory."""
     verifier = TokenVerifier.from_file(jwks_file, "strongroom.io/vault") if jwks_file else None
     fetcher = Fetcher(ca_file, verifier, share_seconds)
     server = grpc.aio.server(interceptors=[LoggingInterceptor()])
@@ -207,6 +237,18 @@ async def serve(
     server.add_insecure_port(endpoint)
     await server.start()
     log.info("CSI node %s serving %s on %s", node_id, DRIVER_NAME, endpoint)
+    registrar = None
+    if registration is not None:
+        registration_socket, kubelet_endpoint = registration
+        registration_socket.parent.mkdir(parents=True, exist_ok=True)
+        registration_socket.unlink(missing_ok=True)
+        registrar = grpc.aio.server()
+        pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(  # type: ignore[no-untyped-call]
+            Registration(kubelet_endpoint), registrar
+        )
+        registrar.add_insecure_port(f"unix://{registration_socket}")
+        await registrar.start()
+        log.info("waiting for the kubelet at %s", registration_socket)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -215,5 +257,8 @@ async def serve(
         except (NotImplementedError, RuntimeError):
             pass
     await stop.wait()
+    if registrar is not None:
+        await registrar.stop(1)
+        registration[0].unlink(missing_ok=True)  # type: ignore[index]
     await server.stop(5)
     await fetcher.close()
