@@ -20,13 +20,14 @@ from ..hsm.client import HsmClient
 from ..hsm.errors import HsmError
 from .config import VaultConfig
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
+from .errors import BadParameter, Conflict, Forbidden, NotFound, VaultError, from_hsm
 from .objects import (
     CURVES,
     EC_ALGORITHM_CURVE,
     KEY_OPS,
     KEY_TYPES,
     OCT_SIZES,
+    OWNER_TAG,
     RSA_ENCRYPTION,
     RSA_SIZES,
     SIGN_ALGORITHMS,
@@ -36,6 +37,7 @@ from .objects import (
     KeyVersion,
     check_tags,
     family,
+    owner_of,
 )
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -171,27 +173,57 @@ class KeyStore:
     # --- lifecycle ------------------------------------------------------------
 
     async def create(self, name: str, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+        async with self.lock(name):
+            return await self._create_locked(name, body)
+
+    async def create_owned(
+        self, name: str, owner: str, body: dict[str, Any]
+    ) -> tuple[KeyEntry, bool]:
+        """Create the key for `owner` unless it exists; True when it was made now.
+
+        The look and the create happen under the key's lock, so a retried or
+        concurrent request never makes a second version. A key of another owner,
+        or a deleted one, is refused with 409 and a code the caller can act on.
+        """
+        async with self.lock(name):
+            entry = self.entries.get(name.lower())
+            if entry is not None and entry.versions:
+                if owner_of(entry.versions[0].tags) != owner:
+                    raise Conflict(
+                        f"A key named {name} exists in this vault and belongs to another owner.",
+                        code="KeyOwnedElsewhere",
+                    )
+                if entry.deletion is not None:
+                    raise Conflict(
+                        f"Key {name} is deleted and recoverable; recover it or purge it.",
+                        code="KeyDeleted",
+                    )
+                return entry, False
+            tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
+            entry, _ = await self._create_locked(name, body | {"tags": tags})
+            return entry, True
+
+    async def _create_locked(self, name: str, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         kty = body.get("kty")
         if kty not in KEY_TYPES:
             raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
-        async with self.lock(name):
-            entry = self.entries.get(name.lower())
-            if entry is not None and entry.deletion is not None:
-                raise Conflict(
-                    f"Key {name} is currently in a deleted but recoverable state, and its name "
-                    "cannot be reused; in this state, the key can only be recovered or purged.",
-                    code="Conflict",
-                )
-            version = await self._generate(name, kty, body)
-            entry = entry or KeyEntry(name=name)
-            entry.versions.append(version)
-            try:
-                await self._save(entry)
-            except BaseException:
-                entry.versions.remove(version)
-                await self._destroy_quietly(version.version)
-                raise
-            return entry, version
+        entry = self.entries.get(name.lower())
+        if entry is not None and entry.deletion is not None:
+            raise Conflict(
+                f"Key {name} is currently in a deleted but recoverable state, and its name "
+                "cannot be reused; in this state, the key can only be recovered or purged.",
+                code="Conflict",
+            )
+        version = await self._generate(name, kty, body)
+        entry = entry or KeyEntry(name=name)
+        entry.versions.append(version)
+        try:
+            await self._save(entry)
+        except BaseException:
+            entry.versions.remove(version)
+            await self._destroy_quietly(version.version)
+            raise
+        return entry, version
 
     async def _generate(self, name: str, kty: str, body: dict[str, Any]) -> KeyVersion:
         kind = family(kty)
@@ -424,7 +456,11 @@ class KeyStore:
                     and moment >= current.attributes.exp - parse_duration(before)
                 )
                 if due:
-                    await self.rotate(entry.name)
+                    try:
+                        await self.rotate(entry.name)
+                    except VaultError as exc:
+                        # One key that cannot rotate must not hold back the others.
+                        log.warning("rotating key %s failed: %s", entry.name, exc.code)
                     break
 
     # --- cryptography --------------------------------------------------------------

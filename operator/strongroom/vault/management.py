@@ -14,10 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from ..hsm.errors import HsmError
-from .app import VAULT_RECORD, DataPlane
+from .app import VAULT_RECORD, DataPlane, Vault
 from .audit import AuditRecord
 from .config import VaultConfig
 from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized, VaultError, from_hsm
+from .names import check_name
+from .objects import Deletion, KeyEntry, SecretEntry, owner_of
+from .secrets import ENCODINGS
 
 PREFIX = "/_strongroom/v1"
 # A vault's name labels its PKCS#11 token (32 characters at most) and a Service (a DNS label).
@@ -38,6 +41,20 @@ class Management:
             web.get(f"{PREFIX}/vaults/{{name}}", self._wrap("VaultGet", self.get_vault)),
             web.put(f"{PREFIX}/vaults/{{name}}", self._wrap("VaultPut", self.put_vault)),
             web.delete(f"{PREFIX}/vaults/{{name}}", self._wrap("VaultDelete", self.delete_vault)),
+            web.get(
+                f"{PREFIX}/vaults/{{name}}/keys/{{object}}", self._wrap("KeyGet", self.get_key)
+            ),
+            web.put(
+                f"{PREFIX}/vaults/{{name}}/keys/{{object}}", self._wrap("KeyEnsure", self.put_key)
+            ),
+            web.get(
+                f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
+                self._wrap("SecretGet", self.get_secret),
+            ),
+            web.put(
+                f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
+                self._wrap("SecretEnsure", self.put_secret),
+            ),
         ]
 
     def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
@@ -59,7 +76,7 @@ class Management:
                 caller,
                 name,
                 f"Management{operation}",
-                "",
+                request.match_info.get("object", ""),
                 "",
                 status,
                 round((time.perf_counter() - started) * 1000, 2),
@@ -127,6 +144,148 @@ class Management:
         if await self.plane.hsm.call("has_vault", vault=name):
             await self.plane.hsm.call("delete_record", vault=name, name=VAULT_RECORD)
         return 204, None
+
+    # --- keys and secrets, made once for the custom resource that owns them ---------------
+    #
+    # The operator reads the state of an object in one call, and creates it with a PUT
+    # that is idempotent on the owner (the custom resource's uid): the look and the create
+    # happen under the object's lock in the vault. Everything else it does through the
+    # data plane, where admin subjects hold every permission. No answer holds a secret value.
+
+    def _served(self, name: str) -> Vault:
+        vault = self.plane.vaults.get(_vault_name(name))
+        if vault is None:
+            raise NotFound(f"No vault {name!r} is served by this pool.", code="VaultNotFound")
+        return vault
+
+    async def get_key(self, request: web.Request, name: str) -> tuple[int, Any]:
+        vault = self._served(name)
+        key = check_name(request.match_info["object"], "key")
+        entry = vault.keys.entries.get(key.lower())
+        if entry is None or not entry.versions:
+            raise NotFound(f"No key {key} in vault {name}.", code="KeyNotFound")
+        return 200, key_state(vault, entry)
+
+    async def put_key(self, request: web.Request, name: str) -> tuple[int, Any]:
+        """Create the key for its owner unless it exists: 201 made now, 200 found."""
+        vault = self._served(name)
+        key = check_name(request.match_info["object"], "key")
+        body = await _json_object(request)
+        owner = _owner(body)
+        entry, created = await vault.keys.create_owned(key, owner, body)
+        return (201 if created else 200), key_state(vault, entry)
+
+    async def get_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+        vault = self._served(name)
+        secret = check_name(request.match_info["object"], "secret")
+        entry = vault.secrets.entries.get(secret.lower())
+        if entry is None or not entry.versions:
+            raise NotFound(f"No secret {secret} in vault {name}.", code="SecretNotFound")
+        return 200, secret_state(vault, entry)
+
+    async def put_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+        """Set the secret for its owner unless it exists, from `value` or generated in the
+        HSM (`generate`: length in bytes of randomness, encoding): 201 made now, 200 found."""
+        vault = self._served(name)
+        secret = check_name(request.match_info["object"], "secret")
+        body = await _json_object(request)
+        owner = _owner(body)
+        generate = body.pop("generate", None)
+        if generate is not None:
+            length, encoding = _generate_params(generate)
+
+            async def value() -> str:
+                return await vault.secrets.generate_value(length, encoding)
+        else:
+            given = body.get("value")
+            if not isinstance(given, str):
+                raise BadParameter("Give the secret's 'value' or 'generate'.")
+
+            async def value() -> str:
+                return given
+
+        entry, created = await vault.secrets.set_owned(secret, owner, body, value)
+        return (201 if created else 200), secret_state(vault, entry)
+
+
+def base_url(vault: Vault) -> str:
+    """The vault's URL as clients in the cluster use it: ids and kids start with it."""
+    return f"https://{vault.config.hosts[0]}"
+
+
+def _deletion(deletion: Deletion | None) -> dict[str, int] | None:
+    if deletion is None:
+        return None
+    return {
+        "deletedDate": deletion.deleted_date,
+        "scheduledPurgeDate": deletion.scheduled_purge_date,
+    }
+
+
+def key_state(vault: Vault, entry: KeyEntry) -> dict[str, Any]:
+    """A key as the operator sees it: owner, versions oldest first, the current public JWK,
+    the rotation policy and whether it is deleted."""
+    base, store = base_url(vault), vault.keys
+    current = entry.current
+    return {
+        "name": entry.name,
+        "owner": owner_of(entry.versions[0].tags),
+        "key": current.jwk(store.kid(base, entry, current)),
+        "versions": [
+            {
+                "version": v.version,
+                "keyOps": list(v.key_ops),
+                "attributes": store.item(base, entry, v)["attributes"],
+            }
+            for v in entry.versions
+        ],
+        "rotationPolicy": entry.rotation_policy,
+        "deleted": _deletion(entry.deletion),
+    }
+
+
+def secret_state(vault: Vault, entry: SecretEntry) -> dict[str, Any]:
+    """A secret as the operator sees it: never its value."""
+    base = base_url(vault)
+    return {
+        "name": entry.name,
+        "owner": owner_of(entry.versions[0].tags),
+        "id": f"{base}/secrets/{entry.name}/{entry.versions[-1].version}",
+        "contentType": entry.versions[-1].content_type,
+        "versions": [
+            {"version": v.version, "created": v.attributes.created, "enabled": v.attributes.enabled}
+            for v in entry.versions
+        ],
+        "deleted": _deletion(entry.deletion),
+    }
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        raise BadParameter("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadParameter("The request body must be a JSON object.")
+    return body
+
+
+def _owner(body: dict[str, Any]) -> str:
+    owner = body.pop("owner", None)
+    if not isinstance(owner, str) or not 1 <= len(owner) <= 128:
+        raise BadParameter("'owner' (the uid of the resource the object is for) is required.")
+    return owner
+
+
+def _generate_params(raw: object) -> tuple[int, str]:
+    if not isinstance(raw, dict):
+        raise BadParameter("'generate' must be an object")
+    length, encoding = raw.get("length", 32), raw.get("encoding", "base64")
+    if not isinstance(length, int) or isinstance(length, bool) or not 16 <= length <= 4096:
+        raise BadParameter("'generate.length' is 16-4096 bytes of randomness")
+    if encoding not in ENCODINGS:
+        raise BadParameter(f"'generate.encoding' is one of {', '.join(ENCODINGS)}")
+    return length, encoding
 
 
 def _vault_name(name: str) -> str:

@@ -29,6 +29,8 @@ SIGN_ALGORITHMS = {
 EC_ALGORITHM_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 RSA_ENCRYPTION = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
 SECRET_MAX_BYTES = 25 * 1024
+# The tag that names the custom resource (by uid) an object was made for by the operator.
+OWNER_TAG = "strongroom.io/uid"
 
 
 def family(kty: str) -> str:
@@ -98,6 +100,10 @@ def check_tags(raw: object) -> dict[str, str] | None:
     if len(raw) > 15:
         raise BadParameter("at most 15 tags are allowed")
     return dict(raw)
+
+
+def owner_of(tags: dict[str, str]) -> str | None:
+    return tags.get(OWNER_TAG)
 
 
 @dataclass

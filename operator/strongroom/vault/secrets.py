@@ -5,8 +5,11 @@ answers to get and set and nowhere else: not in lists, logs or audit lines.
 """
 
 import asyncio
+import base64
 import json
+import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..hsm.client import HsmClient
@@ -15,15 +18,36 @@ from .config import VaultConfig
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
 from .objects import (
+    OWNER_TAG,
     SECRET_MAX_BYTES,
     Attributes,
     Deletion,
     SecretEntry,
     SecretVersion,
     check_tags,
+    owner_of,
 )
 
 DAY = 86400
+ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ENCODINGS = ("base64", "hex", "alphanumeric")
+
+
+def alphanumeric_length(random_bytes: int) -> int:
+    """Characters of [0-9A-Za-z] that carry as much randomness as `random_bytes` bytes."""
+    return math.ceil(random_bytes * 8 / math.log2(len(ALPHANUMERIC)))
+
+
+def encode_random(raw: bytes, encoding: str) -> str:
+    """A generated value from random bytes: base64, hex, or as many alphanumeric characters
+    as the unbiased bytes give (bytes >= 248 are dropped, so that each character is uniform)."""
+    if encoding == "base64":
+        return base64.b64encode(raw).decode()
+    if encoding == "hex":
+        return raw.hex()
+    if encoding == "alphanumeric":
+        return "".join(ALPHANUMERIC[b % 62] for b in raw if b < 248)
+    raise BadParameter(f"'encoding' is one of {', '.join(ENCODINGS)}")
 
 
 def _secret_not_found(name: str) -> NotFound:
@@ -122,6 +146,49 @@ class SecretStore:
     # --- lifecycle ------------------------------------------------------------
 
     async def set(self, name: str, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
+        version = self._new_version(body)
+        async with self.lock(name):
+            return await self._add_locked(name, version)
+
+    async def set_owned(
+        self, name: str, owner: str, body: dict[str, Any], value: Callable[[], Awaitable[str]]
+    ) -> tuple[SecretEntry, bool]:
+        """Set the secret for `owner` unless it exists; True when it was set now.
+
+        `value` is asked for only when the secret is made, under the secret's lock:
+        a retried request neither makes a second version nor a second value.
+        """
+        async with self.lock(name):
+            entry = self.entries.get(name.lower())
+            if entry is not None and entry.versions:
+                if owner_of(entry.versions[0].tags) != owner:
+                    raise Conflict(
+                        f"A secret named {name} exists in this vault and belongs to another owner.",
+                        code="SecretOwnedElsewhere",
+                    )
+                if entry.deletion is not None:
+                    raise Conflict(
+                        f"Secret {name} is deleted and recoverable; recover it or purge it.",
+                        code="SecretDeleted",
+                    )
+                return entry, False
+            tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
+            version = self._new_version(body | {"value": await value(), "tags": tags})
+            entry, _ = await self._add_locked(name, version)
+            return entry, True
+
+    async def generate_value(self, length: int, encoding: str) -> str:
+        """A value from the HSM's random number generator: `length` bytes of randomness."""
+        if encoding != "alphanumeric":
+            return encode_random(await self._hsm("random", count=length), encoding)
+        wanted = alphanumeric_length(length)
+        value = ""
+        while len(value) < wanted:
+            value += encode_random(await self._hsm("random", count=wanted), encoding)
+        return value[:wanted]
+
+    @staticmethod
+    def _new_version(body: dict[str, Any]) -> SecretVersion:
         value = body.get("value")
         if not isinstance(value, str):
             raise BadParameter("'value' is required and must be a string")
@@ -132,25 +199,28 @@ class SecretStore:
             raise BadParameter("'contentType' must be a string")
         attributes = Attributes()
         attributes.update_from(body.get("attributes"))
-        version = SecretVersion(
+        return SecretVersion(
             uuid.uuid4().hex, value, content_type, attributes, check_tags(body.get("tags")) or {}
         )
-        async with self.lock(name):
-            entry = self.entries.get(name.lower())
-            if entry is not None and entry.deletion is not None:
-                raise Conflict(
-                    f"Secret {name} is currently in a deleted but recoverable state, and its "
-                    "name cannot be reused; in this state, the secret can only be recovered or "
-                    "purged."
-                )
-            entry = entry or SecretEntry(name=name)
-            entry.versions.append(version)
-            try:
-                await self._save(entry)
-            except BaseException:
-                entry.versions.remove(version)
-                raise
-            return entry, version
+
+    async def _add_locked(
+        self, name: str, version: SecretVersion
+    ) -> tuple[SecretEntry, SecretVersion]:
+        entry = self.entries.get(name.lower())
+        if entry is not None and entry.deletion is not None:
+            raise Conflict(
+                f"Secret {name} is currently in a deleted but recoverable state, and its "
+                "name cannot be reused; in this state, the secret can only be recovered or "
+                "purged."
+            )
+        entry = entry or SecretEntry(name=name)
+        entry.versions.append(version)
+        try:
+            await self._save(entry)
+        except BaseException:
+            entry.versions.remove(version)
+            raise
+        return entry, version
 
     async def update(
         self, name: str, version: str | None, body: dict[str, Any]

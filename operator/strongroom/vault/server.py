@@ -44,7 +44,7 @@ async def serve(
     admin_subjects: tuple[str, ...] = (),
 ) -> None:
     hsm = HsmClient(hsm_socket)
-    plane = DataPlane(config, hsm, authenticator)
+    plane = DataPlane(config, hsm, authenticator, admin_subjects)
     await plane.start()
     management = Management(plane, admin_subjects).routes()
     runner = web.AppRunner(make_app(plane, management), access_log=None, handle_signals=False)
