@@ -1,4 +1,4 @@
-"""kopf handlers of HsmPool and Vault: parse the body, call one reconcile function, write status."""
+"""kopf handlers of the four kinds: parse the body, call one reconcile function, write status."""
 
 from typing import Any
 
@@ -6,14 +6,30 @@ import kopf
 
 from ..builders.common import Owner
 from ..builders.pool import Pool
-from ..models import GROUP, VERSION, HsmPoolSpec, HsmPoolStatus, VaultSpec, VaultStatus
+from ..models import (
+    GROUP,
+    VERSION,
+    HsmPoolSpec,
+    HsmPoolStatus,
+    KeySpec,
+    KeyStatus,
+    VaultSecretSpec,
+    VaultSecretStatus,
+    VaultSpec,
+    VaultStatus,
+)
 from ..reconcile.context import Context
+from ..reconcile.key import delete_key, reconcile_key
 from ..reconcile.pool import delete_pool, reconcile_pool
+from ..reconcile.secret import delete_secret, reconcile_secret
 from ..reconcile.vault import delete_vault, reconcile_vault
 from .reporting import reporting
 
 POOLS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "hsmpools"}
 VAULTS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaults"}
+KEYS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "keys"}
+SECRETS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaultsecrets"}
+# Also how soon a Key's status shows a version its rotation policy made.
 RECHECK_SECONDS = 60.0
 
 
@@ -65,3 +81,45 @@ async def vault_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_
     async with reporting(body, patch):
         spec = VaultSpec.model_validate(dict(body.spec))
         await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)
+
+
+@kopf.on.resume(**KEYS)
+@kopf.on.create(**KEYS)
+@kopf.on.update(**KEYS)
+@kopf.timer(**KEYS, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+async def key(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = KeySpec.model_validate(dict(body.spec))
+        status = KeyStatus.model_validate(dict(body.status))
+        owner = Owner.of("Key", body.meta)
+        status = await reconcile_key(_context(memo), owner, spec, status, _generation(body))
+        patch.status.update(status.wire())
+
+
+@kopf.on.delete(**KEYS)
+async def key_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = KeySpec.model_validate(dict(body.spec))
+        await delete_key(_context(memo), Owner.of("Key", body.meta), spec)
+
+
+@kopf.on.resume(**SECRETS)
+@kopf.on.create(**SECRETS)
+@kopf.on.update(**SECRETS)
+@kopf.timer(**SECRETS, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+async def vault_secret(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = VaultSecretSpec.model_validate(dict(body.spec))
+        status = VaultSecretStatus.model_validate(dict(body.status))
+        owner = Owner.of("VaultSecret", body.meta)
+        status = await reconcile_secret(_context(memo), owner, spec, status, _generation(body))
+        patch.status.update(status.wire())
+
+
+@kopf.on.delete(**SECRETS)
+async def vault_secret_deleted(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    async with reporting(body, patch):
+        spec = VaultSecretSpec.model_validate(dict(body.spec))
+        await delete_secret(_context(memo), Owner.of("VaultSecret", body.meta), spec)

@@ -85,6 +85,11 @@ def classify(exc: BaseException) -> ReconcileError:
             return InvalidSpec(f"{what}: a child object was refused", reason="ChildRefused")
         return Unavailable(what)
     if isinstance(exc, PoolApiError):
+        if exc.status == 404 and exc.code == "VaultNotFound":
+            return NotReady(
+                "The pool does not serve the vault yet; waiting for the Vault to be reconciled",
+                reason="VaultNotServed",
+            )
         if exc.status == 409:
             return InvalidSpec(exc.message, reason=exc.code or "PoolRefused")
         if exc.status == 400:

@@ -2,6 +2,7 @@
 
 import json
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,20 @@ import aiohttp
 from .errors import PoolApiError
 
 PREFIX = "/_strongroom/v1"
+API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
+
+
+@dataclass(frozen=True)
+class VaultAddress:
+    """Where the operator reaches a vault: its pool's endpoint, and the vault's name and host.
+
+    Data-plane calls go to the pool's endpoint with the vault's host in the Host header,
+    which is how the vault server picks the vault (both names are in the pool's certificate).
+    """
+
+    endpoint: str
+    vault: str
+    host: str
 
 
 class PoolApi:
@@ -21,12 +36,24 @@ class PoolApi:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def _call(self, method: str, endpoint: str, path: str, body: Any = None) -> Any:
+        return await self._request(method, f"{endpoint}{PREFIX}{path}", body)
+
+    async def _data_plane(
+        self, method: str, vault: VaultAddress, path: str, body: Any = None
+    ) -> Any:
+        url = f"{vault.endpoint}{path}?api-version={API_VERSION}"
+        return await self._request(method, url, body, {"Host": vault.host})
+
+    async def _request(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
         token = self._token_file.read_text().strip()  # re-read: the kubelet rotates it
         async with self._session.request(
             method,
-            f"{endpoint}{PREFIX}{path}",
+            url,
             data=json.dumps(body) if body is not None else None,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            | (headers or {}),
             ssl=self._ssl,
         ) as response:
             raw = await response.read()
@@ -47,6 +74,65 @@ class PoolApi:
 
     async def delete_vault(self, endpoint: str, name: str) -> None:
         await self._call("DELETE", endpoint, f"/vaults/{name}")
+
+    # --- keys and secrets: state and create-once through management, changes through the
+    # vault's own API. Answers that could hold a secret value are never returned or kept.
+
+    async def get_key(self, vault: VaultAddress, name: str) -> dict[str, Any] | None:
+        return await self._found(f"/vaults/{vault.vault}/keys/{name}", vault)
+
+    async def create_key(
+        self, vault: VaultAddress, name: str, owner: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call(
+            "PUT", vault.endpoint, f"/vaults/{vault.vault}/keys/{name}", body | {"owner": owner}
+        )
+        return answer
+
+    async def update_key_version(
+        self, vault: VaultAddress, name: str, version: str, body: dict[str, Any]
+    ) -> None:
+        await self._data_plane("PATCH", vault, f"/keys/{name}/{version}", body)
+
+    async def set_rotation_policy(
+        self, vault: VaultAddress, name: str, policy: dict[str, Any]
+    ) -> None:
+        await self._data_plane("PUT", vault, f"/keys/{name}/rotationpolicy", policy)
+
+    async def delete_key(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("DELETE", vault, f"/keys/{name}")
+
+    async def recover_key(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("POST", vault, f"/deletedkeys/{name}/recover")
+
+    async def get_secret(self, vault: VaultAddress, name: str) -> dict[str, Any] | None:
+        return await self._found(f"/vaults/{vault.vault}/secrets/{name}", vault)
+
+    async def create_secret(
+        self, vault: VaultAddress, name: str, owner: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Set the secret once: `body` has `generate` (made in the vault) or `value`."""
+        answer: dict[str, Any] = await self._call(
+            "PUT", vault.endpoint, f"/vaults/{vault.vault}/secrets/{name}", body | {"owner": owner}
+        )
+        return answer
+
+    async def delete_secret(self, vault: VaultAddress, name: str) -> None:
+        # The answer to a delete holds no value; it is dropped all the same.
+        await self._data_plane("DELETE", vault, f"/secrets/{name}")
+
+    async def recover_secret(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("POST", vault, f"/deletedsecrets/{name}/recover")
+
+    async def _found(self, path: str, vault: VaultAddress) -> dict[str, Any] | None:
+        """The object's state, or None when the vault has no object of that name."""
+        try:
+            answer: dict[str, Any] = await self._call("GET", vault.endpoint, path)
+        except PoolApiError as exc:
+            if exc.status == 404 and exc.code != "VaultNotFound":
+                return None
+            raise
+        return answer
 
     async def close(self) -> None:
         await self._session.close()

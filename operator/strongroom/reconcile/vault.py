@@ -8,6 +8,7 @@ from ..models import API_VERSION, AccessEntry, HsmPoolSpec, VaultSpec, VaultStat
 from .conditions import with_condition
 from .context import Context
 from .errors import NotReady
+from .poolapi import VaultAddress
 
 # Built-in roles, after Azure Key Vault's RBAC roles of the same names.
 ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -63,8 +64,7 @@ async def _ready_pool(ctx: Context, vault: Owner, spec: VaultSpec) -> Pool:
         raise NotReady(
             f"HsmPool {name!r} does not exist in {vault.namespace}", reason="PoolNotFound"
         )
-    conditions = (body.get("status") or {}).get("conditions") or []
-    if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+    if not _is_ready(body):
         raise NotReady(f"HsmPool {name!r} is not Ready yet", reason="PoolNotReady")
     return Pool(Owner.of("HsmPool", body["metadata"]), HsmPoolSpec.model_validate(body["spec"]))
 
@@ -98,3 +98,38 @@ async def delete_vault(ctx: Context, vault: Owner, spec: VaultSpec) -> None:
         return  # the pool is gone, and the vault with it
     pool = Pool(Owner.of("HsmPool", body["metadata"]), HsmPoolSpec.model_validate(body["spec"]))
     await ctx.pools.delete_vault(pool.endpoint, vault.name)
+
+
+def _is_ready(body: dict[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+async def vault_address(ctx: Context, namespace: str, name: str) -> VaultAddress:
+    """Where a Key or VaultSecret reaches its Vault; NotReady until the Vault is Ready."""
+    body = await ctx.kube.get(API_VERSION, "Vault", namespace, name)
+    if body is None:
+        raise NotReady(f"Vault {name!r} does not exist in {namespace}", reason="VaultNotFound")
+    if not _is_ready(body):
+        raise NotReady(f"Vault {name!r} is not Ready yet", reason="VaultNotReady")
+    spec = VaultSpec.model_validate(body["spec"])
+    pool = await _ready_pool(ctx, Owner.of("Vault", body["metadata"]), spec)
+    return VaultAddress(pool.endpoint, name, vault_hosts(name, namespace)[0])
+
+
+async def vault_address_for_delete(ctx: Context, namespace: str, name: str) -> VaultAddress | None:
+    """Where to delete a Key or VaultSecret from; None when its Vault or pool is gone or
+    going, and nothing is left to delete from (the objects stay in the pool's token)."""
+    body = await ctx.kube.get(API_VERSION, "Vault", namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    spec = VaultSpec.model_validate(body["spec"])
+    pool = await ctx.kube.get(API_VERSION, "HsmPool", namespace, spec.hsm_pool_ref.name)
+    if pool is None or pool["metadata"].get("deletionTimestamp"):
+        return None
+    if not _is_ready(body):
+        raise NotReady(f"Vault {name!r} is not Ready yet", reason="VaultNotReady")
+    served_by = Pool(
+        Owner.of("HsmPool", pool["metadata"]), HsmPoolSpec.model_validate(pool["spec"])
+    )
+    return VaultAddress(served_by.endpoint, name, vault_hosts(name, namespace)[0])

@@ -1,0 +1,323 @@
+"""Reconcile a Key: the key made once in its vault, its attributes and rotation policy kept
+to the spec, its status read back from the vault; soft-deleted with the resource.
+
+The key's identity is the resource's uid: the vault tags the key with it and
+makes it only when no key of that name exists, so a re-run (or an operator
+killed between the HSM's create and the status write) finds the key it made.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..builders.common import Owner
+from ..models import KeySpec, KeyStatus
+from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
+from .conditions import with_condition
+from .context import Context
+from .errors import InvalidSpec, ReconcileError
+from .poolapi import VaultAddress
+from .vault import vault_address, vault_address_for_delete
+
+# What each family of key may do; the vault's default when spec.keyOps is unset.
+KEY_OPS = {
+    "RSA": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
+    "EC": ("sign", "verify"),
+    "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
+}
+DAY = 86400
+_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
+
+
+def family(kty: str) -> str:
+    return kty.removesuffix("-HSM")
+
+
+def key_name(owner: Owner, spec: KeySpec) -> str:
+    return spec.key_name or owner.name
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration as the spec takes it (P90D, P1Y2M; a month is 30 days, as the
+    vault counts it)."""
+    match = _DURATION.fullmatch(text)
+    if match is None or not any(match.groups()):
+        raise InvalidSpec(f"{text!r} is not an ISO 8601 duration of days or more, such as P90D")
+    years, months, weeks, days = (int(part or 0) for part in match.groups())
+    return ((years * 365) + (months * 30) + (weeks * 7) + days) * DAY
+
+
+def _timestamp(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class KeyVersionState:
+    version: str
+    created: int
+    enabled: bool
+    nbf: int | None
+    exp: int | None
+    key_ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The key as the pool's management API reports it."""
+
+    name: str
+    owner: str | None
+    jwk: dict[str, Any]
+    versions: tuple[KeyVersionState, ...]
+    rotation_policy: dict[str, Any] | None
+    deleted: bool
+
+    @property
+    def current(self) -> KeyVersionState:
+        return self.versions[-1]
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> "KeyState":
+        versions = tuple(
+            KeyVersionState(
+                version=v["version"],
+                created=int(v["attributes"]["created"]),
+                enabled=bool(v["attributes"]["enabled"]),
+                nbf=v["attributes"].get("nbf"),
+                exp=v["attributes"].get("exp"),
+                key_ops=tuple(v.get("keyOps") or ()),
+            )
+            for v in raw["versions"]
+        )
+        return cls(
+            name=raw["name"],
+            owner=raw.get("owner"),
+            jwk=dict(raw.get("key") or {}),
+            versions=versions,
+            rotation_policy=raw.get("rotationPolicy"),
+            deleted=raw.get("deleted") is not None,
+        )
+
+
+# --- pure decisions ----------------------------------------------------------------------
+
+
+def check_spec(spec: KeySpec) -> None:
+    """Refuse what the CRD's rules cannot see: key operations the key type lacks, and rotation
+    policies that would rotate forever or never."""
+    allowed = KEY_OPS[family(spec.kty)]
+    bad = [op for op in spec.key_ops or () if op not in allowed]
+    if bad:
+        raise InvalidSpec(
+            f"spec.keyOps: {spec.kty} keys cannot {', '.join(bad)}; they allow {', '.join(allowed)}"
+        )
+    policy = spec.rotation_policy
+    if policy is None:
+        return
+    if policy.expiry_time is not None and spec.expires is not None:
+        raise InvalidSpec(
+            "spec.expires and spec.rotationPolicy.expiryTime both set when the key expires: "
+            "keep one (expiryTime gives each new version its lifetime)"
+        )
+    if policy.time_before_expiry is not None:
+        if policy.expiry_time is None:
+            raise InvalidSpec(
+                "spec.rotationPolicy.timeBeforeExpiry needs spec.rotationPolicy.expiryTime, the "
+                "lifetime of each new version; otherwise versions rotate once and never again"
+            )
+        if duration_seconds(policy.time_before_expiry) >= duration_seconds(policy.expiry_time):
+            raise InvalidSpec(
+                "spec.rotationPolicy.timeBeforeExpiry must be shorter than expiryTime, or every "
+                "new version is due for rotation as soon as it is made"
+            )
+    for text in (policy.time_after_create, policy.expiry_time):
+        if text is not None:
+            duration_seconds(text)
+
+
+def desired_key_ops(spec: KeySpec) -> tuple[str, ...]:
+    return tuple(sorted(spec.key_ops if spec.key_ops is not None else KEY_OPS[family(spec.kty)]))
+
+
+def create_body(spec: KeySpec, now: int) -> dict[str, Any]:
+    """What the vault is asked to make: the key, with the spec's attributes from the start."""
+    body: dict[str, Any] = {"kty": spec.kty, "key_ops": list(desired_key_ops(spec))}
+    if family(spec.kty) == "EC":
+        body["crv"] = spec.curve or "P-256"
+    else:
+        body["key_size"] = spec.size or (256 if spec.kty == "oct-HSM" else 2048)
+    expires = _timestamp(spec.expires)
+    policy = spec.rotation_policy
+    if policy is not None and policy.expiry_time is not None:
+        expires = now + duration_seconds(policy.expiry_time)
+    body["attributes"] = {
+        "enabled": spec.enabled,
+        "nbf": _timestamp(spec.not_before),
+        "exp": expires,
+    }
+    return body
+
+
+def check_owner(state: KeyState, uid: str, vault: str) -> None:
+    if state.owner != uid:
+        raise InvalidSpec(
+            f"A key named {state.name} already exists in vault {vault} and was not made for "
+            "this resource; delete it there, or set spec.keyName to another name",
+            reason="KeyNameTaken",
+        )
+
+
+@dataclass(frozen=True)
+class VersionUpdate:
+    """A PATCH of one version's attributes and key operations."""
+
+    version: str
+    body: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class PolicyUpdate:
+    policy: dict[str, Any] = field(hash=False)
+
+
+def desired_policy(policy: RotationPolicy | None) -> dict[str, Any]:
+    """The rotation policy as the vault takes it; no policy is an empty one."""
+    if policy is None:
+        return {"lifetimeActions": [], "attributes": {}}
+    trigger = (
+        {"timeAfterCreate": policy.time_after_create}
+        if policy.time_after_create is not None
+        else {"timeBeforeExpiry": policy.time_before_expiry}
+    )
+    attributes = {} if policy.expiry_time is None else {"expiryTime": policy.expiry_time}
+    return {
+        "lifetimeActions": [{"trigger": trigger, "action": {"type": "Rotate"}}],
+        "attributes": attributes,
+    }
+
+
+def _comparable_policy(policy: dict[str, Any] | None) -> tuple[Any, Any]:
+    if not policy:
+        return [], None
+    expiry = (policy.get("attributes") or {}).get("expiryTime")
+    return policy.get("lifetimeActions") or [], expiry
+
+
+def key_updates(spec: KeySpec, state: KeyState) -> list[VersionUpdate | PolicyUpdate]:
+    """What to change so that the vault's key matches the spec.
+
+    `enabled` applies to every version: a disabled Key cannot be used by any of its kids.
+    Key operations, not-before and expiry apply to the current version, as an update
+    without a version does in Azure Key Vault; with rotationPolicy.expiryTime the vault
+    gives each new version its expiry and the operator leaves it alone.
+    """
+    updates: list[VersionUpdate | PolicyUpdate] = []
+    policy = spec.rotation_policy
+    vault_sets_expiry = policy is not None and policy.expiry_time is not None
+    for version in state.versions:
+        attributes: dict[str, Any] = {}
+        body: dict[str, Any] = {}
+        if version.enabled != spec.enabled:
+            attributes["enabled"] = spec.enabled
+        if version is state.current:
+            if version.nbf != _timestamp(spec.not_before):
+                attributes["nbf"] = _timestamp(spec.not_before)
+            if not vault_sets_expiry and version.exp != _timestamp(spec.expires):
+                attributes["exp"] = _timestamp(spec.expires)
+            if tuple(sorted(version.key_ops)) != desired_key_ops(spec):
+                body["key_ops"] = list(desired_key_ops(spec))
+        if attributes:
+            body["attributes"] = attributes
+        if body:
+            updates.append(VersionUpdate(version.version, body))
+    wanted = desired_policy(policy)
+    if _comparable_policy(state.rotation_policy) != _comparable_policy(wanted):
+        updates.append(PolicyUpdate(wanted))
+    return updates
+
+
+def key_status(
+    state: KeyState, vault: str, status: KeyStatus, generation: int, now: datetime | None = None
+) -> KeyStatus:
+    current = state.current
+    return status.model_copy(
+        update={
+            "kid": state.jwk.get("kid"),
+            "current_version": current.version,
+            "versions": [
+                KeyVersionStatus(
+                    version=v.version,
+                    created=datetime.fromtimestamp(v.created, UTC),
+                    enabled=v.enabled,
+                )
+                for v in state.versions
+            ],
+            "public_key": JsonWebKey.model_validate(state.jwk),
+            "observed_generation": generation,
+            "conditions": with_condition(
+                status.conditions,
+                "Ready",
+                True,
+                "KeyReady",
+                f"Key {state.name} in vault {vault}, version {current.version}.",
+                generation,
+                now,
+            ),
+        }
+    )
+
+
+def should_delete(state: KeyState | None, uid: str) -> bool:
+    """Pure: soft-delete only a live key that this resource made."""
+    return state is not None and state.owner == uid and not state.deleted
+
+
+# --- carrying them out -------------------------------------------------------------------
+
+
+async def reconcile_key(
+    ctx: Context, key: Owner, spec: KeySpec, status: KeyStatus, generation: int
+) -> KeyStatus:
+    check_spec(spec)
+    vault = await vault_address(ctx, key.namespace, spec.vault_ref.name)
+    name = key_name(key, spec)
+    raw = await ctx.pools.get_key(vault, name)
+    if raw is None:
+        now = int(datetime.now(UTC).timestamp())
+        raw = await ctx.pools.create_key(vault, name, key.uid, create_body(spec, now))
+    state = KeyState.parse(raw)
+    check_owner(state, key.uid, vault.vault)
+    if state.deleted:
+        # Deleted through the vault's API while the resource still wants it: bring it back.
+        await ctx.pools.recover_key(vault, name)
+        state = await _read(ctx, vault, name)
+    updates = key_updates(spec, state)
+    for update in updates:
+        if isinstance(update, VersionUpdate):
+            await ctx.pools.update_key_version(vault, name, update.version, update.body)
+        else:
+            await ctx.pools.set_rotation_policy(vault, name, update.policy)
+    if updates:
+        state = await _read(ctx, vault, name)
+    return key_status(state, vault.vault, status, generation)
+
+
+async def _read(ctx: Context, vault: VaultAddress, name: str) -> KeyState:
+    raw = await ctx.pools.get_key(vault, name)
+    if raw is None:
+        raise ReconcileError(f"Key {name} vanished from vault {vault.vault}", reason="KeyVanished")
+    return KeyState.parse(raw)
+
+
+async def delete_key(ctx: Context, key: Owner, spec: KeySpec) -> None:
+    """Soft-delete the key this resource made: it stays recoverable for the vault's
+    retention, and with purge protection nobody can purge it sooner."""
+    vault = await vault_address_for_delete(ctx, key.namespace, spec.vault_ref.name)
+    if vault is None:
+        return
+    name = key_name(key, spec)
+    raw = await ctx.pools.get_key(vault, name)
+    state = None if raw is None else KeyState.parse(raw)
+    if should_delete(state, key.uid):
+        await ctx.pools.delete_key(vault, name)

@@ -1,0 +1,297 @@
+"""Pure decisions of the Key and VaultSecret reconciles: what to create, change, delete."""
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from strongroom.builders.common import Owner
+from strongroom.models import KeySpec, KeyStatus, VaultSecretSpec
+from strongroom.reconcile.errors import InvalidSpec, NotReady, PoolApiError, classify
+from strongroom.reconcile.key import (
+    KeyState,
+    KeyVersionState,
+    PolicyUpdate,
+    VersionUpdate,
+    check_owner,
+    check_spec,
+    create_body,
+    desired_policy,
+    duration_seconds,
+    key_name,
+    key_status,
+    key_updates,
+    should_delete,
+)
+from strongroom.reconcile.secret import (
+    SecretState,
+    generate_body,
+    imported_value,
+    source_of,
+)
+from strongroom.reconcile.secret import check_owner as check_secret_owner
+from strongroom.reconcile.secret import should_delete as should_delete_secret
+from strongroom.vault.secrets import alphanumeric_length, encode_random
+
+UID = "0b9c0c3e-uid"
+NOW = 1_800_000_000
+DAY = 86400
+CANARY = "canary-c2VjcmV0-not-in-messages"
+
+
+def spec(**fields: Any) -> KeySpec:
+    return KeySpec.model_validate({"vaultRef": {"name": "v"}, "kty": "EC-HSM"} | fields)
+
+
+def version(
+    v: str, *, enabled: bool = True, exp: int | None = None, ops: tuple[str, ...] = ("sign",)
+) -> KeyVersionState:
+    return KeyVersionState(v, NOW, enabled, None, exp, ops)
+
+
+def state(*versions: KeyVersionState, policy: Any = None, owner: str = UID) -> KeyState:
+    return KeyState(
+        "k", owner, {"kid": "https://v/keys/k/b", "kty": "EC-HSM"}, versions, policy, False
+    )
+
+
+IN_SYNC = state(version("a", ops=("sign", "verify")), version("b", ops=("sign", "verify")))
+
+
+def test_a_key_is_named_after_its_resource_unless_spec_names_it() -> None:
+    owner = Owner("Key", "signing", "ns", UID)
+    assert key_name(owner, spec()) == "signing"
+    assert key_name(owner, spec(keyName="other")) == "other"
+
+
+@pytest.mark.parametrize(
+    "fields,expected",
+    [
+        ({}, {"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"]}),
+        ({"kty": "RSA"}, {"kty": "RSA", "key_size": 2048}),
+        ({"kty": "oct-HSM"}, {"kty": "oct-HSM", "key_size": 256}),
+        (
+            {"kty": "RSA-HSM", "size": 4096, "keyOps": ["sign"]},
+            {"key_size": 4096, "key_ops": ["sign"]},
+        ),
+        ({"curve": "P-384"}, {"crv": "P-384"}),
+    ],
+)
+def test_what_the_vault_is_asked_to_make(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    body = create_body(spec(**fields), NOW)
+    assert body | expected == body
+    assert body["attributes"] == {"enabled": True, "nbf": None, "exp": None}
+
+
+def test_a_new_key_gets_its_expiry_from_the_spec_or_the_policy() -> None:
+    expires = datetime.fromtimestamp(NOW + DAY, UTC)
+    body = create_body(spec(expires=expires.isoformat(), enabled=False), NOW)
+    assert body["attributes"] == {"enabled": False, "nbf": None, "exp": NOW + DAY}
+    policy = {"timeAfterCreate": "P30D", "expiryTime": "P1Y"}
+    body = create_body(spec(rotationPolicy=policy), NOW)
+    assert body["attributes"]["exp"] == NOW + 365 * DAY
+
+
+def test_durations_are_counted_as_the_vault_counts_them() -> None:
+    assert duration_seconds("P90D") == 90 * DAY
+    assert duration_seconds("P1Y2M1W") == (365 + 60 + 7) * DAY
+    with pytest.raises(InvalidSpec):
+        duration_seconds("P")
+
+
+@pytest.mark.parametrize(
+    "fields,words",
+    [
+        ({"keyOps": ["encrypt"]}, "cannot encrypt"),
+        (
+            {
+                "expires": "2030-01-01T00:00:00Z",
+                "rotationPolicy": {"timeAfterCreate": "P1D", "expiryTime": "P2D"},
+            },
+            "keep one",
+        ),
+        ({"rotationPolicy": {"timeBeforeExpiry": "P30D"}}, "needs spec.rotationPolicy.expiryTime"),
+        (
+            {"rotationPolicy": {"timeBeforeExpiry": "P30D", "expiryTime": "P30D"}},
+            "shorter than expiryTime",
+        ),
+        ({"rotationPolicy": {"timeAfterCreate": "P"}}, "not an ISO 8601 duration"),
+    ],
+)
+def test_specs_that_cannot_work_are_refused(fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        check_spec(spec(**fields))
+    assert words in caught.value.message and caught.value.retry_after is None
+
+
+def test_a_sound_spec_passes() -> None:
+    check_spec(spec(rotationPolicy={"timeBeforeExpiry": "P30D", "expiryTime": "P1Y"}))
+    check_spec(spec(kty="RSA-HSM", keyOps=["sign", "decrypt"]))
+
+
+def test_a_key_in_step_with_its_spec_needs_nothing() -> None:
+    assert key_updates(spec(), IN_SYNC) == []
+
+
+def test_disabling_reaches_every_version_and_expiry_only_the_current_one() -> None:
+    expires = datetime.fromtimestamp(NOW + DAY, UTC)
+    updates = key_updates(spec(enabled=False, expires=expires.isoformat()), IN_SYNC)
+    assert updates == [
+        VersionUpdate("a", {"attributes": {"enabled": False}}),
+        VersionUpdate("b", {"attributes": {"enabled": False, "exp": NOW + DAY}}),
+    ]
+
+
+def test_key_ops_and_a_cleared_expiry_are_put_on_the_current_version() -> None:
+    current = state(version("a", exp=NOW, ops=("sign", "verify")))
+    assert key_updates(spec(keyOps=["sign"]), current) == [
+        VersionUpdate("a", {"key_ops": ["sign"], "attributes": {"exp": None}})
+    ]
+
+
+def test_the_policy_is_put_when_it_differs_and_emptied_when_the_spec_drops_it() -> None:
+    policy = {"timeAfterCreate": "P30D", "expiryTime": "P1Y"}
+    wanted = desired_policy(spec(rotationPolicy=policy).rotation_policy)
+    assert wanted == {
+        "lifetimeActions": [{"trigger": {"timeAfterCreate": "P30D"}, "action": {"type": "Rotate"}}],
+        "attributes": {"expiryTime": "P1Y"},
+    }
+    updates = key_updates(spec(rotationPolicy=policy), IN_SYNC)
+    assert updates == [PolicyUpdate(wanted)]
+    # As the vault stores it, with its own timestamps: in step.
+    stored = wanted | {"attributes": {"expiryTime": "P1Y", "created": NOW, "updated": NOW}}
+    in_step = state(*IN_SYNC.versions, policy=stored)
+    assert key_updates(spec(rotationPolicy=policy), in_step) == []
+    assert key_updates(spec(), in_step) == [PolicyUpdate(desired_policy(None))]
+
+
+def test_with_a_policy_expiry_the_vault_owns_each_versions_expiry() -> None:
+    policy = {"timeAfterCreate": "P30D", "expiryTime": "P1Y"}
+    stored = desired_policy(spec(rotationPolicy=policy).rotation_policy)
+    rotated = state(
+        version("a", exp=NOW + 365 * DAY, ops=("sign", "verify")),
+        version("b", exp=NOW + 400 * DAY, ops=("sign", "verify")),
+        policy=stored,
+    )
+    assert key_updates(spec(rotationPolicy=policy), rotated) == []
+
+
+def test_only_the_resources_own_key_is_taken_or_deleted() -> None:
+    check_owner(IN_SYNC, UID, "v")
+    with pytest.raises(InvalidSpec) as caught:
+        check_owner(state(version("a"), owner="someone-else"), UID, "v")
+    assert caught.value.reason == "KeyNameTaken" and "spec.keyName" in caught.value.message
+    assert should_delete(IN_SYNC, UID)
+    assert not should_delete(None, UID)
+    assert not should_delete(state(version("a"), owner="other"), UID)
+    deleted = KeyState("k", UID, {}, (version("a"),), None, True)
+    assert not should_delete(deleted, UID)
+
+
+def test_the_status_reports_the_current_version_and_public_key() -> None:
+    raw = {
+        "name": "k",
+        "owner": UID,
+        "key": {
+            "kid": "https://v/keys/k/b",
+            "kty": "EC-HSM",
+            "crv": "P-256",
+            "x": "AA",
+            "y": "AQ",
+            "key_ops": ["sign"],
+        },
+        "versions": [
+            {"version": "a", "keyOps": ["sign"], "attributes": {"created": NOW, "enabled": False}},
+            {
+                "version": "b",
+                "keyOps": ["sign"],
+                "attributes": {"created": NOW + 1, "enabled": True},
+            },
+        ],
+        "rotationPolicy": None,
+        "deleted": None,
+    }
+    status = key_status(KeyState.parse(raw), "v", KeyStatus(), 4)
+    wire = status.wire()
+    assert wire["kid"] == "https://v/keys/k/b" and wire["currentVersion"] == "b"
+    assert [v["version"] for v in wire["versions"]] == ["a", "b"]
+    assert wire["versions"][0]["enabled"] is False
+    assert wire["publicKey"] == raw["key"]
+    assert wire["observedGeneration"] == 4 and wire["conditions"][-1]["reason"] == "KeyReady"
+
+
+# --- VaultSecret ---------------------------------------------------------------------------
+
+
+def secret_spec(source: dict[str, Any], **fields: Any) -> VaultSecretSpec:
+    return VaultSecretSpec.model_validate({"vaultRef": {"name": "v"}, "source": source} | fields)
+
+
+FROM_SECRET = secret_spec({"fromSecret": {"name": "src", "key": "password"}})
+
+
+def test_the_source_decides_what_the_vault_is_asked() -> None:
+    generated = secret_spec(
+        {"generate": {"length": 64, "encoding": "hex"}}, contentType="text/plain"
+    )
+    assert source_of(generated) == "generate"
+    assert generate_body(generated) == {
+        "generate": {"length": 64, "encoding": "hex"},
+        "contentType": "text/plain",
+    }
+    assert source_of(FROM_SECRET) == "fromSecret"
+    assert source_of(secret_spec({"external": {}})) == "external"
+
+
+def test_an_imported_value_is_read_from_the_secrets_data() -> None:
+    data = {"data": {"password": base64.b64encode(CANARY.encode()).decode()}}
+    assert imported_value(data, FROM_SECRET) == CANARY
+
+
+@pytest.mark.parametrize(
+    "secret,kind,reason",
+    [
+        (None, NotReady, "SourceSecretNotFound"),
+        ({"data": {"other": "eA=="}}, NotReady, "SourceKeyNotFound"),
+        (
+            {"data": {"password": base64.b64encode(b"\xff" + CANARY.encode()).decode()}},
+            InvalidSpec,
+            "SourceNotText",
+        ),
+    ],
+)
+def test_an_import_that_cannot_be_made_says_why_without_the_value(
+    secret: dict[str, Any] | None, kind: type, reason: str
+) -> None:
+    with pytest.raises(kind) as caught:
+        imported_value(secret, FROM_SECRET)
+    assert caught.value.reason == reason
+    assert CANARY not in caught.value.message and "src" in caught.value.message
+
+
+def test_a_secret_the_operator_makes_must_be_its_own_an_external_one_need_not() -> None:
+    foreign = SecretState("s", None, "https://v/secrets/s/a", ("a",), False)
+    with pytest.raises(InvalidSpec) as caught:
+        check_secret_owner(foreign, UID, FROM_SECRET, "v")
+    assert caught.value.reason == "SecretNameTaken"
+    check_secret_owner(foreign, UID, secret_spec({"external": {}}), "v")
+    assert not should_delete_secret(foreign, UID)
+    assert should_delete_secret(SecretState("s", UID, "i", ("a",), False), UID)
+    assert not should_delete_secret(SecretState("s", UID, "i", ("a",), True), UID)
+
+
+def test_generated_values_are_encoded_as_asked() -> None:
+    raw = bytes(range(256))
+    assert encode_random(raw[:3], "hex") == "000102"
+    assert encode_random(raw[:3], "base64") == "AAEC"
+    alphanumeric = encode_random(raw, "alphanumeric")
+    # Bytes 248-255 are dropped so that each of the 62 characters is equally likely.
+    assert len(alphanumeric) == 248 and alphanumeric.isalnum()
+    assert all(alphanumeric.count(c) == 4 for c in set(alphanumeric))
+    assert alphanumeric_length(32) == 43  # 32 bytes of randomness in [0-9A-Za-z]
+
+
+def test_a_vault_the_pool_does_not_serve_yet_is_waited_for() -> None:
+    error = classify(PoolApiError(404, "VaultNotFound", "No vault 'v' is served by this pool."))
+    assert isinstance(error, NotReady) and error.reason == "VaultNotServed"
