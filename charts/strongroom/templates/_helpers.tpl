@@ -1,0 +1,37 @@
+{{/*
+Names are fixed, not derived from the release: the CSIDriver, the ClusterRoles
+and the CA Secret the operator looks up are cluster-wide or well known, so one
+release per cluster is what strongroom supports.
+*/}}
+{{- define "strongroom.operatorName" -}}strongroom-operator{{- end -}}
+{{- define "strongroom.csiNodeName" -}}strongroom-csi-node{{- end -}}
+{{- define "strongroom.testName" -}}strongroom-test{{- end -}}
+{{- define "strongroom.driverName" -}}csi.strongroom.io{{- end -}}
+{{/* The Secret `strongroom operator` keeps its CA in (operator/strongroom/reconcile/ca.py). */}}
+{{- define "strongroom.caSecret" -}}strongroom-ca{{- end -}}
+
+{{- define "strongroom.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{/* Labels of every object; the component's selector labels come on top. */}}
+{{- define "strongroom.labels" -}}
+app.kubernetes.io/name: strongroom
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: strongroom
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "strongroom.selectorLabels" -}}
+app.kubernetes.io/name: strongroom
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "strongroom.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
