@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the scripts that source this use the names
 # Shared settings for the e2e scripts: pinned versions and where things live.
 # Sourced, never run.
 
@@ -21,6 +22,8 @@ HELM_BIN=$STRONGROOM_CACHE/bin/helm-$HELM_VERSION
 CSI_TEST_BIN=$STRONGROOM_CACHE/bin/csi-test-$CSI_TEST_VERSION
 
 IMAGE_NAME=${STRONGROOM_IMAGE:-strongroom.io/strongroom:dev}
+# State and logs of the local cluster; `e2e/cluster down` deletes it.
+CLUSTER_DIR=${STRONGROOM_CLUSTER_DIR:-/var/lib/strongroom-e2e}
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -6,6 +6,7 @@ cluster tier must not pass by testing nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -19,30 +20,38 @@ import pytest
 from .kube import Kube
 
 
-@pytest.fixture(scope="session")
-def _kubectl() -> str:
+@functools.cache
+def _kubectl_for_cluster() -> tuple[str, str]:
+    """kubectl's path, or why the cluster cannot be used; checked once per session."""
     kubectl = os.environ.get("STRONGROOM_KUBECTL") or shutil.which("kubectl")
     if not kubectl:
-        pytest.fail("kubectl not found: put it on PATH or set STRONGROOM_KUBECTL", pytrace=False)
+        return "", "kubectl not found: put it on PATH or set STRONGROOM_KUBECTL"
     if not os.environ.get("KUBECONFIG"):
-        pytest.fail("KUBECONFIG is not set: start a cluster with `e2e/cluster up`", pytrace=False)
+        return "", "KUBECONFIG is not set: start a cluster with `e2e/cluster up`"
     try:
         ready = subprocess.run(
-            [kubectl, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=30, check=False
+            [kubectl, "get", "--raw", "/readyz"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail("the cluster in KUBECONFIG did not answer within 30s", pytrace=False)
+        return "", "the cluster in KUBECONFIG did not answer within 30s"
     if ready.returncode != 0:
-        pytest.fail(f"the cluster in KUBECONFIG is not ready: {ready.stderr.strip()}", pytrace=False)
-    return kubectl
+        return "", f"the cluster in KUBECONFIG is not ready: {ready.stderr.strip()}"
+    return kubectl, ""
 
 
 @pytest.fixture
-def kube(_kubectl: str, request: pytest.FixtureRequest) -> Iterator[Kube]:
+def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
     """A Kube bound to a fresh namespace, deleted (without waiting) after the test."""
+    kubectl, unusable = _kubectl_for_cluster()
+    if unusable:
+        pytest.fail(unusable, pytrace=False)
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     namespace = f"{slug}-{uuid.uuid4().hex[:6]}"
-    client = Kube(_kubectl, namespace)
+    client = Kube(kubectl, namespace)
     client.run("create", "namespace", namespace, namespaced=False)
     # Pods can start only once the namespace's default ServiceAccount exists.
     deadline = time.monotonic() + 60

@@ -33,18 +33,23 @@ class Kube:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise AssertionError(
+                f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         return result
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
-        return json.loads(self.run("get", kind, name, "--output", "json").stdout)
+        return _object(self.run("get", kind, name, "--output", "json").stdout)
 
     def apply(self, *manifests: dict[str, Any]) -> None:
         self.run("apply", "--filename", "-", stdin=_as_list(manifests))
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Creates an object and returns the server's answer (for review-style APIs)."""
-        return json.loads(self.run("create", "--filename", "-", "--output", "json", stdin=json.dumps(manifest)).stdout)
+        answer = self.run(
+            "create", "--filename", "-", "--output", "json", stdin=json.dumps(manifest)
+        )
+        return _object(answer.stdout)
 
     def logs(self, pod: str) -> str:
         return self.run("logs", pod).stdout
@@ -61,16 +66,25 @@ class Kube:
             if phase in {"Succeeded", "Failed"}:
                 break
             time.sleep(1)
-        events = self.run("get", "events", "--field-selector", f"involvedObject.name={name}", check=False).stdout
+        events = self.run(
+            "get", "events", "--field-selector", f"involvedObject.name={name}", check=False
+        ).stdout
         logs = self.run("logs", name, "--all-containers", check=False)
         raise AssertionError(
             f"pod {name} is {pod.get('status', {}).get('phase')}, wanted {sorted(phases)}\n"
-            f"status: {json.dumps(pod.get('status'), indent=1)}\nevents:\n{events}\nlogs:\n{logs.stdout}{logs.stderr}"
+            f"status: {json.dumps(pod.get('status'), indent=1)}\n"
+            f"events:\n{events}\nlogs:\n{logs.stdout}{logs.stderr}"
         )
 
     def wait_until_ready(self, name: str, timeout: float = 120) -> None:
         self.wait_for_pod(name, {"Running"}, timeout)
         self.run("wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s")
+
+
+def _object(text: str) -> dict[str, Any]:
+    parsed = json.loads(text)
+    assert isinstance(parsed, dict), text
+    return parsed
 
 
 def _as_list(manifests: tuple[dict[str, Any], ...]) -> str:

@@ -20,13 +20,23 @@ TOKEN_DIR = "/var/run/secrets/strongroom"
 
 def pod(kube: Kube, name: str, command: list[str], **spec: Any) -> dict[str, Any]:
     labels = spec.pop("labels", {})
-    container = {"name": "main", "image": kube.image, "imagePullPolicy": "IfNotPresent", "command": command}
+    container = {
+        "name": "main",
+        "image": kube.image,
+        "imagePullPolicy": "Never",
+        "command": command,
+    }
     container.update(spec.pop("container", {}))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [container], **spec},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [container],
+            **spec,
+        },
     }
 
 
@@ -74,7 +84,8 @@ def test_pod_reaches_another_pod_through_a_service_by_dns_name(kube: Kube) -> No
         "for name in sys.argv[1:]:\n"
         "    for attempt in range(30):\n"
         "        try:\n"
-        "            print(name, urllib.request.urlopen(f'http://{name}/', timeout=2).read().decode()); break\n"
+        "            reply = urllib.request.urlopen(f'http://{name}/', timeout=2).read()\n"
+        "            print(name, reply.decode()); break\n"
         "        except OSError as error:\n"
         "            print(name, 'retrying:', error, file=sys.stderr); time.sleep(1)\n"
         "    else:\n"
@@ -103,7 +114,9 @@ def review(kube: Kube, token: str, audiences: list[str]) -> dict[str, Any]:
 
 def jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return claims
 
 
@@ -113,7 +126,13 @@ def test_projected_token_is_bound_to_its_audience(kube: Kube) -> None:
         "name": "token",
         "projected": {
             "sources": [
-                {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 600, "path": "token"}}
+                {
+                    "serviceAccountToken": {
+                        "audience": AUDIENCE,
+                        "expirationSeconds": 600,
+                        "path": "token",
+                    }
+                }
             ]
         },
     }
@@ -125,7 +144,9 @@ def test_projected_token_is_bound_to_its_audience(kube: Kube) -> None:
             command=SLEEP,
             serviceAccountName="reader",
             volumes=[token_volume],
-            container={"volumeMounts": [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]},
+            container={
+                "volumeMounts": [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]
+            },
         ),
     )
     kube.wait_until_ready("holder")
@@ -142,13 +163,15 @@ def test_projected_token_is_bound_to_its_audience(kube: Kube) -> None:
     rejected = review(kube, token, ["some-other-audience"])
     assert not rejected.get("authenticated"), rejected
     # Without audiences the API server checks its own, which this token is not for.
-    assert not review(kube, token, [])["authenticated"]
+    assert not review(kube, token, []).get("authenticated")
 
 
 def test_token_request_issues_tokens_for_a_custom_audience(kube: Kube) -> None:
     kube.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "caller"}})
 
-    token = kube.run("create", "token", "caller", "--audience", AUDIENCE, "--duration", "10m").stdout.strip()
+    token = kube.run(
+        "create", "token", "caller", "--audience", AUDIENCE, "--duration", "10m"
+    ).stdout.strip()
 
     assert review(kube, token, [AUDIENCE])["authenticated"] is True
     assert not review(kube, token, ["some-other-audience"]).get("authenticated")
@@ -160,7 +183,9 @@ def test_server_side_dry_run_rejects_an_invalid_object(kube: Kube) -> None:
     invalid["spec"]["containers"][0]["image"] = ""
 
     accepted = kube.run("apply", "--dry-run=server", "--filename", "-", stdin=json.dumps(valid))
-    rejected = kube.run("apply", "--dry-run=server", "--filename", "-", stdin=json.dumps(invalid), check=False)
+    rejected = kube.run(
+        "apply", "--dry-run=server", "--filename", "-", stdin=json.dumps(invalid), check=False
+    )
 
     assert "created (server dry run)" in accepted.stdout
     assert rejected.returncode != 0
