@@ -1,0 +1,424 @@
+"""The Helm chart: lints, renders least-privilege objects, rejects unknown values, one source.
+
+Needs the pinned helm (`scripts/helm`, built by scripts/setup); without it these
+tests fail, they do not skip.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from strongroom.csi.server import DRIVER_NAME
+from strongroom.csi.volume import AUDIENCE
+from strongroom.reconcile.ca import CA_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "strongroom"
+HELM = ROOT / "scripts" / "helm"
+NAMESPACE = "strongroom-system"
+KUBE_VERSION = "1.33.0"  # built from source, helm otherwise assumes its own default (1.20)
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True)
+    if result.returncode == 127:
+        pytest.fail(f"helm is missing: run scripts/setup\n{result.stderr}", pytrace=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{result.stderr}", pytrace=False)
+    return result
+
+
+def template(*values: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    sets = [f"--set={value}" for value in values]
+    return helm(
+        "template",
+        "strongroom",
+        str(CHART),
+        f"--namespace={NAMESPACE}",
+        f"--kube-version={KUBE_VERSION}",
+        *sets,
+        check=check,
+    )
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(template(*values).stdout) if doc]
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} rendered"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def default() -> list[dict[str, Any]]:
+    return render()
+
+
+def _pod(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    containers = pod["containers"] + pod.get("initContainers", [])
+    return next(c for c in containers if c["name"] == name)
+
+
+def _volume(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in pod["volumes"] if v["name"] == name)
+
+
+def _bound_rules(
+    objects: list[dict[str, Any]], account: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every (binding, roleRef) granting something to the ServiceAccount `account`."""
+    for binding in objects:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        for subject in binding["subjects"]:
+            if subject["kind"] == "ServiceAccount" and subject["name"] == account:
+                yield binding, binding["roleRef"]
+
+
+# --- lint, schema, values ---------------------------------------------------------------
+
+
+def test_the_chart_lints_cleanly() -> None:
+    result = helm("lint", "--strict", str(CHART), f"--kube-version={KUBE_VERSION}")
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bogus=1",
+        "operator.bogus=1",
+        "csiNode.jwks.bogus=1",
+        "image.bogus=1",
+        "tests.bogus=1",
+        "operator.resources.requests.gpu=1",
+        "image.pullPolicy=Sometimes",
+        "logLevel=TRACE",
+        "csiNode.jwks.source=vault",
+        "csiNode.jwks.source=configMap",  # without a ConfigMap's name
+        "csiNode.kubeletDir=relative/path",
+        "csiNode.shareSeconds=-1",
+        "operator.watchNamespaces[0]=Not_A_Namespace",
+    ],
+)
+def test_the_schema_rejects_unknown_keys_and_bad_values(value: str) -> None:
+    result = template(value, check=False)
+    assert result.returncode != 0, f"--set {value} was accepted"
+    assert "schema" in result.stderr or "values don't meet" in result.stderr, result.stderr
+
+
+def _walk_schema(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from _walk_schema(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _walk_schema(node["items"], f"{path}[]")
+
+
+def test_every_object_of_the_schema_is_closed() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for path, node in _walk_schema(schema, "values"):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path} accepts unknown keys"
+
+
+def _walk_values(values: dict[str, Any], schema: dict[str, Any], path: str) -> Iterator[str]:
+    for key, value in values.items():
+        assert key in schema.get("properties", {}), f"{path}.{key} is not in the schema"
+        child = schema["properties"][key]
+        yield f"{path}.{key}"
+        if isinstance(value, dict) and "properties" in child:
+            yield from _walk_values(value, child, f"{path}.{key}")
+
+
+# Values that hold Kubernetes' own objects: their inner keys are data, not chart values.
+FREE_FORM = {"resources", "nodeSelector", "tolerations", "affinity", "podAnnotations"}
+
+
+def test_every_value_is_in_the_schema_and_commented() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert list(_walk_values(values, schema, "values"))
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    parents: list[tuple[int, str]] = []
+    for index, line in enumerate(lines):
+        key = re.match(r"^( *)([A-Za-z][\w-]*):", line)
+        if key is None:
+            continue
+        indent = len(key.group(1))
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        if not FREE_FORM & {name for _, name in parents}:
+            above = lines[index - 1].strip() if index else ""
+            assert above.startswith("#"), f"values.yaml:{index + 1}: {key.group(2)} has no comment"
+        parents.append((indent, key.group(2)))
+
+
+def test_the_default_values_render_the_documented_image(default: list[dict[str, Any]]) -> None:
+    for workload in (
+        find(default, "Deployment", "strongroom-operator"),
+        find(default, "DaemonSet", "strongroom-csi-node"),
+    ):
+        for container in _pod(workload)["containers"] + _pod(workload).get("initContainers", []):
+            assert container["image"] == "strongroom.io/strongroom:dev"
+            assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+# --- the operator -----------------------------------------------------------------------
+
+
+def test_the_operator_runs_once_unprivileged(default: list[dict[str, Any]]) -> None:
+    deployment = find(default, "Deployment", "strongroom-operator")
+    assert deployment["metadata"]["namespace"] == NAMESPACE
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = _pod(deployment)
+    assert pod["serviceAccountName"] == "strongroom-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = _container(pod, "operator")
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["args"][:2] == ["--log-level=INFO", "operator"]
+    assert "--image=strongroom.io/strongroom:dev" in container["args"]
+    assert f"--namespace={NAMESPACE}" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    token = _volume(pod, "pool-token")["projected"]["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == AUDIENCE
+
+
+def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) -> None:
+    role = find(default, "ClusterRole", "strongroom-operator")
+    for rule in role["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+        assert not {"escalate", "impersonate", "deletecollection"} & set(rule["verbs"]), rule
+        if "bind" in rule["verbs"]:
+            assert rule["resourceNames"] == ["system:auth-delegator"]
+        if "secrets" in rule["resources"]:
+            # Reads the Secrets it names; never lists or watches every Secret in the cluster.
+            assert set(rule["verbs"]) == {"get", "create", "patch"}
+        if "delete" in rule["verbs"]:
+            assert rule["resources"] == ["clusterrolebindings"]
+    bindings = list(_bound_rules(default, "strongroom-operator"))
+    assert [ref["name"] for _, ref in bindings] == ["strongroom-operator"]
+
+
+def test_the_operator_rbac_is_the_one_the_operator_names_in_its_errors() -> None:
+    text = (ROOT / "operator" / "strongroom" / "reconcile" / "errors.py").read_text()
+    assert "deploy/rbac.yaml" in text
+    assert (ROOT / "deploy" / "rbac.yaml").exists()
+
+
+def test_watched_namespaces_and_changed_values_reach_the_operator() -> None:
+    objects = render(
+        "image.repository=registry.example/strongroom",
+        "image.tag=1.2.3",
+        "image.pullPolicy=Never",
+        "logLevel=DEBUG",
+        "operator.watchNamespaces={team-a,team-b}",
+        "operator.nodeSelector.pool=system",
+        "operator.priorityClassName=high",
+    )
+    pod = _pod(find(objects, "Deployment", "strongroom-operator"))
+    container = _container(pod, "operator")
+    assert container["image"] == "registry.example/strongroom:1.2.3"
+    assert container["imagePullPolicy"] == "Never"
+    assert "--image=registry.example/strongroom:1.2.3" in container["args"]
+    assert container["args"][0] == "--log-level=DEBUG"
+    assert "--watch-namespace=team-a" in container["args"]
+    assert "--watch-namespace=team-b" in container["args"]
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["priorityClassName"] == "high"
+
+
+# --- the CSI node plugin ----------------------------------------------------------------
+
+
+def test_the_csi_driver_is_what_csi_node_serves(default: list[dict[str, Any]]) -> None:
+    driver = find(default, "CSIDriver", DRIVER_NAME)
+    assert driver["spec"] == {
+        "attachRequired": False,
+        "podInfoOnMount": True,
+        "volumeLifecycleModes": ["Ephemeral"],
+        "fsGroupPolicy": "File",
+        "requiresRepublish": True,
+        "tokenRequests": [{"audience": AUDIENCE, "expirationSeconds": 3600}],
+    }
+
+
+def test_the_csi_node_plugin_mounts_what_it_must(default: list[dict[str, Any]]) -> None:
+    daemonset = find(default, "DaemonSet", "strongroom-csi-node")
+    pod = _pod(daemonset)
+    container = _container(pod, "csi-node")
+    assert container["securityContext"]["privileged"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["pods-dir"]["mountPath"] == "/var/lib/kubelet/pods"
+    assert mounts["pods-dir"]["mountPropagation"] == "Bidirectional"
+    assert [m for m in mounts.values() if m.get("mountPropagation")] == [mounts["pods-dir"]]
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert host == {
+        "plugin-dir": "/var/lib/kubelet/plugins/csi.strongroom.io",
+        "registration-dir": "/var/lib/kubelet/plugins_registry",
+        "pods-dir": "/var/lib/kubelet/pods",
+    }
+    args = container["args"]
+    assert args[:2] == ["--log-level=INFO", "csi-node"]
+    assert "--endpoint=unix:///csi/csi.sock" in args and mounts["plugin-dir"]["mountPath"] == "/csi"
+    assert "--kubelet-endpoint=/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock" in args
+    assert "--registration-socket=/registration/csi.strongroom.io-reg.sock" in args
+    assert mounts["registration-dir"]["mountPath"] == "/registration"
+    assert "--node-id=$(NODE_NAME)" in args
+    assert "--share-seconds=30" in args
+    assert "--jwks-file=/jwks/jwks.json" in args
+
+
+def test_the_csi_node_plugin_trusts_the_public_ca_certificate_only(
+    default: list[dict[str, Any]],
+) -> None:
+    pod = _pod(find(default, "DaemonSet", "strongroom-csi-node"))
+    secret = _volume(pod, "vault-ca")["secret"]
+    assert secret["secretName"] == CA_SECRET
+    assert secret["items"] == [{"key": "tls.crt", "path": "ca.crt"}]
+    container = _container(pod, "csi-node")
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "vault-ca")
+    assert f"--vault-ca={mount['mountPath']}/ca.crt" in container["args"]
+
+
+def test_the_csi_node_plugin_can_read_no_vault_and_no_secret(
+    default: list[dict[str, Any]],
+) -> None:
+    account = find(default, "ServiceAccount", "strongroom-csi-node")
+    assert account["automountServiceAccountToken"] is False
+    pod = _pod(find(default, "DaemonSet", "strongroom-csi-node"))
+    assert pod["automountServiceAccountToken"] is False
+    # Its only binding: the issuer's public discovery documents (for the JWKS).
+    refs = [ref for _, ref in _bound_rules(default, "strongroom-csi-node")]
+    assert refs == [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:service-account-issuer-discovery",
+        }
+    ]
+    # The API token is in the init container that fetches the JWKS, not in the plugin.
+    users = [
+        c["name"]
+        for c in pod["containers"] + pod["initContainers"]
+        if any(m["name"] == "api-credentials" for m in c["volumeMounts"])
+    ]
+    assert users == ["fetch-jwks"]
+    fetch = _container(pod, "fetch-jwks")
+    assert fetch["securityContext"]["runAsNonRoot"] is True
+    assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_a_jwks_from_a_config_map_needs_no_api_access() -> None:
+    objects = render("csiNode.jwks.source=configMap", "csiNode.jwks.configMap.name=issuer")
+    assert list(_bound_rules(objects, "strongroom-csi-node")) == []
+    pod = _pod(find(objects, "DaemonSet", "strongroom-csi-node"))
+    assert "initContainers" not in pod
+    assert _volume(pod, "jwks")["configMap"] == {
+        "name": "issuer",
+        "items": [{"key": "jwks.json", "path": "jwks.json"}],
+    }
+    assert not [o for o in objects if o["metadata"]["name"] == "strongroom-csi-node-scripts"]
+
+
+def test_without_a_jwks_the_plugin_gets_no_jwks_file() -> None:
+    objects = render("csiNode.jwks.source=none")
+    assert list(_bound_rules(objects, "strongroom-csi-node")) == []
+    container = _container(_pod(find(objects, "DaemonSet", "strongroom-csi-node")), "csi-node")
+    assert not [a for a in container["args"] if a.startswith("--jwks-file")]
+
+
+def test_changed_values_reach_the_csi_node_plugin() -> None:
+    kubelet = "/var/snap/microk8s/common/var/lib/kubelet"
+    objects = render(
+        f"csiNode.kubeletDir={kubelet}/",
+        "csiNode.shareSeconds=5",
+        "csiNode.tolerations=null",
+        "csiNode.nodeSelector.strongroom=yes",
+    )
+    pod = _pod(find(objects, "DaemonSet", "strongroom-csi-node"))
+    container = _container(pod, "csi-node")
+    assert "--share-seconds=5" in container["args"]
+    assert f"--kubelet-endpoint={kubelet}/plugins/csi.strongroom.io/csi.sock" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "pods-dir")
+    assert mount["mountPath"] == f"{kubelet}/pods"
+    assert _volume(pod, "registration-dir")["hostPath"]["path"] == f"{kubelet}/plugins_registry"
+    assert pod["nodeSelector"] == {"strongroom": "yes"}
+    assert "tolerations" not in pod
+
+
+# --- helm test --------------------------------------------------------------------------
+
+
+def test_the_helm_test_pod_is_a_hook_with_read_only_access(
+    default: list[dict[str, Any]],
+) -> None:
+    pod = find(default, "Pod", "strongroom-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    for binding, ref in _bound_rules(default, "strongroom-test"):
+        kind = "ClusterRole" if binding["kind"] == "ClusterRoleBinding" else "Role"
+        role = find(default, kind, ref["name"])
+        for rule in role["rules"]:
+            assert set(rule["verbs"]) <= {"get", "list"}, rule
+            assert "secrets" not in rule["resources"]
+    assert pod["spec"]["containers"][0]["command"][-4:] == [
+        NAMESPACE,
+        "strongroom-operator",
+        "strongroom-csi-node",
+        DRIVER_NAME,
+    ]
+
+
+def test_without_tests_nothing_of_helm_test_is_made() -> None:
+    objects = render("tests.enabled=false")
+    assert not [o for o in objects if o["metadata"]["name"] == "strongroom-test"]
+
+
+# --- one source -------------------------------------------------------------------------
+
+
+def test_the_chart_crds_are_the_crds() -> None:
+    chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    source = {p.name: p.read_text() for p in (ROOT / "crds").glob("*.yaml")}
+    assert source and chart == source, "charts/strongroom/crds/ is stale: run scripts/gen-crds"
+
+
+def test_deploy_is_rendered_from_the_chart() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen-deploy"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_helm_is_pinned_to_the_version_the_cluster_tier_builds() -> None:
+    def pinned(path: Path) -> str:
+        found = re.search(r"^HELM_VERSION=(v[\d.]+)$", path.read_text(), re.M)
+        assert found, path
+        return found.group(1)
+
+    assert pinned(ROOT / "scripts" / "helm") == pinned(ROOT / "e2e" / "lib.sh")

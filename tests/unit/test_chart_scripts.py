@@ -1,0 +1,180 @@
+"""The chart's in-image scripts: the CSI node plugin's JWKS fetch and the `helm test` checks."""
+
+import importlib.util
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from strongroom.tls import issue_server_cert, make_ca, write_pair
+
+FILES = Path(__file__).resolve().parents[2] / "charts" / "strongroom" / "files"
+TOKEN = "header.claims.signature"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), FILES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fetch_jwks = _load("fetch-jwks")
+check_install = _load("check-install")
+
+
+class _ApiServer(BaseHTTPRequestHandler):
+    document: Any = {"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        if self.path != "/openid/v1/jwks":
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = json.dumps(self.document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    ca = make_ca("test API server CA")
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    write_pair(issue_server_cert(ca, ["127.0.0.1"]), tmp_path / "tls.crt", tmp_path / "tls.key")
+    server = HTTPServer(("127.0.0.1", 0), _ApiServer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", tmp_path / "ca.crt"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_jwks_is_fetched_with_the_token_and_the_cluster_ca(
+    api_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, ca = api_server
+    document = fetch_jwks.fetch_jwks(url, ca, TOKEN)
+    assert document == _ApiServer.document
+    output = tmp_path / "jwks.json"
+    fetch_jwks.write_atomically(output, document)
+    assert json.loads(output.read_text()) == document
+    assert [p.name for p in tmp_path.glob("jwks.json*")] == ["jwks.json"]
+
+
+def test_a_refused_token_or_an_untrusted_server_fails_without_the_token_in_the_message(
+    api_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, ca = api_server
+    with pytest.raises(OSError) as refused:
+        fetch_jwks.fetch_jwks(url, ca, "another.token.value")
+    assert "401" in str(refused.value) and "another" not in str(refused.value)
+    (tmp_path / "other-ca.crt").write_bytes(make_ca("someone else").cert_pem)
+    with pytest.raises(OSError):
+        fetch_jwks.fetch_jwks(url, tmp_path / "other-ca.crt", TOKEN)
+
+
+def test_a_document_without_keys_is_refused(
+    api_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca = api_server
+    for document in ({"keys": []}, {"nokeys": 1}, ["keys"]):
+        monkeypatch.setattr(_ApiServer, "document", document)
+        with pytest.raises(ValueError, match="no"):
+            fetch_jwks.fetch_jwks(url, ca, TOKEN)
+
+
+def test_the_api_url_comes_from_the_service_environment() -> None:
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert fetch_jwks.api_url(env) == "https://10.96.0.1:443"
+    assert fetch_jwks.api_url({"KUBERNETES_SERVICE_HOST": "fd00::1"}) == "https://[fd00::1]:443"
+
+
+NS = "strongroom-system"
+HEALTHY: dict[str, Any] = {
+    f"/apis/apps/v1/namespaces/{NS}/deployments/op": {"status": {"readyReplicas": 1}},
+    f"/apis/apps/v1/namespaces/{NS}/daemonsets/csi": {
+        "status": {"desiredNumberScheduled": 2, "numberReady": 2}
+    },
+    "/apis/storage.k8s.io/v1/csidrivers/csi.strongroom.io": {
+        "spec": {"tokenRequests": [{"audience": "strongroom.io/vault"}]}
+    },
+    "/apis/storage.k8s.io/v1/csinodes": {
+        "items": [
+            {"metadata": {"name": n}, "spec": {"drivers": [{"name": "csi.strongroom.io"}]}}
+            for n in ("node-a", "node-b")
+        ]
+    },
+}
+
+
+def _api(monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> None:
+    def get(path: str) -> Any:
+        if path not in answers:
+            raise check_install.NotYet(f"GET {path}: HTTP 404")
+        return answers[path]
+
+    monkeypatch.setattr(check_install, "get", get)
+
+
+def test_helm_test_passes_on_a_healthy_installation(monkeypatch: pytest.MonkeyPatch) -> None:
+    _api(monkeypatch, HEALTHY)
+    lines = check_install.check(NS, "op", "csi", "csi.strongroom.io")
+    assert lines[-1] == "CSIDriver csi.strongroom.io: registered with the kubelet on node-a, node-b"
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "reason"),
+    [
+        (f"/apis/apps/v1/namespaces/{NS}/deployments/op", {"status": {}}, "no ready replica"),
+        (
+            f"/apis/apps/v1/namespaces/{NS}/daemonsets/csi",
+            {"status": {"desiredNumberScheduled": 2, "numberReady": 1}},
+            "1 of 2 pods ready",
+        ),
+        (
+            f"/apis/apps/v1/namespaces/{NS}/daemonsets/csi",
+            {"status": {"desiredNumberScheduled": 0}},
+            "scheduled on no node",
+        ),
+        ("/apis/storage.k8s.io/v1/csidrivers/csi.strongroom.io", None, "HTTP 404"),
+        ("/apis/storage.k8s.io/v1/csidrivers/csi.strongroom.io", {"spec": {}}, "audience"),
+        ("/apis/storage.k8s.io/v1/csinodes", {"items": []}, "registered on 0 of 2 nodes"),
+    ],
+)
+def test_helm_test_fails_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    answer: Any,
+    reason: str,
+) -> None:
+    answers = dict(HEALTHY)
+    if answer is None:
+        del answers[path]
+    else:
+        answers[path] = answer
+    _api(monkeypatch, answers)
+    monkeypatch.setattr(check_install, "DEADLINE_SECONDS", 0)
+    monkeypatch.setattr(check_install.time, "sleep", lambda _: None)
+    assert check_install.main(["check-install.py", NS, "op", "csi", "csi.strongroom.io"]) == 1
+    assert reason in capsys.readouterr().err
