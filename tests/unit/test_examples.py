@@ -1,0 +1,100 @@
+"""The quick start in examples/ fits the CRDs, the CSI driver's attributes and the vault's names."""
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from strongroom.builders.pool import vault_uri
+from strongroom.csi.server import DRIVER_NAME
+from strongroom.csi.volume import AUDIENCE, POD_NAMESPACE_KEY, parse_volume
+from strongroom.models import HsmPoolSpec, KeySpec, VaultSecretSpec, VaultSpec
+from strongroom.models.crd import RESOURCES, custom_resource_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+MODELS = {
+    "HsmPool": HsmPoolSpec,
+    "Vault": VaultSpec,
+    "Key": KeySpec,
+    "VaultSecret": VaultSecretSpec,
+}
+
+
+def _objects() -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        found += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return found
+
+
+OBJECTS = _objects()
+
+
+def _one(kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in OBJECTS if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind} {name}"
+    return found[0]
+
+
+def _check(value: Any, schema: dict[str, Any], path: str) -> None:
+    """What the API server's structural schema would refuse: unknown fields, bad enums."""
+    if "enum" in schema:
+        assert value in schema["enum"], f"{path}: {value!r} not in {schema['enum']}"
+    if isinstance(value, dict):
+        known = schema.get("properties", {})
+        for key, child in value.items():
+            assert key in known, f"{path}.{key} is not a field of the CRD"
+            _check(child, known[key], f"{path}.{key}")
+        for key in schema.get("required", []):
+            assert key in value, f"{path}.{key} is required"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, schema["items"], f"{path}[{index}]")
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+def test_each_custom_resource_has_an_example_that_fits_its_crd(resource: Any) -> None:
+    examples = [o for o in OBJECTS if o["kind"] == resource.kind]
+    assert examples, f"no example of {resource.kind}"
+    crd = custom_resource_definition(resource)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for example in examples:
+        assert example["apiVersion"] == f"{crd['spec']['group']}/v1alpha1"
+        _check(example["spec"], schema, f"{resource.kind}.spec")
+        MODELS[resource.kind].model_validate(example["spec"])
+
+
+def test_the_vault_grants_the_example_service_accounts() -> None:
+    accounts = {o["metadata"]["name"] for o in OBJECTS if o["kind"] == "ServiceAccount"}
+    vault = _one("Vault", "demo")
+    granted = {entry["serviceAccount"]["name"] for entry in vault["spec"]["access"]}
+    assert granted == accounts == {"reader", "signer"}
+    assert _one("Pod", "read-secret")["spec"]["serviceAccountName"] == "reader"
+    assert _one("Pod", "sign-with-hsm-key")["spec"]["serviceAccountName"] == "signer"
+
+
+def test_the_reading_pod_asks_the_csi_driver_for_objects_that_exist() -> None:
+    pod = _one("Pod", "read-secret")
+    volume = next(v for v in pod["spec"]["volumes"] if "csi" in v)["csi"]
+    assert volume["driver"] == DRIVER_NAME
+    attributes = {**volume["volumeAttributes"], POD_NAMESPACE_KEY: pod["metadata"]["namespace"]}
+    request = parse_volume(attributes)
+    assert request.vault_url == vault_uri("demo", "demo")
+    names = {(o.kind, o.name) for o in request.objects}
+    assert names == {("secret", "db-password"), ("key", "signing")}
+    assert _one("VaultSecret", "db-password") and _one("Key", "signing")
+
+
+def test_the_signing_app_uses_the_vault_audience_and_uri() -> None:
+    pod = _one("Pod", "sign-with-hsm-key")
+    sources = next(v for v in pod["spec"]["volumes"] if v["name"] == "vault-token")
+    token = sources["projected"]["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == AUDIENCE
+    script = _one("ConfigMap", "sign-with-hsm-key")["data"]["sign.py"]
+    ast.parse(script)
+    assert f'VAULT_URL = "{vault_uri("demo", "demo")}"' in script
+    assert 'get_key("signing")' in script
+    assert _one("Key", "signing")["spec"]["kty"] == "EC-HSM"
