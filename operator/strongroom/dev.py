@@ -153,7 +153,10 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
         await server  # raises the start-up error
         return
     dev_json = state / "dev.json"
-    dev_json.write_text(json.dumps(info, indent=2))
+    # Written whole, then renamed: whoever waits for dev.json never reads half of it.
+    partial = state / "dev.json.partial"
+    partial.write_text(json.dumps(info, indent=2))
+    partial.rename(dev_json)
     print(usage(info), flush=True)
     os.environ.setdefault("STRONGROOM_DEV_JSON", str(dev_json))
     await server
