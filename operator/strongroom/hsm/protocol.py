@@ -71,12 +71,16 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_encoder = json.JSONEncoder(default=_default, separators=(",", ":")).encode
+_decoder = json.JSONDecoder(object_hook=_hook).decode
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, default=_default, separators=(",", ":")).encode() + b"\n"
+    return _encoder(message).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
-    message = json.loads(line, object_hook=_hook)
+    message = _decoder(line.decode())
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     return message

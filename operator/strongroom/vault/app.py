@@ -38,6 +38,8 @@ from .names import check_name, check_version
 from .secrets import SecretStore
 
 log = logging.getLogger(__name__)
+# One encoder for every answer: json.dumps with options builds a new one per call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
@@ -293,9 +295,7 @@ class DataPlane:
             return web.Response(status=204)
         if isinstance(result, web.Response):
             return result
-        return web.Response(
-            body=json.dumps(result, separators=(",", ":")).encode(), content_type="application/json"
-        )
+        return web.Response(body=_compact_json(result).encode(), content_type="application/json")
 
     def _error(self, exc: VaultError, request: web.Request) -> web.Response:
         body = {"error": {"code": exc.code, "message": exc.message}}

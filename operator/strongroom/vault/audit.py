@@ -20,6 +20,19 @@ def send_to(fd: int) -> None:
     _fd = fd
 
 
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_stamp: tuple[int, str] = (0, "")
+
+
+def _timestamp() -> str:
+    """The current second in ISO 8601, formatted once per second rather than once per call."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _stamp[1]
+
+
 @dataclass
 class AuditRecord:
     caller: str
@@ -32,9 +45,9 @@ class AuditRecord:
 
     def line(self) -> bytes:
         return (
-            json.dumps(
+            _compact_json(
                 {
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "time": _timestamp(),
                     "audit": True,
                     "caller": self.caller,
                     "vault": self.vault,
@@ -43,8 +56,7 @@ class AuditRecord:
                     "version": self.version,
                     "outcome": self.outcome,
                     "latency_ms": self.latency_ms,
-                },
-                separators=(",", ":"),
+                }
             ).encode()
             + b"\n"
         )
