@@ -4,9 +4,7 @@ Private and secret key material stays in the HSM; public-key operations
 (verify, RSA encrypt and wrap) run here on the public JWK, as Azure does.
 """
 
-import asyncio
 import base64
-import json
 import logging
 import os
 import uuid
@@ -16,11 +14,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from ..hsm.client import HsmClient
-from ..hsm.errors import HsmError
-from .config import VaultConfig
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, NotFound, VaultError, from_hsm
+from .errors import BadParameter, Conflict, Forbidden, VaultError
 from .objects import (
     CURVES,
     EC_ALGORITHM_CURVE,
@@ -32,13 +27,13 @@ from .objects import (
     RSA_SIZES,
     SIGN_ALGORITHMS,
     Attributes,
-    Deletion,
     KeyEntry,
     KeyVersion,
     check_tags,
     family,
     owner_of,
 )
+from .store import DAY, ObjectStore
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
     "256": hashes.SHA256(),
@@ -50,7 +45,6 @@ _CURVE_CLASSES: dict[str, ec.EllipticCurve] = {
     "P-384": ec.SECP384R1(),
     "P-521": ec.SECP521R1(),
 }
-DAY = 86400
 log = logging.getLogger(__name__)
 _SIGNING = SIGN_ALGORITHMS["RSA"] + SIGN_ALGORITHMS["EC"]
 _AES = tuple(f"A{bits}{mode}" for bits in OCT_SIZES for mode in ("GCM", "CBC", "CBCPAD"))
@@ -65,12 +59,6 @@ KNOWN_ALGORITHMS = {
 }
 
 
-def _key_not_found(name: str) -> NotFound:
-    return NotFound(
-        f"A key with (name/id) {name} was not found in this key vault.", code="KeyNotFound"
-    )
-
-
 def _body_str(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value:
@@ -78,33 +66,11 @@ def _body_str(body: dict[str, Any], field: str) -> str:
     return value
 
 
-class KeyStore:
-    def __init__(self, config: VaultConfig, hsm: HsmClient) -> None:
-        self.config = config
-        self.hsm = hsm
-        self.entries: dict[str, KeyEntry] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+class KeyStore(ObjectStore[KeyEntry]):
+    kind = "key"
 
-    # --- persistence ----------------------------------------------------------
-
-    def lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name.lower(), asyncio.Lock())
-
-    async def _save(self, entry: KeyEntry) -> None:
-        await self._hsm("put_record", name=f"key/{entry.name.lower()}", value=entry.dump())
-        self.entries[entry.name.lower()] = entry
-
-    async def _hsm(self, op: str, **args: Any) -> Any:
-        try:
-            return await self.hsm.call(op, vault=self.config.name, **args)
-        except HsmError as exc:
-            raise from_hsm(exc) from exc
-
-    def load(self, records: dict[str, bytes]) -> None:
-        for record, raw in records.items():
-            if record.startswith("key/"):
-                entry = KeyEntry.load(raw)
-                self.entries[entry.name.lower()] = entry
+    def parse(self, raw: bytes) -> KeyEntry:
+        return KeyEntry.load(raw)
 
     def version_ids(self) -> set[str]:
         return {v.version for e in self.entries.values() for v in e.versions}
@@ -121,9 +87,7 @@ class KeyStore:
         }
         if version.tags:
             out["tags"] = version.tags
-        if entry.deletion is not None:
-            out |= self._deletion(base, entry)
-        return out
+        return out | self.deletion_fields(base, entry)
 
     def item(self, base: str, entry: KeyEntry, version: KeyVersion) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -132,42 +96,20 @@ class KeyStore:
         }
         if version.tags:
             out["tags"] = version.tags
-        if entry.deletion is not None:
-            out |= self._deletion(base, entry)
-        return out
+        return out | self.deletion_fields(base, entry)
 
     def _attributes(self, attributes: Attributes) -> dict[str, Any]:
         wire = attributes.wire(self.config.retention_days, self.config.purge_protection)
         wire["exportable"] = False
         return wire
 
-    def _deletion(self, base: str, entry: KeyEntry) -> dict[str, Any]:
-        assert entry.deletion is not None
-        return {
-            "recoveryId": f"{base}/deletedkeys/{entry.name}",
-            "deletedDate": entry.deletion.deleted_date,
-            "scheduledPurgeDate": entry.deletion.scheduled_purge_date,
-        }
-
     # --- lookup ---------------------------------------------------------------
-
-    def live(self, name: str) -> KeyEntry:
-        entry = self.entries.get(name.lower())
-        if entry is None or entry.deletion is not None or not entry.versions:
-            raise _key_not_found(name)
-        return entry
-
-    def deleted(self, name: str) -> KeyEntry:
-        entry = self.entries.get(name.lower())
-        if entry is None or entry.deletion is None:
-            raise NotFound(f"Deleted Key not found: {name}", code="KeyNotFound")
-        return entry
 
     def live_version(self, name: str, version: str | None) -> tuple[KeyEntry, KeyVersion]:
         entry = self.live(name)
         found = entry.version(version)
         if found is None:
-            raise _key_not_found(f"{name}/{version}")
+            raise self.not_found(f"{name}/{version}")
         return entry, found
 
     # --- lifecycle ------------------------------------------------------------
@@ -314,68 +256,19 @@ class KeyStore:
             await self._save(entry)
             return entry, found
 
-    async def delete(self, name: str) -> KeyEntry:
-        async with self.lock(name):
-            entry = self.live(name)
-            moment = now()
-            entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
-            await self._save(entry)
-            return entry
-
-    async def recover(self, name: str) -> KeyEntry:
-        async with self.lock(name):
-            entry = self.deleted(name)
-            entry.deletion = None
-            await self._save(entry)
-            return entry
-
-    async def purge(self, name: str, *, expired: bool = False) -> None:
-        async with self.lock(name):
-            entry = self.deleted(name)
-            if self.config.purge_protection and not expired:
-                raise Forbidden(
-                    f'Operation "purge" is not allowed because purge protection is enabled '
-                    f"for this vault. Key {name} will be purged after its retention period."
-                )
-            await self._hsm("delete_record", name=f"key/{entry.name.lower()}")
-            del self.entries[entry.name.lower()]
-            for version in entry.versions:
-                await self._destroy_quietly(version.version)
-
-    async def purge_expired(self) -> None:
-        moment = now()
-        for entry in list(self.entries.values()):
-            if entry.deletion is not None and entry.deletion.scheduled_purge_date <= moment:
-                await self.purge(entry.name, expired=True)
+    async def _purged(self, entry: KeyEntry) -> None:
+        for version in entry.versions:
+            await self._destroy_quietly(version.version)
 
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        entry = self.live(name)
-        blob = json.dumps({"kind": "key", "entry": json.loads(entry.dump())}).encode()
-        sealed = await self._hsm("seal", plaintext=blob, aad=self._aad())
-        return b64url(sealed)
-
-    def _aad(self) -> bytes:
-        return f"strongroom-backup:{self.config.name}".encode()
+        return await self.seal(self.live(name))
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
-        sealed = unb64url(body.get("value"), "value")
-        try:
-            blob = await self.hsm.call(
-                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
-            )
-            data = json.loads(blob)
-            if data.get("kind") != "key":
-                raise ValueError
-            entry = KeyEntry.load(json.dumps(data["entry"]).encode())
-        except (HsmError, ValueError, KeyError, TypeError):
-            raise BadParameter(
-                "The backup blob is invalid, or was not made by this vault."
-            ) from None
+        entry = await self.unseal(body)
         async with self.lock(entry.name):
-            if entry.name.lower() in self.entries:
-                raise Conflict(f"Key {entry.name} already exists; restore needs a free name.")
+            self.check_free(entry)
             restored: list[str] = []
             try:
                 for version in entry.versions:

@@ -4,31 +4,24 @@ Values live in private data objects of the vault's token; they appear in
 answers to get and set and nowhere else: not in lists, logs or audit lines.
 """
 
-import asyncio
 import base64
-import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..hsm.client import HsmClient
-from ..hsm.errors import HsmError
-from .config import VaultConfig
-from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
+from .errors import BadParameter, Conflict, Forbidden
 from .objects import (
     OWNER_TAG,
     SECRET_MAX_BYTES,
     Attributes,
-    Deletion,
     SecretEntry,
     SecretVersion,
     check_tags,
     owner_of,
 )
+from .store import ObjectStore
 
-DAY = 86400
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ENCODINGS = ("base64", "hex", "alphanumeric")
 
@@ -50,51 +43,16 @@ def encode_random(raw: bytes, encoding: str) -> str:
     raise BadParameter(f"'encoding' is one of {', '.join(ENCODINGS)}")
 
 
-def _secret_not_found(name: str) -> NotFound:
-    return NotFound(
-        f"A secret with (name/id) {name} was not found in this key vault.", code="SecretNotFound"
-    )
+class SecretStore(ObjectStore[SecretEntry]):
+    kind = "secret"
 
-
-class SecretStore:
-    def __init__(self, config: VaultConfig, hsm: HsmClient) -> None:
-        self.config = config
-        self.hsm = hsm
-        self.entries: dict[str, SecretEntry] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name.lower(), asyncio.Lock())
-
-    async def _hsm(self, op: str, **args: Any) -> Any:
-        try:
-            return await self.hsm.call(op, vault=self.config.name, **args)
-        except HsmError as exc:
-            raise from_hsm(exc) from exc
-
-    async def _save(self, entry: SecretEntry) -> None:
-        await self._hsm("put_record", name=f"secret/{entry.name.lower()}", value=entry.dump())
-        self.entries[entry.name.lower()] = entry
-
-    def load(self, records: dict[str, bytes]) -> None:
-        for record, raw in records.items():
-            if record.startswith("secret/"):
-                entry = SecretEntry.load(raw)
-                self.entries[entry.name.lower()] = entry
+    def parse(self, raw: bytes) -> SecretEntry:
+        return SecretEntry.load(raw)
 
     # --- wire shapes ------------------------------------------------------------
 
     def _attributes(self, attributes: Attributes) -> dict[str, Any]:
         return attributes.wire(self.config.retention_days, self.config.purge_protection)
-
-    def _deletion(self, base: str, entry: SecretEntry) -> dict[str, Any]:
-        if entry.deletion is None:
-            return {}
-        return {
-            "recoveryId": f"{base}/deletedsecrets/{entry.name}",
-            "deletedDate": entry.deletion.deleted_date,
-            "scheduledPurgeDate": entry.deletion.scheduled_purge_date,
-        }
 
     def item(self, base: str, entry: SecretEntry, version: SecretVersion) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -105,7 +63,7 @@ class SecretStore:
             out["contentType"] = version.content_type
         if version.tags:
             out["tags"] = version.tags
-        return out | self._deletion(base, entry)
+        return out | self.deletion_fields(base, entry)
 
     def bundle(
         self, base: str, entry: SecretEntry, version: SecretVersion, *, with_value: bool
@@ -117,23 +75,11 @@ class SecretStore:
 
     # --- lookup ---------------------------------------------------------------
 
-    def live(self, name: str) -> SecretEntry:
-        entry = self.entries.get(name.lower())
-        if entry is None or entry.deletion is not None or not entry.versions:
-            raise _secret_not_found(name)
-        return entry
-
-    def deleted(self, name: str) -> SecretEntry:
-        entry = self.entries.get(name.lower())
-        if entry is None or entry.deletion is None:
-            raise NotFound(f"Deleted Secret not found: {name}", code="SecretNotFound")
-        return entry
-
     def live_version(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
         entry = self.live(name)
         found = entry.version(version)
         if found is None:
-            raise _secret_not_found(f"{name}/{version}")
+            raise self.not_found(f"{name}/{version}")
         return entry, found
 
     def readable(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
@@ -238,65 +184,15 @@ class SecretStore:
             await self._save(entry)
             return entry, found
 
-    async def delete(self, name: str) -> SecretEntry:
-        async with self.lock(name):
-            entry = self.live(name)
-            moment = now()
-            entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
-            await self._save(entry)
-            return entry
-
-    async def recover(self, name: str) -> SecretEntry:
-        async with self.lock(name):
-            entry = self.deleted(name)
-            entry.deletion = None
-            await self._save(entry)
-            return entry
-
-    async def purge(self, name: str, *, expired: bool = False) -> None:
-        async with self.lock(name):
-            entry = self.deleted(name)
-            if self.config.purge_protection and not expired:
-                raise Forbidden(
-                    f'Operation "purge" is not allowed because purge protection is enabled '
-                    f"for this vault. Secret {name} will be purged after its retention period."
-                )
-            await self._hsm("delete_record", name=f"secret/{entry.name.lower()}")
-            del self.entries[entry.name.lower()]
-
-    async def purge_expired(self) -> None:
-        moment = now()
-        for entry in list(self.entries.values()):
-            if entry.deletion is not None and entry.deletion.scheduled_purge_date <= moment:
-                await self.purge(entry.name, expired=True)
-
     # --- backup ----------------------------------------------------------------
 
-    def _aad(self) -> bytes:
-        return f"strongroom-backup:{self.config.name}".encode()
-
     async def backup(self, name: str) -> str:
-        entry = self.live(name)
-        blob = json.dumps({"kind": "secret", "entry": json.loads(entry.dump())}).encode()
-        return b64url(await self._hsm("seal", plaintext=blob, aad=self._aad()))
+        return await self.seal(self.live(name))
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
-        sealed = unb64url(body.get("value"), "value")
-        try:
-            blob = await self.hsm.call(
-                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
-            )
-            data = json.loads(blob)
-            if data.get("kind") != "secret":
-                raise ValueError
-            entry = SecretEntry.load(json.dumps(data["entry"]).encode())
-        except (HsmError, ValueError, KeyError, TypeError):
-            raise BadParameter(
-                "The backup blob is invalid, or was not made by this vault."
-            ) from None
+        entry = await self.unseal(body)
         async with self.lock(entry.name):
-            if entry.name.lower() in self.entries:
-                raise Conflict(f"Secret {entry.name} already exists; restore needs a free name.")
+            self.check_free(entry)
             entry.deletion = None
             await self._save(entry)
             return entry, entry.versions[-1]

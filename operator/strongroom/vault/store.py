@@ -1,0 +1,171 @@
+"""What keys and secrets have in common: records in the vault's token, soft delete, backup.
+
+Each object is one record; a name's lock serializes changes to it. Deleting
+marks the object deleted until its retention ends; purging removes the
+record (and, for keys, the HSM objects: see KeyStore._purged).
+"""
+
+import asyncio
+import json
+from typing import Any, Generic, Protocol, TypeVar
+
+from ..hsm.client import HsmClient
+from ..hsm.errors import HsmError
+from .config import VaultConfig
+from .encoding import b64url, now, unb64url
+from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
+from .objects import Deletion
+
+DAY = 86400
+
+
+class Entry(Protocol):
+    name: str
+    deletion: Deletion | None
+
+    @property
+    def versions(self) -> list[Any]: ...
+
+    def dump(self) -> bytes: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
+class ObjectStore(Generic[E]):
+    """The objects of one kind in one vault; subclasses name the kind and parse records."""
+
+    kind = "object"  # "key" or "secret": record prefix, routes and messages
+
+    def __init__(self, config: VaultConfig, hsm: HsmClient) -> None:
+        self.config = config
+        self.hsm = hsm
+        self.entries: dict[str, E] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def parse(self, raw: bytes) -> E:
+        raise NotImplementedError
+
+    @property
+    def _title(self) -> str:
+        return self.kind.capitalize()
+
+    # --- persistence ----------------------------------------------------------
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name.lower(), asyncio.Lock())
+
+    async def _hsm(self, op: str, **args: Any) -> Any:
+        try:
+            return await self.hsm.call(op, vault=self.config.name, **args)
+        except HsmError as exc:
+            raise from_hsm(exc) from exc
+
+    async def _save(self, entry: E) -> None:
+        await self._hsm("put_record", name=f"{self.kind}/{entry.name.lower()}", value=entry.dump())
+        self.entries[entry.name.lower()] = entry
+
+    def load(self, records: dict[str, bytes]) -> None:
+        for record, raw in records.items():
+            if record.startswith(f"{self.kind}/"):
+                entry = self.parse(raw)
+                self.entries[entry.name.lower()] = entry
+
+    # --- lookup ---------------------------------------------------------------
+
+    def not_found(self, name: str) -> NotFound:
+        return NotFound(
+            f"A {self.kind} with (name/id) {name} was not found in this key vault.",
+            code=f"{self._title}NotFound",
+        )
+
+    def live(self, name: str) -> E:
+        entry = self.entries.get(name.lower())
+        if entry is None or entry.deletion is not None or not entry.versions:
+            raise self.not_found(name)
+        return entry
+
+    def deleted(self, name: str) -> E:
+        entry = self.entries.get(name.lower())
+        if entry is None or entry.deletion is None:
+            raise NotFound(
+                f"Deleted {self._title} not found: {name}", code=f"{self._title}NotFound"
+            )
+        return entry
+
+    def deletion_fields(self, base: str, entry: E) -> dict[str, Any]:
+        if entry.deletion is None:
+            return {}
+        return {
+            "recoveryId": f"{base}/deleted{self.kind}s/{entry.name}",
+            "deletedDate": entry.deletion.deleted_date,
+            "scheduledPurgeDate": entry.deletion.scheduled_purge_date,
+        }
+
+    # --- soft delete ------------------------------------------------------------
+
+    async def delete(self, name: str) -> E:
+        async with self.lock(name):
+            entry = self.live(name)
+            moment = now()
+            entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
+            await self._save(entry)
+            return entry
+
+    async def recover(self, name: str) -> E:
+        async with self.lock(name):
+            entry = self.deleted(name)
+            entry.deletion = None
+            await self._save(entry)
+            return entry
+
+    async def purge(self, name: str, *, expired: bool = False) -> None:
+        async with self.lock(name):
+            entry = self.deleted(name)
+            if self.config.purge_protection and not expired:
+                raise Forbidden(
+                    f'Operation "purge" is not allowed because purge protection is enabled '
+                    f"for this vault. {self._title} {name} will be purged after its retention "
+                    "period."
+                )
+            await self._hsm("delete_record", name=f"{self.kind}/{entry.name.lower()}")
+            del self.entries[entry.name.lower()]
+            await self._purged(entry)
+
+    async def _purged(self, entry: E) -> None:
+        """What else goes with a purged record."""
+
+    async def purge_expired(self) -> None:
+        moment = now()
+        for entry in list(self.entries.values()):
+            if entry.deletion is not None and entry.deletion.scheduled_purge_date <= moment:
+                await self.purge(entry.name, expired=True)
+
+    # --- backup -------------------------------------------------------------------
+
+    def _aad(self) -> bytes:
+        return f"strongroom-backup:{self.config.name}".encode()
+
+    async def seal(self, entry: E) -> str:
+        """A backup blob: the record, sealed by the vault's own key inside the HSM."""
+        blob = json.dumps({"kind": self.kind, "entry": json.loads(entry.dump())}).encode()
+        return b64url(await self._hsm("seal", plaintext=blob, aad=self._aad()))
+
+    async def unseal(self, body: dict[str, Any]) -> E:
+        sealed = unb64url(body.get("value"), "value")
+        try:
+            blob = await self.hsm.call(
+                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
+            )
+            data = json.loads(blob)
+            if data.get("kind") != self.kind:
+                raise ValueError
+            return self.parse(json.dumps(data["entry"]).encode())
+        except (HsmError, ValueError, KeyError, TypeError):
+            raise BadParameter(
+                "The backup blob is invalid, or was not made by this vault."
+            ) from None
+
+    def check_free(self, entry: E) -> None:
+        if entry.name.lower() in self.entries:
+            raise Conflict(f"{self._title} {entry.name} already exists; restore needs a free name.")
