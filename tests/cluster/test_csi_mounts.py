@@ -30,7 +30,7 @@ def stack() -> Iterator[Stack]:
 
 def mounting_pod(stack: Stack, name: str, account: str) -> dict[str, Any]:
     objects = [
-        {"kind": "secret", "name": "db-password", "path": "db/password"},
+        {"kind": "secret", "name": "db-password", "path": "db/password", "mode": "0440"},
         {"kind": "key", "name": "signing", "path": "signing.pem"},
     ]
     script = (

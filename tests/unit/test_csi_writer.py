@@ -119,3 +119,12 @@ def test_readers_never_see_a_mixed_or_partial_set(tmp_path: Path) -> None:
     assert bad == []
     assert reads > 100, f"the reader only managed {reads} reads"
     assert (tmp_path / "c").read_bytes() == f"generation {REPUBLISHES}\n".encode()
+
+
+def test_with_an_fs_group_files_belong_to_it_and_are_group_readable(tmp_path: Path) -> None:
+    write_payload(tmp_path, {"s": File(b"v", 0o400)}, gid=2000)
+    info = (tmp_path / "s").stat()
+    assert info.st_gid == 2000 and info.st_mode & 0o777 == 0o440
+    assert write_payload(tmp_path, {"s": File(b"v", 0o400)}, gid=2000) is False
+    assert write_payload(tmp_path, {"s": File(b"v", 0o400)}, gid=3000) is True
+    assert (tmp_path / "s").stat().st_gid == 3000

@@ -205,7 +205,15 @@ class Node(csi_pb2_grpc.NodeServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "volumes are not expandable")
 
     async def NodeGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[])
+        # VOLUME_MOUNT_GROUP: the kubelet hands the pod's fsGroup to NodePublishVolume, and
+        # the files are written with that group, rather than chowned by the kubelet after
+        # each swap (when a reader could meet files it cannot open yet).
+        mount_group = csi_pb2.NodeServiceCapability(
+            rpc=csi_pb2.NodeServiceCapability.RPC(
+                type=csi_pb2.NodeServiceCapability.RPC.VOLUME_MOUNT_GROUP
+            )
+        )
+        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[mount_group])
 
     async def NodeGetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
         return csi_pb2.NodeGetInfoResponse(node_id=self._node_id)

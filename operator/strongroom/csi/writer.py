@@ -70,7 +70,9 @@ def _check_layout(target: Path) -> str | None:
     return current
 
 
-def _read_generation(target: Path, generation: str, files: dict[str, File]) -> bool:
+def _read_generation(
+    target: Path, generation: str, files: dict[str, File], gid: int | None
+) -> bool:
     """True when the generation holds exactly these files with these contents and modes."""
     root = target / generation
     seen = set()
@@ -82,6 +84,8 @@ def _read_generation(target: Path, generation: str, files: dict[str, File]) -> b
     for path, wanted in files.items():
         info = os.lstat(root / path)
         if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != wanted.mode:
+            return False
+        if gid is not None and info.st_gid != gid:
             return False
         with open(root / path, "rb") as handle:
             if handle.read() != wanted.content:
@@ -116,10 +120,13 @@ def _write_generation(target: Path, files: dict[str, File], gid: int | None) -> 
 def write_payload(target: Path, files: dict[str, File], gid: int | None = None) -> bool:
     """Make `target` hold exactly `files`; return whether anything changed.
 
-    Paths must already be checked (see volume.check_path).
+    Paths must already be checked (see volume.check_path). With `gid` (the pod's fsGroup)
+    files belong to that group and are group-readable, as the kubelet makes them for fsGroup.
     """
+    if gid is not None:
+        files = {path: File(f.content, f.mode | 0o040) for path, f in files.items()}
     current = _check_layout(target)
-    if current is not None and _read_generation(target, current, files):
+    if current is not None and _read_generation(target, current, files, gid):
         return False
     generation = _write_generation(target, files, gid)
     tmp = target / DATA_TMP
