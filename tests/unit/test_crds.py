@@ -21,6 +21,15 @@ def test_committed_crds_are_the_generated_ones() -> None:
     assert sorted(p.name for p in CRDS.glob("*.yaml")) == sorted(crdgen.rendered())
 
 
+def test_no_key_reads_as_a_boolean_in_yaml_1_1() -> None:
+    """kubectl's YAML parser reads a bare y, n, on or off as a boolean: a property named `y`
+    written bare would become "true", and the API server would prune every EC JWK's y."""
+    for path in CRDS.glob("*.yaml"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            key = line.strip().split(":", 1)[0]
+            assert key not in crdgen.YAML11_BOOLEANS, f"crds/{path.name}:{number}: {line}"
+
+
 def _walk(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
     found = [(path, node)]
     for name, child in node.get("properties", {}).items():

@@ -9,6 +9,27 @@ import yaml
 from .crd import RESOURCES, Resource, custom_resource_definition
 
 HEADER = "# Generated from operator/strongroom/models by scripts/gen-crds; do not edit.\n"
+# Words YAML 1.1 reads as booleans, which PyYAML writes bare but kubectl's YAML parser
+# turns into true/false: a bare `y:` property (an EC JWK's y) became a property named
+# "true", and the API server pruned every `y` from Key status.
+YAML11_BOOLEANS = frozenset(
+    word
+    for base in ("y", "yes", "n", "no", "on", "off", "true", "false")
+    for word in (base, base.capitalize(), base.upper())
+)
+
+
+class _CrdDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting the strings other YAML parsers read as booleans."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if value in YAML11_BOOLEANS:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return dumper.represent_str(value)
+
+
+_CrdDumper.add_representer(str, _represent_str)
 
 
 def file_name(resource: Resource) -> str:
@@ -16,8 +37,12 @@ def file_name(resource: Resource) -> str:
 
 
 def render(resource: Resource) -> str:
-    body = yaml.safe_dump(
-        custom_resource_definition(resource), sort_keys=False, width=100, allow_unicode=True
+    body = yaml.dump(
+        custom_resource_definition(resource),
+        Dumper=_CrdDumper,
+        sort_keys=False,
+        width=100,
+        allow_unicode=True,
     )
     return HEADER + body
 

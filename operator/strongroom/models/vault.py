@@ -103,7 +103,9 @@ class SoftDelete(Model):
     model_config = Model.model_config | {
         "json_schema_extra": rules(
             rule(
-                "!oldSelf.purgeProtection || self.purgeProtection",
+                # has(): the API server also checks the rule against the schema's default, {}.
+                "!(has(oldSelf.purgeProtection) && oldSelf.purgeProtection)"
+                " || (has(self.purgeProtection) && self.purgeProtection)",
                 "softDelete.purgeProtection cannot be turned off once it is on",
                 "FieldValueForbidden",
             )
