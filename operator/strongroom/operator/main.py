@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import socket
 from typing import Any
 
 import kopf
@@ -43,7 +44,7 @@ def startup(args: argparse.Namespace) -> Any:
         settings.posting.level = logging.WARNING
         api = await _kube_api()
         kube = Kube(api)
-        ca = await ensure_ca(kube, args.namespace)
+        ca = await ensure_ca(kube, args.namespace, args.owner_deployment)
         memo["api"] = api
         memo["context"] = Context(
             kube=kube,
@@ -68,6 +69,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     kopf.on.startup()(startup(args))
+    # kopf names itself after POD_ID, else asks getpass for a user name, which a container
+    # running as a uid without a passwd entry (the chart's 65532) does not have.
+    os.environ.setdefault("POD_ID", os.environ.get("HOSTNAME") or socket.gethostname())
     aio.run(
         kopf.operator(
             clusterwide=not args.watch_namespace,
