@@ -20,9 +20,11 @@ ATTEMPTS = 5
 def fetch_jwks(api: str, ca_file: Path, token: str, timeout: float = 10.0) -> dict[str, Any]:
     """The issuer's JWKS as the API server serves it; refuses a document without keys."""
     context = ssl.create_default_context(cafile=str(ca_file))
+    # The API server serves this document as application/jwk-set+json only: asking for
+    # application/json gets 406 Not Acceptable.
     request = urllib.request.Request(  # noqa: S310 - an https:// URL built here
         f"{api}/openid/v1/jwks",
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/jwk-set+json"},
     )
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
         document: object = json.load(response)
