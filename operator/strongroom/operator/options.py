@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace", default=namespace, help="the operator's namespace, where its CA is kept"
     )
     parser.add_argument(
+        "--owner-deployment",
+        help="the operator's own Deployment, made the owner of the CA Secret so that "
+        "uninstalling the operator removes it (default: the CA is kept)",
+    )
+    parser.add_argument(
         "--admin-subject",
         default=f"system:serviceaccount:{namespace}:strongroom-operator",
         help="the operator's username, which pools allow on their management API",

@@ -13,6 +13,7 @@ PLURALS = {
     "ServiceAccount": "serviceaccounts",
     "Service": "services",
     "StatefulSet": "statefulsets",
+    "Deployment": "deployments",
     "ClusterRoleBinding": "clusterrolebindings",
     "HsmPool": "hsmpools",
     "Vault": "vaults",
