@@ -49,3 +49,21 @@ oci_archive() {
     mv "$archive.tmp" "$archive"
     rm -rf "$work"
 }
+
+# The Debian packages the local cluster and the image build need; installs the missing ones.
+CLUSTER_PACKAGES=(etcd-server containerd runc containernetworking-plugins debootstrap umoci
+                  iptables conntrack socat openssl curl)
+
+ensure_cluster_packages() {
+    local missing=() package
+    for package in "${CLUSTER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$package")
+    done
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the packaged services; the cluster runs its own instances.
+    systemctl disable --now containerd etcd >/dev/null 2>&1 || true
+}

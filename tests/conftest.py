@@ -1,10 +1,10 @@
-"""Each test is marked with its tier, named after its folder: unit, hsm or cluster."""
+"""Each test is marked with its tier, named after its folder: unit, hsm, cluster or e2e."""
 
 from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "hsm", "cluster")
+TIERS = ("unit", "hsm", "cluster", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

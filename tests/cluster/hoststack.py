@@ -234,10 +234,39 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], kube: Kube, namespace: str) -> None:
+    """Stop the processes and leave the node as the chart expects to find it: no plugin of
+    csi.strongroom.io registered, no socket of it left, and no CSIDriver that Helm would
+    refuse to adopt."""
     for process in reversed(processes):
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    # csi-node removes its registration socket when stopped; a killed one leaves it.
+    (REGISTRY / "csi.strongroom.io-reg.sock").unlink(missing_ok=True)
+    (KUBELET_PLUGINS / "csi.sock").unlink(missing_ok=True)
     kube.run("delete", "namespace", namespace, "--wait=false", check=False, namespaced=False)
     kube.run(
         "delete", "clusterrolebinding", f"{namespace}-vault-server", check=False, namespaced=False
     )
+    kube.run("delete", "csidriver", "csi.strongroom.io", "--ignore-not-found", namespaced=False)
+    wait_until_unregistered(kube)
+
+
+def wait_until_unregistered(kube: Kube, timeout: float = 60) -> None:
+    """Until no node's CSINode lists csi.strongroom.io: the kubelet saw the socket go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = json.loads(kube.run("get", "csinodes", "--output", "json", namespaced=False).stdout)
+        drivers = [
+            driver["name"]
+            for node in nodes["items"]
+            for driver in node["spec"].get("drivers") or []
+        ]
+        if "csi.strongroom.io" not in drivers:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the kubelet still lists csi.strongroom.io after its socket went")
+        time.sleep(1)

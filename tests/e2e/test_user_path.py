@@ -1,0 +1,402 @@
+"""The user's path, in order, on the installed chart: `helm test`, then examples/ as the
+README has users apply them, the Azure SDK signing through the vault, a pod reading its
+secret through the CSI driver, the operator killed while it makes keys, soft delete and
+purge protection, no secret value anywhere it should not be, `helm upgrade`, and
+`helm uninstall` leaving only what the user keeps.
+
+The tests share one installation and run in file order; each one builds on the last.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+from strongroom.devclient import FileTokenCredential
+
+from .release import API_GROUP_KINDS, DRIVER, NAMESPACE, RELEASE, ROOT, Release, is_ready
+
+EXAMPLES = ROOT / "examples"
+DEMO = "demo"  # the examples' namespace
+API = "strongroom.io/v1alpha1"
+BURST = 30  # Keys made at once while the operator is killed
+CANARY = f"canary-{uuid.uuid4().hex}"
+
+
+def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": DEMO},
+        "spec": spec,
+    }
+
+
+def b64url_int(text: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+
+def hsm_key_ids(release: Release, vault: str) -> list[str]:
+    """Every key object in the vault's token, asked of the pool's HSM sidecar itself."""
+    script = (
+        "import asyncio, json\n"
+        "from strongroom.hsm.client import HsmClient\n"
+        "async def main():\n"
+        "    client = HsmClient('/run/strongroom/hsm.sock')\n"
+        "    try:\n"
+        f"        print(json.dumps(await client.call('key_ids', vault={vault!r})))\n"
+        "    finally:\n"
+        "        await client.close()\n"
+        "asyncio.run(main())\n"
+    )
+    answer = release.k(
+        "-n", DEMO, "exec", "demo-pool-0", "-c", "vault-server", "--", "python", "-c", script
+    )
+    return list(json.loads(answer.stdout))
+
+
+def test_helm_test_passes(release: Release) -> None:
+    result = release.h("test", RELEASE, "-n", NAMESPACE, "--timeout=4m", timeout=300)
+    assert "Succeeded" in result.stdout, result.stdout
+
+
+def test_the_pool_runs_its_vault_server_and_hsm_sidecar(release: Release) -> None:
+    release.cleanups.append(DEMO)
+    release.apply_file(EXAMPLES / "00-namespace.yaml", EXAMPLES / "01-hsmpool.yaml")
+    pool = release.wait_ready("hsmpool", "demo", DEMO, timeout=300)
+    assert pool["status"]["phase"] == "Ready"
+    assert pool["status"]["endpoint"] == "https://demo-pool.demo.svc"
+    pod = release.get("pod", "demo-pool-0", DEMO)
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert set(containers) == {"vault-server", "hsm"}
+    image = release.get("deployment", "strongroom-operator", NAMESPACE)["spec"]["template"]
+    assert containers["hsm"]["image"] == image["spec"]["containers"][0]["image"]
+    assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    claim = release.get("pvc", "demo-pool-tokens", DEMO)
+    assert claim["status"]["phase"] == "Bound"
+
+
+def test_the_vault_is_ready_at_its_uri(release: Release) -> None:
+    release.apply_file(EXAMPLES / "02-vault.yaml")
+    vault = release.wait_ready("vault", "demo", DEMO)
+    assert vault["status"]["vaultUri"] == "https://demo-vault.demo.svc"
+
+
+def test_a_signature_made_through_the_azure_sdk_verifies_with_the_status_jwk(
+    release: Release,
+) -> None:
+    release.apply_file(EXAMPLES / "03-key.yaml")
+    key = release.wait_ready("key", "signing", DEMO)
+    jwk = key["status"]["publicKey"]
+    assert jwk["kty"] == "EC-HSM" and jwk["crv"] == "P-256"
+    assert "d" not in jwk
+    token = release.tmp / "signer.token"
+    token.write_text(release.vault_token("signer", DEMO))
+    credential = FileTokenCredential(token)
+    ca = str(release.ca_file())
+    digest = hashlib.sha256(b"signed in the HSM, checked against Key.status").digest()
+    with release.reach(release.get("vault", "demo", DEMO)) as uri:
+        # The SDK's default challenge check: the vault's host is under the resource it names.
+        client = KeyClient(uri, credential, connection_verify=ca)
+        fetched = client.get_key("signing")
+        assert fetched.id == key["status"]["kid"]
+        crypto = CryptographyClient(fetched, credential, connection_verify=ca)
+        signature = crypto.sign(SignatureAlgorithm.es256, digest).signature
+    public = ec.EllipticCurvePublicNumbers(
+        b64url_int(jwk["x"]), b64url_int(jwk["y"]), ec.SECP256R1()
+    ).public_key()
+    half = len(signature) // 2
+    der = encode_dss_signature(
+        int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    )
+    prehashed = ec.ECDSA(Prehashed(hashes.SHA256()))
+    public.verify(der, digest, prehashed)
+    with pytest.raises(InvalidSignature):
+        public.verify(der, hashlib.sha256(b"something else").digest(), prehashed)
+
+
+def test_a_pod_reads_its_secret_through_the_csi_volume(release: Release) -> None:
+    release.apply_file(EXAMPLES / "04-vaultsecret.yaml")
+    release.wait_ready("vaultsecret", "db-password", DEMO)
+    release.apply_file(EXAMPLES / "05-pod-reads-secret.yaml")
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/read-secret", "--timeout=180s")
+    log = release.wait_for(
+        "the pod's first lines",
+        lambda: (
+            text
+            if "BEGIN PUBLIC KEY" in (text := release.k("-n", DEMO, "logs", "read-secret").stdout)
+            else ""
+        ),
+        timeout=60,
+    )
+    # 32 random bytes from the HSM, written as alphanumerics: 43 characters.
+    assert "db password: 43 bytes (value not shown)" in log, log
+    assert "-----BEGIN PUBLIC KEY-----" in log, log
+
+
+def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
+    release: Release,
+) -> None:
+    release.apply(
+        resource(
+            "Vault",
+            "burst",
+            {"hsmPoolRef": {"name": "demo"}, "softDelete": {"retentionDays": 7}},
+        )
+    )
+    release.wait_ready("vault", "burst", DEMO)
+    names = [f"burst-{i:02d}" for i in range(BURST)]
+    release.apply(
+        *(
+            resource(
+                "Key", name, {"vaultRef": {"name": "burst"}, "kty": "EC-HSM", "curve": "P-256"}
+            )
+            for name in names
+        )
+    )
+    # Kill it once it has started on them, before it can have finished them all.
+    release.wait_for(
+        "the operator to start on the keys",
+        lambda: any(
+            release.get("key", name, DEMO).get("metadata", {}).get("finalizers") for name in names
+        ),
+        timeout=60,
+    )
+    [victim] = release.operator_pods()
+    release.k(
+        "-n", NAMESPACE, "delete", "pod", victim["metadata"]["name"], "--grace-period=0", "--force"
+    )
+    done_when_killed = sum(
+        is_ready(key)
+        for key in release.items("keys", "-n", DEMO)
+        if key["metadata"]["name"] in names
+    )
+    assert done_when_killed < BURST, "the operator finished every key before it was killed"
+    ready = [release.wait_ready("key", name, DEMO, timeout=240) for name in names]
+    [successor] = release.operator_pods()
+    assert successor["metadata"]["uid"] != victim["metadata"]["uid"]
+    in_hsm = hsm_key_ids(release, "burst")
+    assert sorted(in_hsm) == sorted(k["status"]["currentVersion"] for k in ready), (
+        "the HSM holds a key no Key resource names, or lacks one"
+    )
+
+
+def test_a_deleted_key_is_soft_deleted_and_recoverable(release: Release) -> None:
+    release.apply(
+        resource(
+            "Vault",
+            "burst",
+            {
+                "hsmPoolRef": {"name": "demo"},
+                "softDelete": {"retentionDays": 7},
+                "access": [{"serviceAccount": {"name": "keeper"}, "roles": ["Administrator"]}],
+            },
+        )
+    )
+    release.k("-n", DEMO, "create", "serviceaccount", "keeper")
+    release.wait_ready("vault", "burst", DEMO)
+    release.k("-n", DEMO, "delete", "key", "burst-00", "--timeout=60s")
+    token = release.vault_token("keeper", DEMO)
+    with release.reach(release.get("vault", "burst", DEMO)) as uri:
+        deleted = release.vault_call(uri, token, "GET", "/deletedkeys/burst-00")
+        assert deleted.status_code == 200, deleted.text
+        assert release.vault_call(uri, token, "GET", "/keys/burst-00").status_code == 404
+        recovered = release.vault_call(uri, token, "POST", "/deletedkeys/burst-00/recover")
+        assert recovered.status_code == 200, recovered.text
+        back = release.wait_for(
+            "the recovered key",
+            lambda: (r := release.vault_call(uri, token, "GET", "/keys/burst-00")).ok and r,
+            timeout=30,
+        )
+        assert back.json()["key"]["kid"].rsplit("/", 1)[-1] in hsm_key_ids(release, "burst")
+
+
+def test_with_purge_protection_a_deleted_key_cannot_be_purged(release: Release) -> None:
+    release.apply(
+        resource(
+            "Vault",
+            "guarded",
+            {
+                "hsmPoolRef": {"name": "demo"},
+                "softDelete": {"retentionDays": 7, "purgeProtection": True},
+                "access": [{"serviceAccount": {"name": "keeper"}, "roles": ["Administrator"]}],
+            },
+        ),
+        resource("Key", "kept", {"vaultRef": {"name": "guarded"}, "kty": "EC-HSM"}),
+    )
+    release.wait_ready("vault", "guarded", DEMO)
+    release.wait_ready("key", "kept", DEMO)
+    release.k("-n", DEMO, "delete", "key", "kept", "--timeout=60s")
+    token = release.vault_token("keeper", DEMO)
+    with release.reach(release.get("vault", "guarded", DEMO)) as uri:
+        assert release.vault_call(uri, token, "GET", "/deletedkeys/kept").status_code == 200
+        purge = release.vault_call(uri, token, "DELETE", "/deletedkeys/kept")
+        assert purge.status_code == 403, purge.text
+        assert "purge protection" in purge.json()["error"]["message"]
+        assert release.vault_call(uri, token, "GET", "/deletedkeys/kept").status_code == 200
+
+
+def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: Release) -> None:
+    release.k(
+        "-n", DEMO, "create", "secret", "generic", "canary-source", f"--from-literal=value={CANARY}"
+    )
+    release.apply(
+        resource(
+            "VaultSecret",
+            "canary",
+            {
+                "vaultRef": {"name": "demo"},
+                "source": {"fromSecret": {"name": "canary-source", "key": "value"}},
+            },
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "canary-reader", "namespace": DEMO},
+            "spec": {
+                "serviceAccountName": "reader",
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": release.get("pod", "read-secret", DEMO)["spec"]["containers"][0][
+                            "image"
+                        ],
+                        "imagePullPolicy": "IfNotPresent",
+                        # Proves the value arrived without printing it.
+                        "command": ["sh", "-c", "sha256sum /secrets/canary; sleep 3600"],
+                        "volumeMounts": [
+                            {"name": "vault", "mountPath": "/secrets", "readOnly": True}
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {
+                        "name": "vault",
+                        "csi": {
+                            "driver": DRIVER,
+                            "readOnly": True,
+                            "volumeAttributes": {
+                                "vault": "demo",
+                                "objects": json.dumps([{"kind": "secret", "name": "canary"}]),
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    release.wait_ready("vaultsecret", "canary", DEMO)
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/canary-reader", "--timeout=120s")
+    expected = hashlib.sha256(CANARY.encode()).hexdigest()
+    release.wait_for(
+        "the canary's digest in the pod's log",
+        lambda: expected in release.k("-n", DEMO, "logs", "canary-reader").stdout,
+        timeout=30,
+    )
+    places = {"operator log": release.operator_log()}
+    for pod in release.items("pods", "-n", NAMESPACE) + release.items("pods", "-n", DEMO):
+        name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        places[f"log of {namespace}/{name}"] = release.k(
+            "-n", namespace, "logs", name, "--all-containers", "--prefix", check=False
+        ).stdout
+    places["events"] = release.k("get", "events", "-A", "-o", "json").stdout
+    places["strongroom resources"] = release.k("get", API_GROUP_KINDS, "-A", "-o", "json").stdout
+    places["pods, services, configmaps"] = release.k(
+        "get", "pods,services,configmaps", "-A", "-o", "json"
+    ).stdout
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    leaks = [where for where, text in places.items() if CANARY in text or encoded in text]
+    assert not leaks, f"the canary value appears in: {', '.join(leaks)}"
+
+
+def test_helm_upgrade_to_a_changed_value_rolls_out_and_keeps_serving(release: Release) -> None:
+    before = {p["metadata"]["uid"] for p in release.operator_pods()}
+    release.h(
+        "upgrade",
+        RELEASE,
+        str(ROOT / "charts" / "strongroom"),
+        "-n",
+        NAMESPACE,
+        "--reuse-values",
+        "--set=logLevel=DEBUG",
+        "--set=csiNode.shareSeconds=10",
+        "--wait",
+        "--timeout=5m",
+        timeout=330,
+    )
+    deployment = release.get("deployment", "strongroom-operator", NAMESPACE)
+    assert "--log-level=DEBUG" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    daemonset = release.get("daemonset", "strongroom-csi-node", NAMESPACE)
+    assert "--share-seconds=10" in daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
+    after = release.operator_pods()
+    assert {p["metadata"]["uid"] for p in after}.isdisjoint(before)
+    # The new operator picks up where the old one stopped, and makes new keys.
+    release.apply(resource("Key", "after-upgrade", {"vaultRef": {"name": "demo"}, "kty": "EC-HSM"}))
+    release.wait_ready("key", "after-upgrade", DEMO)
+    release.wait_ready("key", "signing", DEMO)
+
+
+def test_helm_uninstall_leaves_only_the_crds_and_the_pools_volumes(release: Release) -> None:
+    # As the chart's README says: the user's resources first, while the operator runs.
+    release.k("-n", DEMO, "delete", "pods", "--all", "--timeout=120s")
+    release.k("-n", DEMO, "delete", API_GROUP_KINDS, "--all", "--timeout=180s")
+    release.h("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=3m", timeout=200)
+
+    def leftovers() -> list[str]:
+        found = []
+        for kind in (
+            "deployments",
+            "daemonsets",
+            "pods",
+            "serviceaccounts",
+            "secrets",
+            "configmaps",
+            "roles",
+            "rolebindings",
+            "services",
+        ):
+            for item in release.items(kind, "-n", NAMESPACE):
+                name = item["metadata"]["name"]
+                if name not in ("default", "kube-root-ca.crt"):
+                    found.append(f"{kind}/{name}")
+        for kind in ("clusterroles", "clusterrolebindings", "csidrivers"):
+            found += [
+                f"{kind}/{item['metadata']['name']}"
+                for item in release.items(kind)
+                if "strongroom" in item["metadata"]["name"]
+            ]
+        for node in release.items("csinodes"):
+            if any(d["name"] == DRIVER for d in node["spec"].get("drivers") or []):
+                found.append(f"csinode/{node['metadata']['name']} lists {DRIVER}")
+        for item in release.items("all,configmaps,secrets,serviceaccounts", "-n", DEMO):
+            labels = item["metadata"].get("labels") or {}
+            if labels.get("app.kubernetes.io/managed-by") == "strongroom-operator":
+                found.append(f"{DEMO}/{item['kind']}/{item['metadata']['name']}")
+        return found
+
+    # What a user keeps, as documented: the pool's token store and the secret its PINs
+    # derive from (deletionPolicy Retain), and the CRDs.
+    kept = {f"{DEMO}/Secret/demo-pool-secret"}
+    deadline = time.monotonic() + 120
+    while (left := [item for item in leftovers() if item not in kept]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(2)
+    assert left == []
+    assert release.exists("pvc", "demo-pool-tokens", DEMO)
+    assert release.exists("secret", "demo-pool-secret", DEMO)
+    assert release.exists("crd", "keys.strongroom.io")
