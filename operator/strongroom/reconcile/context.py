@@ -1,11 +1,11 @@
 """What every reconcile needs, made once at start-up and kept in kopf's memo."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..builders.pool import OperatorSettings
 from ..tls import Issued
 from .kube import Kube
-from .poolapi import PoolApi
+from .poolapi import PoolApi, VaultAddress
 
 
 @dataclass(frozen=True)
@@ -14,3 +14,6 @@ class Context:
     pools: PoolApi
     ca: Issued
     settings: OperatorSettings
+    # Where each Ready Vault was found, by (namespace, name), and when (monotonic seconds):
+    # many Keys of one Vault made at once need not each read the Vault and its pool again.
+    addresses: dict[tuple[str, str], tuple[float, VaultAddress]] = field(default_factory=dict)

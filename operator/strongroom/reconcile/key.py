@@ -16,7 +16,7 @@ from ..models import KeySpec, KeyStatus
 from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
 from .conditions import with_condition
 from .context import Context
-from .errors import InvalidSpec, ReconcileError
+from .errors import InvalidSpec, PoolApiError, ReconcileError
 from .poolapi import VaultAddress
 from .vault import vault_address, vault_address_for_delete
 
@@ -282,10 +282,13 @@ async def reconcile_key(
     check_spec(spec)
     vault = await vault_address(ctx, key.namespace, spec.vault_ref.name)
     name = key_name(key, spec)
-    raw = await ctx.pools.get_key(vault, name)
+    raw = None
+    if status.kid is None:
+        # Never made, as far as the status knows: ask for it at once. The vault makes it
+        # only when no key of that name exists, and answers with the one a killed run made.
+        raw = await _create_unless_refused(ctx, vault, name, key, spec)
     if raw is None:
-        now = int(datetime.now(UTC).timestamp())
-        raw = await ctx.pools.create_key(vault, name, key.uid, create_body(spec, now))
+        raw = await ctx.pools.get_key(vault, name) or await _create(ctx, vault, name, key, spec)
     state = KeyState.parse(raw)
     check_owner(state, key.uid, vault.vault)
     if state.deleted:
@@ -301,6 +304,27 @@ async def reconcile_key(
     if updates:
         state = await _read(ctx, vault, name)
     return key_status(state, vault.vault, status, generation)
+
+
+async def _create(
+    ctx: Context, vault: VaultAddress, name: str, key: Owner, spec: KeySpec
+) -> dict[str, Any]:
+    """The key as the vault made it, or found it made for this resource."""
+    now = int(datetime.now(UTC).timestamp())
+    return await ctx.pools.create_key(vault, name, key.uid, create_body(spec, now))
+
+
+async def _create_unless_refused(
+    ctx: Context, vault: VaultAddress, name: str, key: Owner, spec: KeySpec
+) -> dict[str, Any] | None:
+    """As _create; None when the vault refuses (the name taken by another owner, or the key
+    deleted): the caller reads the key and decides."""
+    try:
+        return await _create(ctx, vault, name, key, spec)
+    except PoolApiError as exc:
+        if exc.status == 409:
+            return None
+        raise
 
 
 async def _read(ctx: Context, vault: VaultAddress, name: str) -> KeyState:

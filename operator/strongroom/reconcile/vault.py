@@ -1,5 +1,6 @@
 """Reconcile a Vault: its Service, and its token, hosts and access list pushed to its pool."""
 
+import time
 from typing import Any
 
 from ..builders.common import Owner
@@ -105,8 +106,23 @@ def _is_ready(body: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+# How long a Ready Vault's address is used without reading the Vault again. A Vault that
+# stops being served within it makes the pool answer VaultNotFound, which is retried.
+ADDRESS_SECONDS = 10.0
+
+
 async def vault_address(ctx: Context, namespace: str, name: str) -> VaultAddress:
     """Where a Key or VaultSecret reaches its Vault; NotReady until the Vault is Ready."""
+    cached = ctx.addresses.get((namespace, name))
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < ADDRESS_SECONDS:
+        return cached[1]
+    address = await _vault_address(ctx, namespace, name)
+    ctx.addresses[(namespace, name)] = (now, address)
+    return address
+
+
+async def _vault_address(ctx: Context, namespace: str, name: str) -> VaultAddress:
     body = await ctx.kube.get(API_VERSION, "Vault", namespace, name)
     if body is None:
         raise NotReady(f"Vault {name!r} does not exist in {namespace}", reason="VaultNotFound")
