@@ -1,0 +1,234 @@
+"""The operator's throughput: N EC P-256 Key resources applied at once, against the same N
+keys made through the pool's API directly, on the cluster in KUBECONFIG.
+
+Needs strongroom installed (`make demo`, or `helm install strongroom charts/strongroom -n
+strongroom-system`). Makes a namespace with one HsmPool and two Vaults, times both paths,
+prints the ratio (the goal is 2x at most) and the operator's peak memory, and deletes the
+namespace again (the pool's token store with it: deletionPolicy Delete).
+
+    KUBECONFIG=... ~/.cache/strongroom/venv/bin/python bench/operator_keys.py [--keys 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+
+OPERATOR_NAMESPACE = "strongroom-system"
+OPERATOR = "strongroom-operator"
+API = "strongroom.io/v1alpha1"
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    tool = os.environ.get("STRONGROOM_KUBECTL") or shutil.which("kubectl") or "kubectl"
+    result = subprocess.run(
+        [tool, *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+    if check and result.returncode != 0:
+        sys.exit(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def get(kind: str, namespace: str, *names: str) -> Any:
+    return json.loads(kubectl("-n", namespace, "get", kind, *names, "-o", "json"))
+
+
+def apply(*items: dict[str, Any]) -> None:
+    kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+
+
+def ready(body: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
+
+
+def wait_ready(kind: str, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = get(kind, namespace, name)
+        if ready(body):
+            return dict(body)
+        time.sleep(1)
+    sys.exit(f"{kind} {namespace}/{name} not Ready after {timeout:.0f}s")
+
+
+def resource(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def operator_memory() -> dict[str, int]:
+    """The operator process's resident memory now and at its peak (VmRSS, VmHWM), in KiB."""
+    pod = get("pods", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    status = kubectl(
+        "-n", OPERATOR_NAMESPACE, "exec", pod["metadata"]["name"], "--", "cat", "/proc/1/status"
+    )
+    return {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+
+
+async def direct(
+    endpoint: str, host: str, vault: str, token: str, ca: str, names: list[str], concurrency: int
+) -> float:
+    """Seconds to make the keys through the pool's management API, as the operator does."""
+    context = ssl.create_default_context(cadata=ca)
+    limit = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {token}", "Host": host}
+    body = {
+        "kty": "EC-HSM",
+        "crv": "P-256",
+        "key_ops": ["sign", "verify"],
+        "attributes": {"enabled": True},
+    }
+
+    async with aiohttp.ClientSession() as session:
+
+        async def make(name: str) -> None:
+            async with limit:
+                async with session.put(
+                    f"{endpoint}/_strongroom/v1/vaults/{vault}/keys/{name}",
+                    json=body | {"owner": str(uuid.uuid4())},
+                    headers=headers,
+                    ssl=context,
+                    server_hostname=host,
+                ) as response:
+                    if response.status >= 300:
+                        sys.exit(f"PUT key {name}: {response.status} {await response.text()}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(make(name) for name in names))
+        return time.perf_counter() - started
+
+
+async def through_operator(namespace: str, vault: str, names: list[str]) -> float:
+    """Seconds from applying the Key resources at once until every one is Ready."""
+    keys = [
+        resource(
+            "Key", name, namespace, {"vaultRef": {"name": vault}, "kty": "EC-HSM", "curve": "P-256"}
+        )
+        for name in names
+    ]
+    # Listed in this process four times a second: a kubectl per poll would load the
+    # two-core machine being measured.
+    await kube_config.load_kube_config()
+    async with ApiClient() as api:
+        objects = CustomObjectsApi(api)
+        started = time.perf_counter()
+        apply(*keys)
+        while True:
+            listed = await objects.list_namespaced_custom_object(
+                "strongroom.io", "v1alpha1", namespace, "keys"
+            )
+            if sum(ready(item) for item in listed["items"]) == len(names):
+                return time.perf_counter() - started
+            if time.perf_counter() - started > 1800:
+                sys.exit("the Keys were not all Ready within 30 minutes")
+            await asyncio.sleep(0.25)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="parallel requests of the direct path (default %(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the namespace afterwards")
+    args = parser.parse_args()
+    if not get("deployments", OPERATOR_NAMESPACE, OPERATOR).get("status", {}).get("readyReplicas"):
+        sys.exit(f"the operator is not running in {OPERATOR_NAMESPACE}: install the chart first")
+
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", namespace)
+    try:
+        apply(
+            resource(
+                "HsmPool",
+                "bench",
+                namespace,
+                {"backend": "softhsm2", "storage": {"size": "1Gi"}, "deletionPolicy": "Delete"},
+            ),
+            resource("Vault", "direct", namespace, {"hsmPoolRef": {"name": "bench"}}),
+            resource("Vault", "operator", namespace, {"hsmPoolRef": {"name": "bench"}}),
+        )
+        wait_ready("hsmpool", namespace, "bench")
+        wait_ready("vault", namespace, "direct")
+        wait_ready("vault", namespace, "operator")
+        service = get("service", namespace, "bench-pool")
+        ca = base64.b64decode(
+            get("secret", OPERATOR_NAMESPACE, "strongroom-ca")["data"]["tls.crt"]
+        ).decode()
+        token = kubectl(
+            "-n",
+            OPERATOR_NAMESPACE,
+            "create",
+            "token",
+            OPERATOR,
+            "--audience",
+            "strongroom.io/vault",
+        ).strip()
+        memory_before = operator_memory()
+        names = [f"k{i:04d}" for i in range(args.keys)]
+        direct_seconds = asyncio.run(
+            direct(
+                f"https://{service['spec']['clusterIP']}",
+                f"bench-pool.{namespace}.svc",
+                "direct",
+                token,
+                ca,
+                names,
+                args.concurrency,
+            )
+        )
+        operator_seconds = asyncio.run(through_operator(namespace, "operator", names))
+        memory_after = operator_memory()
+    finally:
+        if not args.keep:
+            kubectl("delete", "namespace", namespace, "--timeout=300s", check=False)
+    ratio = operator_seconds / direct_seconds
+    print(f"{args.keys} EC P-256 keys, one pool, one vault each")
+    print(
+        f"  through the pool's API ({args.concurrency} parallel): {direct_seconds:8.2f} s "
+        f"({args.keys / direct_seconds:6.1f} keys/s)"
+    )
+    print(
+        f"  as Key resources, until all Ready:        {operator_seconds:8.2f} s "
+        f"({args.keys / operator_seconds:6.1f} keys/s)"
+    )
+    print(f"  ratio: {ratio:.2f}x (goal: 2x at most)")
+    print(
+        f"  operator memory: resident {memory_before.get('VmRSS', 0) / 1024:.0f} MiB before, "
+        f"{memory_after.get('VmRSS', 0) / 1024:.0f} MiB after, "
+        f"peak {memory_after.get('VmHWM', 0) / 1024:.0f} MiB"
+    )
+    return 0 if ratio <= 2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
