@@ -31,7 +31,7 @@ from .release import API_GROUP_KINDS, DRIVER, NAMESPACE, RELEASE, ROOT, Release,
 EXAMPLES = ROOT / "examples"
 DEMO = "demo"  # the examples' namespace
 API = "strongroom.io/v1alpha1"
-BURST = 30  # Keys made at once while the operator is killed
+BURST = 100  # Keys made at once; the operator is killed once the first is Ready
 CANARY = f"canary-{uuid.uuid4().hex}"
 
 
@@ -166,13 +166,15 @@ def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
             for name in names
         )
     )
-    # Kill it once it has started on them, before it can have finished them all.
+    # Kill it once it has made the first of them, long before it can have made them all.
     release.wait_for(
-        "the operator to start on the keys",
+        "the first key Ready",
         lambda: any(
-            release.get("key", name, DEMO).get("metadata", {}).get("finalizers") for name in names
+            is_ready(key)
+            for key in release.items("keys", "-n", DEMO)
+            if key["metadata"]["name"] in names
         ),
-        timeout=60,
+        timeout=120,
     )
     [victim] = release.operator_pods()
     release.k(
@@ -184,7 +186,12 @@ def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
         if key["metadata"]["name"] in names
     )
     assert done_when_killed < BURST, "the operator finished every key before it was killed"
-    ready = [release.wait_ready("key", name, DEMO, timeout=240) for name in names]
+
+    def all_ready() -> list[dict[str, Any]]:
+        keys = [k for k in release.items("keys", "-n", DEMO) if k["metadata"]["name"] in names]
+        return keys if len(keys) == BURST and all(is_ready(k) for k in keys) else []
+
+    ready = release.wait_for(f"all {BURST} keys Ready after the restart", all_ready, timeout=300)
     [successor] = release.operator_pods()
     assert successor["metadata"]["uid"] != victim["metadata"]["uid"]
     in_hsm = hsm_key_ids(release, "burst")
