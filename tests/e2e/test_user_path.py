@@ -146,6 +146,30 @@ def test_a_pod_reads_its_secret_through_the_csi_volume(release: Release) -> None
     assert "-----BEGIN PUBLIC KEY-----" in log, log
 
 
+def test_helm_test_mounts_a_secret_as_a_workload(release: Release) -> None:
+    """With tests.mount set to the quick start's vault, `helm test` also mounts a secret."""
+    release.h(
+        "upgrade",
+        RELEASE,
+        str(ROOT / "charts" / "strongroom"),
+        "-n",
+        NAMESPACE,
+        "--reuse-values",
+        "--set=tests.mount.enabled=true",
+        f"--set=tests.mount.namespace={DEMO}",
+        "--set=tests.mount.serviceAccount=reader",
+        "--set=tests.mount.vault=demo",
+        "--set=tests.mount.secret=db-password",
+        "--wait",
+        "--timeout=5m",
+        timeout=330,
+    )
+    result = release.h("test", RELEASE, "-n", NAMESPACE, "--timeout=4m", timeout=300)
+    # One suite entry per test pod, each "Phase: Succeeded": the install check and the mount.
+    assert "strongroom-test-mount" in result.stdout, result.stdout
+    assert result.stdout.count("Succeeded") >= 2, result.stdout
+
+
 def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
     release: Release,
 ) -> None:

@@ -113,6 +113,8 @@ def test_the_chart_lints_cleanly() -> None:
         "csiNode.kubeletDir=relative/path",
         "csiNode.shareSeconds=-1",
         "operator.watchNamespaces[0]=Not_A_Namespace",
+        "tests.mount.enabled=true",  # without a vault, secret and ServiceAccount
+        "tests.mount.secret=a/b",
     ],
 )
 def test_the_schema_rejects_unknown_keys_and_bad_values(value: str) -> None:
@@ -395,6 +397,32 @@ def test_the_helm_test_pod_is_a_hook_with_read_only_access(
 def test_without_tests_nothing_of_helm_test_is_made() -> None:
     objects = render("tests.enabled=false")
     assert not [o for o in objects if o["metadata"]["name"] == "strongroom-test"]
+
+
+MOUNT = (
+    "tests.mount.enabled=true",
+    "tests.mount.namespace=demo",
+    "tests.mount.serviceAccount=reader",
+    "tests.mount.vault=demo",
+    "tests.mount.secret=db-password",
+)
+
+
+def test_the_mount_check_runs_as_the_workload_and_prints_no_value() -> None:
+    assert not [o for o in render() if o["metadata"]["name"] == "strongroom-test-mount"]
+    pod = find(render(*MOUNT), "Pod", "strongroom-test-mount")
+    assert pod["metadata"]["namespace"] == "demo"
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["serviceAccountName"] == "reader"
+    volume = pod["spec"]["volumes"][0]["csi"]
+    assert volume["driver"] == "csi.strongroom.io" and volume["readOnly"] is True
+    assert json.loads(volume["volumeAttributes"]["objects"]) == [
+        {"kind": "secret", "name": "db-password", "path": "check"}
+    ]
+    assert volume["volumeAttributes"]["vault"] == "demo"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "wc -c" in script and "cat" not in script
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
 # --- one source -------------------------------------------------------------------------
