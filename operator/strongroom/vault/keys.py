@@ -31,7 +31,6 @@ from .objects import (
     KeyVersion,
     check_tags,
     family,
-    owner_of,
 )
 from .store import DAY, ObjectStore
 
@@ -128,19 +127,9 @@ class KeyStore(ObjectStore[KeyEntry]):
         or a deleted one, is refused with 409 and a code the caller can act on.
         """
         async with self.lock(name):
-            entry = self.entries.get(name.lower())
-            if entry is not None and entry.versions:
-                if owner_of(entry.versions[0].tags) != owner:
-                    raise Conflict(
-                        f"A key named {name} exists in this vault and belongs to another owner.",
-                        code="KeyOwnedElsewhere",
-                    )
-                if entry.deletion is not None:
-                    raise Conflict(
-                        f"Key {name} is deleted and recoverable; recover it or purge it.",
-                        code="KeyDeleted",
-                    )
-                return entry, False
+            existing = self.owned(name, owner)
+            if existing is not None:
+                return existing, False
             tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
             entry, _ = await self._create_locked(name, body | {"tags": tags})
             return entry, True

@@ -18,7 +18,6 @@ from .objects import (
     SecretEntry,
     SecretVersion,
     check_tags,
-    owner_of,
 )
 from .store import ObjectStore
 
@@ -105,19 +104,9 @@ class SecretStore(ObjectStore[SecretEntry]):
         a retried request neither makes a second version nor a second value.
         """
         async with self.lock(name):
-            entry = self.entries.get(name.lower())
-            if entry is not None and entry.versions:
-                if owner_of(entry.versions[0].tags) != owner:
-                    raise Conflict(
-                        f"A secret named {name} exists in this vault and belongs to another owner.",
-                        code="SecretOwnedElsewhere",
-                    )
-                if entry.deletion is not None:
-                    raise Conflict(
-                        f"Secret {name} is deleted and recoverable; recover it or purge it.",
-                        code="SecretDeleted",
-                    )
-                return entry, False
+            existing = self.owned(name, owner)
+            if existing is not None:
+                return existing, False
             tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
             version = self._new_version(body | {"value": await value(), "tags": tags})
             entry, _ = await self._add_locked(name, version)

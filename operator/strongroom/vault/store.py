@@ -14,7 +14,7 @@ from ..hsm.errors import HsmError
 from .config import VaultConfig
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
-from .objects import Deletion
+from .objects import Deletion, owner_of
 
 DAY = 86400
 
@@ -90,6 +90,27 @@ class ObjectStore(Generic[E]):
         if entry is None or entry.deletion is None:
             raise NotFound(
                 f"Deleted {self._title} not found: {name}", code=f"{self._title}NotFound"
+            )
+        return entry
+
+    def owned(self, name: str, owner: str) -> E | None:
+        """The object `owner` made under this name, or None; call under the name's lock.
+
+        Another owner's object, or a deleted one, is refused with 409 and a code the
+        caller can act on.
+        """
+        entry = self.entries.get(name.lower())
+        if entry is None or not entry.versions:
+            return None
+        if owner_of(entry.versions[0].tags) != owner:
+            raise Conflict(
+                f"A {self.kind} named {name} exists in this vault and belongs to another owner.",
+                code=f"{self._title}OwnedElsewhere",
+            )
+        if entry.deletion is not None:
+            raise Conflict(
+                f"{self._title} {name} is deleted and recoverable; recover it or purge it.",
+                code=f"{self._title}Deleted",
             )
         return entry
 
