@@ -46,21 +46,29 @@ def _vault_server(args: argparse.Namespace) -> None:
         if args.dev_issuer_key is None:
             sys.exit("--auth dev needs --dev-issuer-key")
         authenticator = DevIssuer.load_or_create(args.dev_issuer_key).authenticator(
-            config.audiences
+            config.audiences, config.namespace
         )
     else:
+        if args.client_ca is None:
+            sys.exit("--client-ca is required: the operator's client CA (PEM)")
         authenticator = TokenReviewAuthenticator(
-            args.kube_api, args.kube_ca, args.kube_token, config.audiences
+            args.kube_api, args.kube_ca, args.kube_token, config.audiences, config.namespace
         )
     host, _, port = args.listen.rpartition(":")
-    listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)  # noqa: S104
+    listen = Listen(
+        host or "0.0.0.0",  # noqa: S104
+        int(port),
+        args.tls_cert,
+        args.tls_key,
+        args.client_ca,
+    )
     run(
         serve(
             config,
             listen,
             args.hsm_socket,
             authenticator,
-            admin_subjects=tuple(args.admin_subject),
+            admin_client_name=args.admin_client_name,
         )
     )
 
@@ -72,9 +80,12 @@ def _operator(args: argparse.Namespace) -> None:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    from .dev import run
+    from .dev import StateDirRefused, run
 
-    run(args.state_dir, args.port, args.keep_state)
+    try:
+        run(args.state_dir, args.port, args.keep_state, args.namespace)
+    except StateDirRefused as exc:
+        sys.exit(f"strongroom dev: {exc}")
 
 
 def _csi_node(args: argparse.Namespace) -> None:
@@ -156,10 +167,18 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--kube-ca", type=Path, default=sa / "ca.crt")
     server.add_argument("--kube-token", type=Path, default=sa / "token")
     server.add_argument(
-        "--admin-subject",
-        action="append",
-        default=[],
-        help="a caller allowed the management API under /_strongroom/v1/ (repeatable)",
+        "--client-ca",
+        type=Path,
+        help="PEM of the operator's client CA: TLS client certificates are verified against "
+        "it only (required unless --auth dev)",
+    )
+    from .tls import OPERATOR_CLIENT_NAME
+
+    server.add_argument(
+        "--admin-client-name",
+        default=OPERATOR_CLIENT_NAME,
+        help="subject CN of the client certificate that administers the pool: the management "
+        "API under /_strongroom/v1/ and every permission in every vault (default %(default)s)",
     )
     server.set_defaults(run=_vault_server)
 
@@ -181,6 +200,11 @@ def parser() -> argparse.ArgumentParser:
         "--keep-state",
         action="store_true",
         help="reuse the token store and keys of the last run instead of starting afresh",
+    )
+    dev.add_argument(
+        "--namespace",
+        help="serve as a pool of this namespace: tokens for the shared audience are "
+        "accepted only from its ServiceAccounts (default: from anyone)",
     )
     dev.set_defaults(run=_dev)
 

@@ -1,7 +1,7 @@
 """Key and VaultSecret reconciles driven against a real vault server (`strongroom dev`).
 
 The operator's own code runs here: its reconcile functions and its pool client,
-with the dev admin token standing in for the operator's ServiceAccount token.
+with a client certificate from the dev server's client CA, as the operator has.
 Only the Kubernetes side is a fake: which vault a resource names, and the
 Secrets an import reads.
 """
@@ -31,7 +31,7 @@ from strongroom.reconcile.poolapi import PoolApi, VaultAddress
 from strongroom.tls import make_ca
 
 from .conftest import DevServer
-from .test_management_api import call
+from .test_management_api import call, manage
 
 NAMESPACE = "team-r"
 CANARY = "canary-VmF1bHRTZWNyZXQ-never-in-status"
@@ -57,7 +57,7 @@ def new_vault(dev: DevServer, purge_protection: bool = False) -> VaultAddress:
     name = f"r{next(_vault_names)}"
     host = f"{name}-vault.{NAMESPACE}.svc"
     body = {"hosts": [host], "access": [], "retentionDays": 7, "purgeProtection": purge_protection}
-    status, answer = call(dev, "PUT", f"/_strongroom/v1/vaults/{name}", dev.token, body)
+    status, answer = manage(dev, "PUT", f"/_strongroom/v1/vaults/{name}", body)
     assert status == 201, answer
     return VaultAddress(dev.url, name, host)
 
@@ -80,7 +80,7 @@ def run(
         monkeypatch.setattr(module, "vault_address_for_delete", address)
 
     async def main() -> Any:
-        pools = PoolApi(Path(dev.ca).read_text(), Path(dev.token_file))
+        pools = PoolApi(Path(dev.ca).read_text(), dev.client_ca())
         ctx = Context(
             kube=kube or FakeKube(),  # type: ignore[arg-type]
             pools=pools,
@@ -99,7 +99,8 @@ def data_plane(
     dev: DevServer, vault: VaultAddress, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:
     sep = "&" if "?" in path else "?"
-    return call(dev, method, f"{path}{sep}api-version=7.5", dev.token, body, host=vault.host)
+    # As the operator: its client certificate holds every permission in every vault.
+    return call(dev, method, f"{path}{sep}api-version=7.5", None, body, host=vault.host, admin=True)
 
 
 def owner(name: str) -> Owner:

@@ -1,9 +1,11 @@
 """HTTP routes of the data plane, in the shapes of the Azure Key Vault REST API.
 
-One handler takes every request: it finds the vault by host name, checks the
-bearer token, the api-version and the caller's permission, then calls the
-vault's key or secret store. Paths are split before percent-decoding so that
-an encoded `/` or `..` stays inside one name and is refused by name rules.
+One handler takes every request: it finds the vault by host name, identifies the
+caller (the pool's administrator by its TLS client certificate, anyone else by a
+bearer token bound to this vault), checks the api-version and the caller's
+permission, then calls the vault's key or secret store. Paths are split before
+percent-decoding so that an encoded `/` or `..` stays inside one name and is
+refused by name rules.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from aiohttp import web
 from ..hsm.client import HsmClient
 from ..hsm.errors import HsmError
 from .audit import AuditRecord
-from .auth import Authenticator
+from .auth import AdminClient, Authenticator, Throttled
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
@@ -114,12 +116,12 @@ class DataPlane:
         config: ServerConfig,
         hsm: HsmClient,
         authenticator: Authenticator,
-        admin_subjects: tuple[str, ...] = (),
+        admin: AdminClient | None = None,
     ) -> None:
         self.hsm = hsm
         self.authenticator = authenticator
-        # The pool's administrators (the operator) hold every permission in every vault.
-        self.admin_subjects = frozenset(admin_subjects)
+        # The pool's administrator (the operator) holds every permission in every vault.
+        self.admin = admin or AdminClient()
         self.vaults: dict[str, Vault] = {}
         self.by_host: dict[str, Vault] = {}
         self._keys = KeyRoutes()
@@ -199,7 +201,8 @@ class DataPlane:
         try:
             vault = self._vault_for(request)
             vault_name = vault.config.name
-            caller = await self._authenticate(request, vault)
+            is_admin = self.admin.matches(request)
+            caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
             api_version = request.query.get("api-version")
             if api_version not in API_VERSIONS:
                 raise BadParameter(
@@ -209,7 +212,7 @@ class DataPlane:
                 )
             route, call = self._route(request, vault)
             operation, obj, version = route.operation, call.name, call.version or ""
-            if caller not in self.admin_subjects:
+            if not is_admin:
                 self._authorize(vault, caller, route)
             if route.has_body:
                 call.body = await self._read_json(request)
@@ -220,7 +223,7 @@ class DataPlane:
         except HsmError as exc:
             response = self._error(from_hsm(exc), request)
         status = response.status
-        if operation != "Unknown" or status != 401:
+        if operation != "Unknown" or status not in (401, 429):  # unauthenticated: no record
             AuditRecord(
                 caller,
                 vault_name,
@@ -252,7 +255,7 @@ class DataPlane:
                 self._challenge(request, vault), "The request needs a bearer token."
             )
         try:
-            return await self.authenticator.authenticate(token.strip())
+            return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
             raise _ChallengeNeeded(self._challenge(request, vault), exc.message) from None
 
@@ -302,6 +305,8 @@ class DataPlane:
         headers = {}
         if isinstance(exc, _ChallengeNeeded):
             headers["WWW-Authenticate"] = exc.challenge
+        if isinstance(exc, Throttled):
+            headers["Retry-After"] = str(exc.retry_after)
         return web.Response(
             status=exc.status,
             headers=headers,
