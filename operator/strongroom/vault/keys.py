@@ -558,8 +558,10 @@ def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
         raise BadParameter("'lifetimeActions' is a list of at most 2 actions")
     actions = []
     for action in raw:
-        kind = (action.get("action") or {}).get("type", "") if isinstance(action, dict) else ""
-        trigger = action.get("trigger") or {} if isinstance(action, dict) else {}
+        if not isinstance(action, dict) or not isinstance(action.get("action"), dict):
+            raise BadParameter("each lifetime action is an object with an 'action' object")
+        kind = action["action"].get("type", "")
+        trigger = action.get("trigger") or {}
         if not isinstance(kind, str) or kind.lower() not in ("rotate", "notify"):
             raise BadParameter("each lifetime action's type is Rotate or Notify")
         if not isinstance(trigger, dict):
