@@ -60,6 +60,18 @@ CRYPTO_OPERATIONS = {
 Handler = Callable[["Call"], Awaitable[Any]]
 
 
+async def read_records(hsm: HsmClient, vault: str) -> dict[str, bytes]:
+    """Every record of a vault, read page by page: no answer grows with the vault."""
+    records: dict[str, bytes] = {}
+    after = ""
+    while True:
+        page = await hsm.call("list_records", vault=vault, after=after)
+        records |= page["records"]
+        if page["next"] is None:
+            return records
+        after = page["next"]
+
+
 @dataclass
 class Vault:
     """One served vault: its configuration and its two stores."""
@@ -70,7 +82,7 @@ class Vault:
 
     async def load(self, hsm: HsmClient) -> None:
         await hsm.call("ensure_vault", vault=self.config.name)
-        records = await hsm.call("list_records", vault=self.config.name)
+        records = await read_records(hsm, self.config.name)
         self.keys.load(records)
         self.secrets.load(records)
         known = self.keys.version_ids()
@@ -96,6 +108,7 @@ class Call:
     name: str = ""
     version: str | None = None
     body: dict[str, Any] | None = None
+    may_decrypt: bool = False  # whether the caller holds keys/decrypt in this vault
 
     def json_body(self) -> dict[str, Any]:
         return self.body or {}
@@ -144,7 +157,7 @@ class DataPlane:
         for name in await self.hsm.call("vault_names"):
             if name in self.vaults:
                 continue
-            records = await self.hsm.call("list_records", vault=name)
+            records = await read_records(self.hsm, name)
             if VAULT_RECORD not in records:
                 continue
             try:
@@ -214,6 +227,9 @@ class DataPlane:
             operation, obj, version = route.operation, call.name, call.version or ""
             if not is_admin:
                 self._authorize(vault, caller, route)
+            call.may_decrypt = caller in self.admin_subjects or "decrypt" in (
+                vault.config.permissions(caller, "keys")
+            )
             if route.has_body:
                 call.body = await self._read_json(request)
             result = await route.handler(call)
@@ -590,7 +606,9 @@ class KeyRoutes:
         return {"value": call.vault.keys.verify(call.name, call.version, call.json_body())}
 
     async def encrypt(self, call: Call) -> dict[str, Any]:
-        version, result = await call.vault.keys.encrypt(call.name, call.version, call.json_body())
+        version, result = await call.vault.keys.encrypt(
+            call.name, call.version, call.json_body(), caller_may_decrypt=call.may_decrypt
+        )
         return {"kid": self._kid(call, version)} | result
 
     async def decrypt(self, call: Call) -> dict[str, Any]:
