@@ -109,6 +109,20 @@ def _client_identity(state: Path) -> None:
 
 
 def _write_config(state: Path, namespace: str | None) -> None:
+    """The dev server's config: the `dev` vault. A kept state directory keeps its vaults and
+    access lists (a test or a user may have added some); only the namespace is set anew."""
+    existing = state / "config.json"
+    if existing.exists():
+        try:
+            kept = json.loads(existing.read_text())
+        except (OSError, ValueError):
+            kept = None
+        if isinstance(kept, dict) and kept.get("vaults"):
+            kept.pop("namespace", None)
+            if namespace:
+                kept["namespace"] = namespace
+            existing.write_text(json.dumps(kept, indent=2))
+            return
     config: dict[str, object] = {
         "audiences": [AUDIENCE],
         "vaults": [

@@ -7,12 +7,22 @@ resource it does not own, so that the operator adopts the planted object.
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from .conftest import DevServer, stop_dev
 from .tenants import Caller, ok, refused, start_tenants
 
 OWNER = "2f0c6b9e-1111-4c5e-9a7e-0123456789ab"
 PLANTED = {"strongroom.io/uid": OWNER}
+
+
+def operator_session(dev: DevServer) -> requests.Session:
+    """The management API as the operator calls it: its client certificate, no token."""
+    session = requests.Session()
+    session.cert = (dev.info["clientCertificate"], dev.info["clientKey"])
+    session.verify = dev.ca
+    session.trust_env = False  # else a CA bundle named in the environment overrides `verify`
+    return session
 
 
 @pytest.fixture(scope="module")
@@ -56,38 +66,30 @@ def test_the_management_api_does_not_adopt_what_it_did_not_make(tenants: DevServ
     # The only way left to a data-plane caller: make the object first, without the tag.
     writer = Caller(tenants, "dev:writer")
     ok(writer.call("PUT", "/secrets/squatted", {"value": "attacker's value"}))
-    admin = Caller(tenants, "dev:admin")
-    adopt = admin.session.put(
+    adopt = operator_session(tenants).put(
         tenants.url + "/_strongroom/v1/vaults/dev/secrets/squatted",
         json={"owner": OWNER, "value": "operator's value"},
         timeout=30,
-        verify=tenants.ca,
     )
-    # 409: the operator's create-once refuses an object without its owner tag. (Once the
-    # management API takes only the operator's client certificate, this is 401/403.)
-    assert adopt.status_code in (401, 403, 409), adopt.text
+    # The operator's create-once refuses an object without its owner tag.
+    assert adopt.status_code == 409, adopt.text
     assert ok(writer.call("GET", "/secrets/squatted"))["value"] == "attacker's value"
 
 
 def test_an_operator_owned_object_keeps_its_owner_through_data_plane_updates(
     tenants: DevServer,
 ) -> None:
-    admin = Caller(tenants, "dev:admin")
-    made = admin.session.put(
+    operator = operator_session(tenants)
+    made = operator.put(
         tenants.url + "/_strongroom/v1/vaults/dev/keys/owned",
         json={"owner": OWNER, "kty": "EC", "tags": {"team": "a"}},
         timeout=30,
-        verify=tenants.ca,
     )
-    if made.status_code in (401, 403):
-        pytest.fail("the management API refused the dev admin; give this test a client certificate")
     assert made.status_code == 201, made.text
     writer = Caller(tenants, "dev:writer")
     version = ok(writer.call("GET", "/keys/owned"))["key"]["kid"].rsplit("/", 1)[1]
     patched = ok(writer.call("PATCH", f"/keys/owned/{version}", {"tags": {}}))
     assert patched["tags"] == PLANTED  # reserved tags survive; the caller cannot drop them
-    state = admin.session.get(
-        tenants.url + "/_strongroom/v1/vaults/dev/keys/owned", timeout=30, verify=tenants.ca
-    )
+    state = operator.get(tenants.url + "/_strongroom/v1/vaults/dev/keys/owned", timeout=30)
     assert state.status_code == 200, state.text
     assert state.json()["owner"] == OWNER
