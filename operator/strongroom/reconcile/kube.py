@@ -58,6 +58,9 @@ class Kube:
         return result
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply. `force` takes back the operator's own fields of its own object
+        (reconcile.owned checked whose it is; the uid in its body makes the API server refuse
+        the write if the object was replaced meanwhile)."""
         meta = obj["metadata"]
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         return await self._call(
