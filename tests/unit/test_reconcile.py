@@ -212,3 +212,24 @@ def test_the_operator_registers_handlers_for_pools_and_vaults() -> None:
         if handler.selector is not None
     }
     assert {"hsmpools", "vaults"} <= plurals
+
+
+def test_the_operator_takes_allowed_pool_images_and_no_token_for_pools(monkeypatch: Any) -> None:
+    import argparse
+
+    from strongroom.operator.options import add_arguments
+
+    monkeypatch.setenv("STRONGROOM_ALLOWED_IMAGES", "registry.example/a:1, registry.example/b:2")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--allowed-image", "registry.example/c:3"])
+    assert args.allowed_image == [
+        "registry.example/a:1",
+        "registry.example/b:2",
+        "registry.example/c:3",
+    ]
+    assert not hasattr(args, "pool_token_file") and not hasattr(args, "admin_subject")
+    monkeypatch.delenv("STRONGROOM_ALLOWED_IMAGES")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).allowed_image == []

@@ -40,12 +40,26 @@ def needs_new_certificate(
 ) -> bool:
     """Pure: a missing, foreign-CA, expiring or mis-named certificate is replaced; so is one
     whose Secret lacks the operator's current client CA."""
+    return usable_certificate(found, ca, client_ca, hosts, now) is None
+
+
+def usable_certificate(
+    found: dict[str, Any] | None,
+    ca: Issued,
+    client_ca: Issued,
+    hosts: list[str],
+    now: datetime.datetime,
+) -> Certificate | None:
+    """Pure: the Secret's certificate when it can stay: the operator's CAs, exactly
+    `hosts`, and more than RENEW_BEFORE left."""
     current = read_certificate(found, ca, client_ca)
-    return (
+    if (
         current is None
         or current.not_after - now < RENEW_BEFORE
         or sorted(current.hosts) != sorted(hosts)
-    )
+    ):
+        return None
+    return current
 
 
 def read_certificate(
@@ -90,9 +104,8 @@ async def ensure_certificate(ctx: Context, pool: Pool) -> Certificate:
     hosts = pool.tls_hosts(await pool_vaults(ctx, pool))
     found = await ctx.kube.get("v1", "Secret", pool.owner.namespace, pool.tls_secret_name)
     now = datetime.datetime.now(datetime.UTC)
-    if not needs_new_certificate(found, ctx.ca, ctx.client_ca, hosts, now):
-        current = read_certificate(found, ctx.ca, ctx.client_ca)
-        assert current is not None
+    current = usable_certificate(found, ctx.ca, ctx.client_ca, hosts, now)
+    if current is not None:
         return current
     issued = issue_server_cert(ctx.ca, hosts)
     secret = build_tls_secret(
