@@ -26,7 +26,7 @@ from strongroom.models import KeySpec, KeyStatus, VaultSecretSpec, VaultSecretSt
 from strongroom.reconcile import key as key_reconcile
 from strongroom.reconcile import secret as secret_reconcile
 from strongroom.reconcile.context import Context
-from strongroom.reconcile.errors import InvalidSpec, NotReady
+from strongroom.reconcile.errors import ImportNotAllowed, InvalidSpec, NotReady
 from strongroom.reconcile.poolapi import PoolApi, VaultAddress
 from strongroom.tls import make_ca
 
@@ -85,7 +85,8 @@ def run(
             kube=kube or FakeKube(),  # type: ignore[arg-type]
             pools=pools,
             ca=make_ca("unused"),
-            settings=OperatorSettings(image="unused", admin_subject="dev:admin"),
+            client_ca=make_ca("unused"),
+            settings=OperatorSettings(image="unused"),
         )
         try:
             return await scenario(ctx)
@@ -424,13 +425,16 @@ def test_a_secret_is_imported_once_from_a_kubernetes_secret(
     resource = secret_owner("imported")
     spec = secret_spec(vault, {"fromSecret": {"name": "source", "key": "password"}})
 
-    async def missing(ctx: Context) -> None:
-        with pytest.raises(NotReady) as caught:
+    async def refused(ctx: Context) -> None:
+        with pytest.raises(ImportNotAllowed):
             await secret_reconcile.reconcile_secret(ctx, resource, spec, VaultSecretStatus(), 1)
-        assert caught.value.reason == "SourceSecretNotFound"
 
-    run(dev, vault, missing, kube, monkeypatch)
+    run(dev, vault, refused, kube, monkeypatch)  # no Secret at all
     kube.secrets["source"] = {"data": {"password": base64.b64encode(CANARY.encode()).decode()}}
+    run(dev, vault, refused, kube, monkeypatch)  # a Secret that does not opt in
+    code, _ = data_plane(dev, vault, "GET", "/secrets/imported")
+    assert code == 404  # nothing was read into the vault
+    kube.secrets["source"]["metadata"] = {"annotations": {"strongroom.io/allow-import": "imported"}}
 
     async def reconcile(ctx: Context) -> VaultSecretStatus:
         return await secret_reconcile.reconcile_secret(ctx, resource, spec, VaultSecretStatus(), 1)
@@ -439,7 +443,7 @@ def test_a_secret_is_imported_once_from_a_kubernetes_secret(
     assert secret_value(dev, vault, "imported") == CANARY
     assert CANARY not in repr(status.wire()) and CANARY not in dev.log_text()
     # Imported once: a later change of the Kubernetes Secret is not followed.
-    kube.secrets["source"] = {"data": {"password": base64.b64encode(b"changed").decode()}}
+    kube.secrets["source"]["data"] = {"password": base64.b64encode(b"changed").decode()}
     again = run(dev, vault, reconcile, kube, monkeypatch)
     assert again.current_version == status.current_version
     assert secret_value(dev, vault, "imported") == CANARY

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..models import HsmPoolSpec
 from ..models.base import ResourceRequirements
+from ..tls import OPERATOR_CLIENT_NAME
 from .common import AUDIENCE, HTTPS_PORT, OWNER_UID_LABEL, Owner, labels, metadata
 
 COMPONENT = "hsm-pool"
@@ -25,9 +26,6 @@ CONFIG_DIR = "/etc/strongroom/config"
 TLS_DIR = "/etc/strongroom/tls"
 POOL_SECRET_DIR = "/etc/strongroom/pool"  # noqa: S105 - a mount path
 CLIENT_CA_KEY = "client-ca.crt"
-# The name in the operator's client certificate (strongroom.tls.OPERATOR_CLIENT_NAME): a
-# caller whose verified certificate carries it is the pool's administrator.
-ADMIN_CLIENT_NAME = "strongroom-operator"
 # Made by the chart: `create` on tokenreviews, nothing else. Each pool's ServiceAccount is
 # bound to it so that its vault server can check bearer tokens.
 TOKEN_REVIEWER_ROLE = "strongroom-token-reviewer"  # noqa: S105 - a ClusterRole's name
@@ -309,7 +307,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             "--client-ca",
             f"{TLS_DIR}/{CLIENT_CA_KEY}",
             "--admin-client-name",
-            ADMIN_CLIENT_NAME,
+            OPERATOR_CLIENT_NAME,
         ],
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],

@@ -227,9 +227,7 @@ class DataPlane:
             operation, obj, version = route.operation, call.name, call.version or ""
             if not is_admin:
                 self._authorize(vault, caller, route)
-            call.may_decrypt = is_admin or "decrypt" in (
-                vault.config.permissions(caller, "keys")
-            )
+            call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
             if route.has_body:
                 call.body = await self._read_json(request)
             result = await route.handler(call)
