@@ -102,8 +102,17 @@ def _csi_node(args: argparse.Namespace) -> None:
             not args.no_tmpfs,
             args.share_seconds,
             (args.registration_socket, args.kubelet_endpoint) if args.registration_socket else None,
+            staging_dir=args.staging_dir,
+            vault_addresses=dict(args.vault_address),
         )
     )
+
+
+def _vault_address(text: str) -> tuple[str, str]:
+    host, sep, url = text.partition("=")
+    if not sep or not host or not url.startswith("https://"):
+        raise argparse.ArgumentTypeError("expected HOST=https://ADDRESS[:PORT]")
+    return host.lower(), url
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -241,6 +250,22 @@ def parser() -> argparse.ArgumentParser:
         "--kubelet-endpoint",
         default="/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock",
         help="the CSI socket as the kubelet sees it (default %(default)s)",
+    )
+    csi.add_argument(
+        "--staging-dir",
+        type=Path,
+        default=Path("/csi/volumes"),
+        help="where the plugin mounts each volume's tmpfs for itself; pods get a read-only "
+        "bind of it (default %(default)s)",
+    )
+    csi.add_argument(
+        "--vault-address",
+        action="append",
+        default=[],
+        type=_vault_address,
+        metavar="HOST=URL",
+        help="reach the vault https://HOST at URL instead, e.g. when the plugin runs outside "
+        "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
     csi.set_defaults(run=_csi_node)
 
