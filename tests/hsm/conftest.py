@@ -178,3 +178,15 @@ class Clients:
         from azure.keyvault.keys.crypto import CryptographyClient
 
         return CryptographyClient(key, self.credential, **self.options)
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A `strongroom dev` with two vaults and narrow subjects (tests/hsm/tenants.py), one per
+    test module: the attack tests' target."""
+    from .tenants import start_tenants  # tenants.py builds on this module
+
+    base = tmp_path_factory.mktemp("tenants")
+    server = start_tenants(base / "state", base / "dev.log")
+    yield server
+    stop_dev(server)

@@ -5,22 +5,10 @@ raw block cipher, E_K(IV). With IV = the GCM counter block J0+1 of someone
 else's AES-GCM ciphertext, E_K(J0+1) is that ciphertext's keystream.
 """
 
-from collections.abc import Iterator
-
-import pytest
-
-from .conftest import DevServer, stop_dev
-from .tenants import Caller, b64, ok, refused, start_tenants, unb64
+from .conftest import DevServer
+from .tenants import Caller, b64, ok, refused, unb64
 
 SECRET_BLOCK = b"launch code 7731"  # one AES block
-
-
-@pytest.fixture(scope="module")
-def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    base = tmp_path_factory.mktemp("oracle")
-    server = start_tenants(base / "state", base / "dev.log")
-    yield server
-    stop_dev(server)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:

@@ -8,7 +8,6 @@ every vault) and then crashed the server at every start while it listed records.
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from strongroom.vault.objects import (
 
 from .conftest import DevServer, start_dev, stop_dev
 from .tenants import Caller, ok, refused, start_tenants
-
-
-@pytest.fixture(scope="module")
-def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    base = tmp_path_factory.mktemp("oversize")
-    server = start_tenants(base / "state", base / "dev.log")
-    yield server
-    stop_dev(server)
 
 
 def _still_serving(dev: DevServer) -> None:

@@ -4,13 +4,10 @@ The attack: a data-plane caller plants an object carrying the owner tag of a
 resource it does not own, so that the operator adopts the planted object.
 """
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 
-from .conftest import DevServer, stop_dev
-from .tenants import Caller, ok, refused, start_tenants
+from .conftest import DevServer
+from .tenants import Caller, ok, refused
 
 OWNER = "2f0c6b9e-1111-4c5e-9a7e-0123456789ab"
 PLANTED = {"strongroom.io/uid": OWNER}
@@ -23,14 +20,6 @@ def operator_session(dev: DevServer) -> requests.Session:
     session.verify = dev.ca
     session.trust_env = False  # else a CA bundle named in the environment overrides `verify`
     return session
-
-
-@pytest.fixture(scope="module")
-def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    base = tmp_path_factory.mktemp("reserved")
-    server = start_tenants(base / "state", base / "dev.log")
-    yield server
-    stop_dev(server)
 
 
 def test_a_planted_owner_tag_is_refused_and_nothing_is_made(tenants: DevServer) -> None:

@@ -9,24 +9,15 @@ be, and the same one every time. RSA-OAEP failures are one fixed 400.
 import os
 import statistics
 import time
-from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .conftest import DevServer, stop_dev
-from .tenants import Caller, b64, ok, refused, start_tenants, unb64
+from .conftest import DevServer
+from .tenants import Caller, b64, ok, refused, unb64
 
 TRIES = 1500  # of each kind, interleaved
-
-
-@pytest.fixture(scope="module")
-def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    base = tmp_path_factory.mktemp("bleichenbacher")
-    server = start_tenants(base / "state", base / "dev.log")
-    yield server
-    stop_dev(server)
 
 
 @pytest.fixture(scope="module")
