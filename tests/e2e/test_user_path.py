@@ -283,6 +283,10 @@ def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: R
     release.k(
         "-n", DEMO, "create", "secret", "generic", "canary-source", f"--from-literal=value={CANARY}"
     )
+    # The Secret offers itself to the VaultSecret that imports it (examples/README.md).
+    release.k(
+        "-n", DEMO, "annotate", "secret", "canary-source", "strongroom.io/allow-import=canary"
+    )
     release.apply(
         resource(
             "VaultSecret",
