@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cluster.conftest import _kubectl_for_cluster  # noqa: E402
-from tests.cluster.hoststack import READER, Stack, host_stack  # noqa: E402
+from tests.cluster.hoststack import READER, VAULT, Stack, host_stack  # noqa: E402
 
 OBJECTS = [
     {"kind": "secret", "name": "bench-password", "path": "db/password"},
@@ -50,7 +50,7 @@ def pod(stack: Stack, name: str, native: bool) -> dict[str, Any]:
             "csi": {
                 "driver": "csi.strongroom.io",
                 "readOnly": True,
-                "volumeAttributes": {"vaultUrl": stack.vault_url, "objects": json.dumps(OBJECTS)},
+                "volumeAttributes": {"vault": VAULT, "objects": json.dumps(OBJECTS)},
             },
         }
     return {

@@ -29,6 +29,8 @@ import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
+from strongroom.tls import OPERATOR_CLIENT_NAME, Issued, issue_client_cert, load_cert_chain_pem
+
 OPERATOR_NAMESPACE = "strongroom-system"
 OPERATOR = "strongroom-operator"
 API = "strongroom.io/v1alpha1"
@@ -90,12 +92,21 @@ def operator_memory() -> dict[str, int]:
 
 
 async def direct(
-    endpoint: str, host: str, vault: str, token: str, ca: str, names: list[str], concurrency: int
+    endpoint: str,
+    host: str,
+    vault: str,
+    client_ca: Issued,
+    ca: str,
+    names: list[str],
+    concurrency: int,
 ) -> float:
-    """Seconds to make the keys through the pool's management API, as the operator does."""
+    """Seconds to make the keys through the pool's management API, as the operator does:
+    with a client certificate from the operator's client CA, no bearer token."""
     context = ssl.create_default_context(cadata=ca)
+    client = issue_client_cert(client_ca, OPERATOR_CLIENT_NAME, days=1)
+    load_cert_chain_pem(context, client.cert_pem, client.key_pem)
     limit = asyncio.Semaphore(concurrency)
-    headers = {"Authorization": f"Bearer {token}", "Host": host}
+    headers = {"Host": host}
     body = {
         "kty": "EC-HSM",
         "crv": "P-256",
@@ -184,15 +195,10 @@ def main() -> int:
         ca = base64.b64decode(
             get("secret", OPERATOR_NAMESPACE, "strongroom-ca")["data"]["tls.crt"]
         ).decode()
-        token = kubectl(
-            "-n",
-            OPERATOR_NAMESPACE,
-            "create",
-            "token",
-            OPERATOR,
-            "--audience",
-            "strongroom.io/vault",
-        ).strip()
+        client_ca_data = get("secret", OPERATOR_NAMESPACE, "strongroom-client-ca")["data"]
+        client_ca = Issued(
+            base64.b64decode(client_ca_data["tls.crt"]), base64.b64decode(client_ca_data["tls.key"])
+        )
         memory_before = operator_memory()
         names = [f"k{i:04d}" for i in range(args.keys)]
         direct_seconds = asyncio.run(
@@ -200,7 +206,7 @@ def main() -> int:
                 f"https://{service['spec']['clusterIP']}",
                 f"bench-pool.{namespace}.svc",
                 "direct",
-                token,
+                client_ca,
                 ca,
                 names,
                 args.concurrency,

@@ -46,21 +46,29 @@ def _vault_server(args: argparse.Namespace) -> None:
         if args.dev_issuer_key is None:
             sys.exit("--auth dev needs --dev-issuer-key")
         authenticator = DevIssuer.load_or_create(args.dev_issuer_key).authenticator(
-            config.audiences
+            config.audiences, config.namespace
         )
     else:
+        if args.client_ca is None:
+            sys.exit("--client-ca is required: the operator's client CA (PEM)")
         authenticator = TokenReviewAuthenticator(
-            args.kube_api, args.kube_ca, args.kube_token, config.audiences
+            args.kube_api, args.kube_ca, args.kube_token, config.audiences, config.namespace
         )
     host, _, port = args.listen.rpartition(":")
-    listen = Listen(host or "0.0.0.0", int(port), args.tls_cert, args.tls_key)  # noqa: S104
+    listen = Listen(
+        host or "0.0.0.0",  # noqa: S104
+        int(port),
+        args.tls_cert,
+        args.tls_key,
+        args.client_ca,
+    )
     run(
         serve(
             config,
             listen,
             args.hsm_socket,
             authenticator,
-            admin_subjects=tuple(args.admin_subject),
+            admin_client_name=args.admin_client_name,
         )
     )
 
@@ -72,9 +80,12 @@ def _operator(args: argparse.Namespace) -> None:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    from .dev import run
+    from .dev import StateDirRefused, run
 
-    run(args.state_dir, args.port, args.keep_state)
+    try:
+        run(args.state_dir, args.port, args.keep_state, args.namespace)
+    except StateDirRefused as exc:
+        sys.exit(f"strongroom dev: {exc}")
 
 
 def _csi_node(args: argparse.Namespace) -> None:
@@ -91,8 +102,17 @@ def _csi_node(args: argparse.Namespace) -> None:
             not args.no_tmpfs,
             args.share_seconds,
             (args.registration_socket, args.kubelet_endpoint) if args.registration_socket else None,
+            staging_dir=args.staging_dir,
+            vault_addresses=dict(args.vault_address),
         )
     )
+
+
+def _vault_address(text: str) -> tuple[str, str]:
+    host, sep, url = text.partition("=")
+    if not sep or not host or not url.startswith("https://"):
+        raise argparse.ArgumentTypeError("expected HOST=https://ADDRESS[:PORT]")
+    return host.lower(), url
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -156,10 +176,18 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--kube-ca", type=Path, default=sa / "ca.crt")
     server.add_argument("--kube-token", type=Path, default=sa / "token")
     server.add_argument(
-        "--admin-subject",
-        action="append",
-        default=[],
-        help="a caller allowed the management API under /_strongroom/v1/ (repeatable)",
+        "--client-ca",
+        type=Path,
+        help="PEM of the operator's client CA: TLS client certificates are verified against "
+        "it only (required unless --auth dev)",
+    )
+    from .tls import OPERATOR_CLIENT_NAME
+
+    server.add_argument(
+        "--admin-client-name",
+        default=OPERATOR_CLIENT_NAME,
+        help="subject CN of the client certificate that administers the pool: the management "
+        "API under /_strongroom/v1/ and every permission in every vault (default %(default)s)",
     )
     server.set_defaults(run=_vault_server)
 
@@ -181,6 +209,11 @@ def parser() -> argparse.ArgumentParser:
         "--keep-state",
         action="store_true",
         help="reuse the token store and keys of the last run instead of starting afresh",
+    )
+    dev.add_argument(
+        "--namespace",
+        help="serve as a pool of this namespace: tokens for the shared audience are "
+        "accepted only from its ServiceAccounts (default: from anyone)",
     )
     dev.set_defaults(run=_dev)
 
@@ -217,6 +250,22 @@ def parser() -> argparse.ArgumentParser:
         "--kubelet-endpoint",
         default="/var/lib/kubelet/plugins/csi.strongroom.io/csi.sock",
         help="the CSI socket as the kubelet sees it (default %(default)s)",
+    )
+    csi.add_argument(
+        "--staging-dir",
+        type=Path,
+        default=Path("/csi/volumes"),
+        help="where the plugin mounts each volume's tmpfs for itself; pods get a read-only "
+        "bind of it (default %(default)s)",
+    )
+    csi.add_argument(
+        "--vault-address",
+        action="append",
+        default=[],
+        type=_vault_address,
+        metavar="HOST=URL",
+        help="reach the vault https://HOST at URL instead, e.g. when the plugin runs outside "
+        "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
     csi.set_defaults(run=_csi_node)
 

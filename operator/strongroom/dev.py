@@ -1,7 +1,9 @@
 """`strongroom dev`: the HSM sidecar and a vault server on localhost, no Kubernetes needed.
 
 Everything lives in a throwaway state directory: a fresh SoftHSM2 token
-store, a dev CA, a local token issuer and one vault named `dev`.
+store, a dev CA, a client CA with the operator's client certificate (for the
+management API), a local token issuer and one vault named `dev`. The directory
+is marked as made by `strongroom dev`; a directory without the mark is never deleted.
 """
 
 import asyncio
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import aio
-from .tls import issue_server_cert, make_ca, write_pair
+from .tls import OPERATOR_CLIENT_NAME, issue_client_cert, issue_server_cert, make_ca, write_pair
 from .vault.auth import DevIssuer
 from .vault.config import ServerConfig
 from .vault.server import Listen, serve
@@ -26,9 +28,17 @@ log = logging.getLogger(__name__)
 AUDIENCE = "strongroom.io/vault"
 ADMIN = "dev:admin"
 READER = "dev:reader"
+MARKER = ".strongroom-dev"  # in every state directory strongroom dev made, and only there
+CLIENT_CERT_DAYS = 365
 
 
-def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
+class StateDirRefused(Exception):
+    """The state directory is not one strongroom dev made: nothing in it was touched."""
+
+
+def prepare(
+    state: Path, port: int, keep: bool = False, namespace: str | None = None
+) -> dict[str, str]:
     """Lay out the state directory; return what clients need (the content of dev.json)."""
     info = {
         "vaultUrl": f"https://localhost:{port}",
@@ -38,13 +48,18 @@ def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
         "jwksFile": str(state / "jwks.json"),
         "audience": AUDIENCE,
         "subject": ADMIN,
+        # The operator's side of the management API: its client certificate and its CA.
+        "clientCertificate": str(state / "client.crt"),
+        "clientKey": str(state / "client.key"),
+        "clientCaFile": str(state / "client-ca.crt"),
+        "clientCaKey": str(state / "client-ca.key"),
     }
     if keep and (state / "pool-secret").exists():
         (state / "dev.json").unlink(missing_ok=True)
+        _client_identity(state)  # a state directory of an older strongroom dev has none
+        _write_config(state, namespace)
         return info
-    if state.exists():
-        shutil.rmtree(state)
-    state.mkdir(parents=True, mode=0o700)
+    _fresh_state_dir(state)
     (state / "pool-secret").touch(mode=0o600)
     (state / "pool-secret").write_text(secrets.token_hex(32))
     ca = make_ca("strongroom dev CA")
@@ -59,7 +74,56 @@ def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
     token_file = state / "token"
     token_file.touch(mode=0o600)
     token_file.write_text(issuer.issue(ADMIN, AUDIENCE))
-    config = {
+    _client_identity(state)
+    _write_config(state, namespace)
+    return info
+
+
+def _fresh_state_dir(state: Path) -> None:
+    """An empty state directory, marked as ours; refuse to empty one we did not make."""
+    if state.is_symlink() or (state.exists() and not state.is_dir()):
+        raise StateDirRefused(f"{state} is not a directory; nothing was deleted")
+    if state.exists() and any(state.iterdir()):
+        if not (state / MARKER).is_file():
+            raise StateDirRefused(
+                f"{state} is not empty and was not made by strongroom dev (it has no "
+                f"{MARKER} file); nothing was deleted. Choose another --state-dir, or "
+                "remove this one yourself."
+            )
+        shutil.rmtree(state)
+    state.mkdir(parents=True, mode=0o700, exist_ok=True)
+    (state / MARKER).write_text("made by strongroom dev; emptied at its next start\n")
+
+
+def _client_identity(state: Path) -> None:
+    """The client CA the dev server trusts, and the operator's client certificate from it."""
+    if (state / "client-ca.crt").exists() and (state / "client.crt").exists():
+        return
+    client_ca = make_ca("strongroom dev client CA")
+    write_pair(client_ca, state / "client-ca.crt", state / "client-ca.key")
+    write_pair(
+        issue_client_cert(client_ca, OPERATOR_CLIENT_NAME, CLIENT_CERT_DAYS),
+        state / "client.crt",
+        state / "client.key",
+    )
+
+
+def _write_config(state: Path, namespace: str | None) -> None:
+    """The dev server's config: the `dev` vault. A kept state directory keeps its vaults and
+    access lists (a test or a user may have added some); only the namespace is set anew."""
+    existing = state / "config.json"
+    if existing.exists():
+        try:
+            kept = json.loads(existing.read_text())
+        except (OSError, ValueError):
+            kept = None
+        if isinstance(kept, dict) and kept.get("vaults"):
+            kept.pop("namespace", None)
+            if namespace:
+                kept["namespace"] = namespace
+            existing.write_text(json.dumps(kept, indent=2))
+            return
+    config: dict[str, object] = {
         "audiences": [AUDIENCE],
         "vaults": [
             {
@@ -77,8 +141,9 @@ def prepare(state: Path, port: int, keep: bool = False) -> dict[str, str]:
             }
         ],
     }
+    if namespace:
+        config["namespace"] = namespace
     (state / "config.json").write_text(json.dumps(config, indent=2))
-    return info
 
 
 def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
@@ -108,6 +173,8 @@ def usage(info: dict[str, str]) -> str:
   export AZURE_KEYVAULT_URL={info["vaultUrl"]}
   export REQUESTS_CA_BUNDLE={info["caFile"]}      # trust the dev CA
   token file (a bearer token for subject {info["subject"]}): {info["tokenFile"]}
+  management API (/_strongroom/v1/): client certificate {info["clientCertificate"]}
+                                     and key {info["clientKey"]}
 
   from azure.keyvault.secrets import SecretClient
   from strongroom.devclient import FileTokenCredential
@@ -118,8 +185,8 @@ def usage(info: dict[str, str]) -> str:
 Stop with Ctrl-C. The next start begins afresh unless it is given --keep-state."""
 
 
-def run(state: Path, port: int, keep: bool = False) -> None:
-    info = prepare(state, port, keep)
+def run(state: Path, port: int, keep: bool = False, namespace: str | None = None) -> None:
+    info = prepare(state, port, keep, namespace)
     sidecar = start_sidecar(state)
     try:
         aio.run(_serve(state, port, info))
@@ -135,15 +202,16 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
-    listen = Listen("127.0.0.1", port, state / "tls.crt", state / "tls.key")
+    listen = Listen(
+        "127.0.0.1", port, state / "tls.crt", state / "tls.key", state / "client-ca.crt"
+    )
     server = asyncio.create_task(
         serve(
             config,
             listen,
             state / "hsm.sock",
-            issuer.authenticator(config.audiences),
+            issuer.authenticator(config.audiences, config.namespace),
             ready=ready,
-            admin_subjects=(ADMIN,),  # the dev admin may also use the management API
         )
     )
     waiter = asyncio.create_task(ready.wait())

@@ -36,8 +36,15 @@ REGISTRY = Path("/var/lib/kubelet/plugins_registry")
 READER, STRANGER, ADMIN = "reader", "stranger", "vault-admin"
 
 
+VAULT = "mounts"
+
+
 @dataclass
 class Stack:
+    """`vault_url` is where the tests reach the vault server; pods name the vault `mounts`
+    of their namespace (https://mounts-vault.<namespace>.svc), which the plugin is told
+    to reach at `vault_url` (--vault-address)."""
+
     kube: Kube
     vault_url: str
     ca: Path
@@ -126,7 +133,7 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
                     "audiences": ["strongroom.io/vault"],
                     "vaults": [
                         {
-                            "name": "mounts",
+                            "name": VAULT,
                             "hosts": ["localhost", "127.0.0.1"],
                             "retentionDays": 7,
                             "access": [
@@ -204,6 +211,10 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
                     str(work / "jwks.json"),
                     "--share-seconds",
                     str(share_seconds),
+                    "--staging-dir",
+                    str(KUBELET_PLUGINS / "volumes"),
+                    "--vault-address",
+                    f"{VAULT}-vault.{namespace}.svc=https://localhost:{port}",
                     "--registration-socket",
                     str(registration),
                     "--kubelet-endpoint",

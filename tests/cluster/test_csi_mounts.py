@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .conftest import _kubectl_for_cluster
-from .hoststack import READER, STRANGER, Stack, host_stack
+from .hoststack import READER, STRANGER, VAULT, Stack, host_stack
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def mounting_pod(stack: Stack, name: str, account: str) -> dict[str, Any]:
                         "driver": "csi.strongroom.io",
                         "readOnly": True,
                         "volumeAttributes": {
-                            "vaultUrl": stack.vault_url,
+                            "vault": VAULT,
                             "objects": json.dumps(objects),
                         },
                     },

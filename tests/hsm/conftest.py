@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 
 from strongroom.hsm.engine import Engine
 from strongroom.hsm.sidecar import SOFTHSM2_MODULE, write_softhsm_config
+from strongroom.tls import Issued
 from strongroom.vault.auth import DevIssuer
 
 
@@ -54,10 +56,25 @@ class DevServer:
     token_file: str
     log: Path
     process: subprocess.Popen[bytes]
+    info: dict[str, Any]
 
     @property
     def token(self) -> str:
         return Path(self.token_file).read_text().strip()
+
+    def admin_context(self) -> ssl.SSLContext:
+        """A TLS client context that trusts the dev CA and presents the operator's client
+        certificate: what the management API and the pool's administrator need."""
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.info["clientCertificate"], self.info["clientKey"])
+        return context
+
+    def client_ca(self) -> Issued:
+        """The client CA the dev server trusts for the operator, as the operator holds it."""
+        return Issued(
+            Path(self.info["clientCaFile"]).read_bytes(),
+            Path(self.info["clientCaKey"]).read_bytes(),
+        )
 
     def issue(
         self,
@@ -77,7 +94,13 @@ class DevServer:
         return self.process.poll() is None
 
 
-def start_dev(state: Path, log: Path, log_level: str = "INFO", keep: bool = False) -> DevServer:
+def start_dev(
+    state: Path,
+    log: Path,
+    log_level: str = "INFO",
+    keep: bool = False,
+    namespace: str | None = None,
+) -> DevServer:
     port = free_port()
     (state / "dev.json").unlink(missing_ok=True)
     handle = log.open("ab")
@@ -94,7 +117,8 @@ def start_dev(state: Path, log: Path, log_level: str = "INFO", keep: bool = Fals
             "--port",
             str(port),
         ]
-        + (["--keep-state"] if keep else []),
+        + (["--keep-state"] if keep else [])
+        + (["--namespace", namespace] if namespace else []),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -107,7 +131,7 @@ def start_dev(state: Path, log: Path, log_level: str = "INFO", keep: bool = Fals
             pytest.fail(f"strongroom dev did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.1)
     info: dict[str, Any] = json.loads(dev_json.read_text())
-    return DevServer(state, info["vaultUrl"], info["caFile"], info["tokenFile"], log, process)
+    return DevServer(state, info["vaultUrl"], info["caFile"], info["tokenFile"], log, process, info)
 
 
 def stop_dev(server: DevServer) -> None:

@@ -1,11 +1,15 @@
 """`strongroom csi-node` over its real gRPC socket, publishing from `strongroom dev` into tmpfs."""
 
+import errno
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,46 @@ from strongroom.csi.publisher import is_mountpoint
 from .conftest import DevServer
 
 SHARE_SECONDS = 2.0
+NAMESPACE = "default"
+# The plugin reaches the pod namespace's vault `dev` (https://dev-vault.default.svc) at the dev
+# server, and team-a's vault at a listener that records every connection: a pod of `default`
+# that names team-a's vault must not reach it.
+DEV_VAULT = f"dev-vault.{NAMESPACE}.svc"
+FOREIGN_VAULT = "dev-vault.team-a.svc"
+
+
+class Listener:
+    """A TCP listener that counts the connections it receives."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def foreign() -> Iterator[Listener]:
+    listener = Listener()
+    yield listener
+    listener.close()
 
 
 class Plugin:
@@ -31,9 +75,18 @@ class Plugin:
 
 
 @pytest.fixture(scope="module")
-def plugin(dev: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plugin]:
-    base = tmp_path_factory.mktemp("csi")
-    socket = base / "csi.sock"
+def plugin(
+    dev: DevServer, foreign: Listener, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Plugin]:
+    with running_plugin(dev, foreign, tmp_path_factory.mktemp("csi")) as running:
+        yield running
+
+
+@contextmanager
+def running_plugin(dev: DevServer, foreign: Listener, base: Path) -> Iterator[Plugin]:
+    base.mkdir(parents=True, exist_ok=True)
+    csi_socket = base / "csi.sock"
+    csi_socket.unlink(missing_ok=True)
     log = base / "csi.log"
     process = subprocess.Popen(
         [
@@ -44,7 +97,7 @@ def plugin(dev: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "DEBUG",
             "csi-node",
             "--endpoint",
-            f"unix://{socket}",
+            f"unix://{csi_socket}",
             "--node-id",
             "test-node",
             "--vault-ca",
@@ -53,26 +106,35 @@ def plugin(dev: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             str(dev.state / "jwks.json"),
             "--share-seconds",
             str(SHARE_SECONDS),
+            "--staging-dir",
+            str(base / "staging"),
+            "--vault-address",
+            f"{DEV_VAULT}={dev.url}",
+            "--vault-address",
+            f"{FOREIGN_VAULT}=https://127.0.0.1:{foreign.port}",
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
-    while not socket.exists():
+    while not csi_socket.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"csi-node did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    yield Plugin(socket, log, process)
-    process.terminate()
-    process.wait(10)
+    try:
+        yield Plugin(csi_socket, log, process)
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
-def context(dev: DevServer, objects: list[dict[str, Any]], token: str | None) -> dict[str, str]:
-    out = {
-        "vaultUrl": dev.url,
+def context(
+    dev: DevServer, objects: list[dict[str, Any]], token: str | None, **vault: str
+) -> dict[str, str]:
+    out = (vault or {"vault": "dev"}) | {
         "objects": json.dumps(objects),
         "csi.storage.k8s.io/ephemeral": "true",
-        "csi.storage.k8s.io/pod.namespace": "default",
+        "csi.storage.k8s.io/pod.namespace": NAMESPACE,
         "csi.storage.k8s.io/pod.name": "app",
     }
     if token is not None:
@@ -204,20 +266,86 @@ def test_hostile_paths_are_invalid_arguments(
     assert not target.exists()
 
 
-def test_a_symlink_planted_in_the_volume_is_refused(
+def test_the_pods_view_of_its_volume_is_read_only_even_to_root(
     plugin: Plugin, dev: DevServer, seeded: dict[str, Any], tmp_path: Path
 ) -> None:
-    target = tmp_path / "planted"
+    """Root in the pod can plant nothing: the target is a read-only bind mount."""
+    assert os.geteuid() == 0, "this test proves what root cannot do: run it as root"
+    target = tmp_path / "readonly"
     token = dev.issue("dev:reader")
     publish(plugin, target, context(dev, OBJECTS, token))
-    os.symlink("/etc", target / "evil")
+    attacks = {
+        "write a file": lambda: (target / "planted").write_text("x"),
+        "plant a symlink": lambda: os.symlink("/etc", target / "evil"),
+        "replace ..data": lambda: os.symlink("/etc", target / "..data_tmp"),
+        "rename a directory": lambda: os.rename(target / "..data", target / "..moved"),
+        "write into a generation": lambda: (target / "db" / "planted").write_text("x"),
+        "remove a file": lambda: (target / "db" / "password").unlink(),
+        "make a directory": lambda: (target / "d").mkdir(),
+    }
+    for what, attack in attacks.items():
+        with pytest.raises(OSError) as failed:
+            attack()
+        assert failed.value.errno == errno.EROFS, what
     time.sleep(SHARE_SECONDS + 0.5)
-    with pytest.raises(grpc.RpcError) as refused:
-        publish(plugin, target, context(dev, OBJECTS, token))
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (target / "db" / "password").exists()  # the pod keeps what it had
+    publish(plugin, target, context(dev, OBJECTS, token))  # republishing still works
+    assert (target / "db" / "password").read_text().startswith("s3cret-value")
     unpublish(plugin, target)
     assert not target.exists() and os.path.exists("/etc/passwd")
+
+
+def test_a_republish_after_a_plugin_restart_reaches_the_pods_view(
+    dev: DevServer, foreign: Listener, clients: Any, seeded: dict[str, Any], tmp_path: Path
+) -> None:
+    """The plugin's staging mounts go with it; the pod's view stays and is written again."""
+    target = tmp_path / "restarted"
+    token = dev.issue("dev:reader")
+    with running_plugin(dev, foreign, tmp_path / "first") as first:
+        publish(first, target, context(dev, OBJECTS, token))
+        staging = [line for line in mounts() if str(tmp_path / "first") in line]
+        assert staging, "the plugin mounted no staging tmpfs"
+    # A restart in a fresh mount namespace loses the staging mount; here, unmount it.
+    for line in staging:
+        subprocess.run(["/bin/umount", line.split()[4]], check=True)  # noqa: S603
+    clients.secrets.set_secret("csi-db-password", "s3cret-after-restart")
+    with running_plugin(dev, foreign, tmp_path / "first") as second:
+        publish(second, target, context(dev, OBJECTS, token))
+        assert (target / "db" / "password").read_text() == "s3cret-after-restart"
+        with pytest.raises(OSError) as failed:
+            (target / "planted").write_text("x")
+        assert failed.value.errno == errno.EROFS
+        unpublish(second, target)
+    assert not target.exists()
+    clients.secrets.set_secret("csi-db-password", "s3cret-value-1")
+
+
+def mounts() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "vault",
+    [
+        {"vaultUrl": f"https://{FOREIGN_VAULT}"},
+        {"vaultUrl": f"https://{FOREIGN_VAULT}.cluster.local"},
+        {"vaultUrl": "https://127.0.0.1"},
+        {"vaultUrl": f"https://{DEV_VAULT}:8443"},
+        {"vaultUrl": f"https://x@{DEV_VAULT}"},
+        {"vault": "dev.team-a"},
+    ],
+)
+def test_a_vault_outside_the_pods_namespace_gets_neither_a_connection_nor_a_token(
+    plugin: Plugin, dev: DevServer, foreign: Listener, tmp_path: Path, vault: dict[str, str]
+) -> None:
+    target = tmp_path / "foreign"
+    before = foreign.connections
+    with pytest.raises(grpc.RpcError) as refused:
+        publish(plugin, target, context(dev, OBJECTS, dev.issue("dev:reader"), **vault))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "namespace" in refused.value.details() or "vault" in refused.value.details()
+    time.sleep(0.5)
+    assert foreign.connections == before
+    assert not target.exists()
 
 
 @pytest.mark.parametrize("field", ["volume_id", "target_path", "volume_capability"])

@@ -96,5 +96,29 @@ def test_records_survive_a_crash_between_create_and_destroy(engine: Engine) -> N
     # A second object for the same record, as a crash mid-update would leave.
     session.create_object(templates.record("crash/a", (2**63).to_bytes(8, "big") + b"new"))
     engine._records.clear()
-    assert engine.list_records("t")["crash/a"] == b"new"
+    assert engine.list_records("t")["records"]["crash/a"] == b"new"
     assert len(engine._find_records("t", "crash/a")) == 1
+
+
+def test_records_are_listed_in_pages_of_bounded_size(engine: Engine) -> None:
+    from strongroom.hsm.engine import MAX_RECORD_BYTES, RECORD_PAGE_BYTES
+
+    for index in range(5):
+        engine.put_record("t", f"paged/{index}", bytes([index]) * (RECORD_PAGE_BYTES // 3))
+    with pytest.raises(InvalidInput):
+        engine.put_record("t", "paged/huge", b"x" * (MAX_RECORD_BYTES + 1))
+    seen: dict[str, bytes] = {}
+    page = engine.list_records("t")
+    pages = 1
+    while True:
+        assert sum(len(v) for v in page["records"].values()) <= RECORD_PAGE_BYTES
+        seen |= page["records"]
+        if page["next"] is None:
+            break
+        page = engine.list_records("t", after=page["next"])
+        pages += 1
+    assert pages >= 2
+    assert {n for n in seen if n.startswith("paged/")} == {f"paged/{i}" for i in range(5)}
+    assert seen["paged/3"] == b"\x03" * (RECORD_PAGE_BYTES // 3)
+    for index in range(5):
+        engine.delete_record("t", f"paged/{index}")

@@ -23,7 +23,10 @@ def call(
     token: str | None,
     body: Any = None,
     host: str | None = None,
+    *,
+    admin: bool = False,
 ) -> tuple[int, Any]:
+    """One HTTPS call; `admin` presents the operator's client certificate."""
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -31,7 +34,7 @@ def call(
         headers["Host"] = f"{host}:{urlsplit(dev.url).port}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(dev.url + path, data, headers, method=method)  # noqa: S310
-    context = ssl.create_default_context(cafile=dev.ca)
+    context = dev.admin_context() if admin else ssl.create_default_context(cafile=dev.ca)
     try:
         with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
             raw = response.read()
@@ -39,6 +42,11 @@ def call(
     except urllib.error.HTTPError as error:
         raw = error.read()
         return error.code, json.loads(raw) if raw else None
+
+
+def manage(dev: DevServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A management API call as the operator makes it: its client certificate, no token."""
+    return call(dev, method, path, None, body, admin=True)
 
 
 def vault_body(purge_protection: bool = True, retention: int = 7) -> dict[str, Any]:
@@ -50,17 +58,17 @@ def vault_body(purge_protection: bool = True, retention: int = 7) -> dict[str, A
     }
 
 
-def test_only_admin_subjects_may_manage(dev: DevServer) -> None:
-    assert call(dev, "GET", "/_strongroom/v1/health", None)[0] == 401
-    reader = dev.issue("dev:reader")
-    status, body = call(dev, "GET", "/_strongroom/v1/health", reader)
-    assert status == 403 and "dev:reader" in body["error"]["message"]
-    other_audience = dev.issue("dev:admin", audience="someone-else")
-    assert call(dev, "GET", "/_strongroom/v1/health", other_audience)[0] == 401
+def test_only_the_operators_client_certificate_may_manage(dev: DevServer) -> None:
+    status, body = call(dev, "GET", "/_strongroom/v1/health", None)
+    assert status == 401 and "client certificate" in body["error"]["message"]
+    for token in (dev.token, dev.issue("dev:reader"), dev.issue("dev:admin", audience="else")):
+        status, body = call(dev, "GET", "/_strongroom/v1/health", token)
+        assert status == 401 and "client certificate" in body["error"]["message"]
+    assert manage(dev, "GET", "/_strongroom/v1/health")[0] == 200
 
 
 def test_health_reports_the_hsm_and_the_vaults(dev: DevServer) -> None:
-    status, body = call(dev, "GET", "/_strongroom/v1/health", dev.token)
+    status, body = manage(dev, "GET", "/_strongroom/v1/health")
     assert status == 200 and body["status"] == "ok"
     assert "SoftHSM" in body["hsmPlatform"]
     assert "dev" in body["vaults"]
@@ -68,14 +76,12 @@ def test_health_reports_the_hsm_and_the_vaults(dev: DevServer) -> None:
 
 def test_bad_vault_names_and_configs_are_refused(dev: DevServer) -> None:
     for name in ("Upper", "-dash", "x" * 33, "a_b"):
-        status, body = call(dev, "PUT", f"/_strongroom/v1/vaults/{name}", dev.token, vault_body())
+        status, body = manage(dev, "PUT", f"/_strongroom/v1/vaults/{name}", vault_body())
         assert status == 400, name
         assert "1-32 lowercase letters" in body["error"]["message"]
-    status, body = call(dev, "PUT", "/_strongroom/v1/vaults/bad", dev.token, {"hosts": []})
+    status, body = manage(dev, "PUT", "/_strongroom/v1/vaults/bad", {"hosts": []})
     assert status == 400 and "host" in body["error"]["message"]
-    status, body = call(
-        dev, "PUT", "/_strongroom/v1/vaults/bad", dev.token, vault_body(retention=3)
-    )
+    status, body = manage(dev, "PUT", "/_strongroom/v1/vaults/bad", vault_body(retention=3))
     assert status == 400 and "retentionDays" in body["error"]["message"]
 
 
@@ -84,13 +90,13 @@ def test_a_vault_put_is_served_kept_and_guarded(tmp_path_factory: pytest.TempPat
     first = start_dev(base / "state", base / "dev.log")
     try:
         path = "/_strongroom/v1/vaults/payments"
-        assert call(first, "GET", path, first.token)[0] == 404
-        status, body = call(first, "PUT", path, first.token, vault_body())
+        assert manage(first, "GET", path)[0] == 404
+        status, body = manage(first, "PUT", path, vault_body())
         assert status == 201 and body["hosts"] == [HOST] and body["purgeProtection"] is True
-        assert call(first, "PUT", path, first.token, vault_body())[0] == 200  # idempotent
-        status, body = call(first, "PUT", path, first.token, vault_body(purge_protection=False))
+        assert manage(first, "PUT", path, vault_body())[0] == 200  # idempotent
+        status, body = manage(first, "PUT", path, vault_body(purge_protection=False))
         assert status == 409 and "Purge protection" in body["error"]["message"]
-        status, body = call(first, "PUT", path, first.token, vault_body(retention=30))
+        status, body = manage(first, "PUT", path, vault_body(retention=30))
         assert status == 409 and "retention" in body["error"]["message"]
         status, body = call(
             first,
@@ -108,20 +114,20 @@ def test_a_vault_put_is_served_kept_and_guarded(tmp_path_factory: pytest.TempPat
 
         second = start_dev(base / "state", base / "dev.log", keep=True)
         try:
-            status, body = call(second, "GET", path, second.token)
+            status, body = manage(second, "GET", path)
             assert status == 200 and body["hosts"] == [HOST]
             status, body = call(
                 second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
             )
             assert status == 200 and body["key"]["kid"].split("/")[-1] == kid.split("/")[-1]
-            assert call(second, "DELETE", path, second.token)[0] == 204
-            assert call(second, "GET", path, second.token)[0] == 404
+            assert manage(second, "DELETE", path)[0] == 204
+            assert manage(second, "GET", path)[0] == 404
             status, _ = call(
                 second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
             )
             assert status == 404
             # Served again, the vault finds its keys: its token was kept.
-            assert call(second, "PUT", path, second.token, vault_body())[0] == 201
+            assert manage(second, "PUT", path, vault_body())[0] == 201
             status, _ = call(
                 second, "GET", "/keys/signing?api-version=7.5", second.token, host=HOST
             )
@@ -136,7 +142,7 @@ def test_a_host_served_by_another_vault_is_refused_before_any_token_is_made(
     dev: DevServer,
 ) -> None:
     body = vault_body() | {"hosts": ["localhost"]}
-    status, answer = call(dev, "PUT", "/_strongroom/v1/vaults/clash", dev.token, body)
+    status, answer = manage(dev, "PUT", "/_strongroom/v1/vaults/clash", body)
     assert status == 409 and "already served by vault 'dev'" in answer["error"]["message"]
-    status, answer = call(dev, "GET", "/_strongroom/v1/health", dev.token)
+    status, answer = manage(dev, "GET", "/_strongroom/v1/health")
     assert "clash" not in answer["vaults"]

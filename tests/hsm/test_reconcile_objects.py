@@ -1,7 +1,7 @@
 """Key and VaultSecret reconciles driven against a real vault server (`strongroom dev`).
 
 The operator's own code runs here: its reconcile functions and its pool client,
-with the dev admin token standing in for the operator's ServiceAccount token.
+with a client certificate from the dev server's client CA, as the operator has.
 Only the Kubernetes side is a fake: which vault a resource names, and the
 Secrets an import reads.
 """
@@ -26,12 +26,12 @@ from strongroom.models import KeySpec, KeyStatus, VaultSecretSpec, VaultSecretSt
 from strongroom.reconcile import key as key_reconcile
 from strongroom.reconcile import secret as secret_reconcile
 from strongroom.reconcile.context import Context
-from strongroom.reconcile.errors import InvalidSpec, NotReady
+from strongroom.reconcile.errors import ImportNotAllowed, InvalidSpec, NotReady
 from strongroom.reconcile.poolapi import PoolApi, VaultAddress
 from strongroom.tls import make_ca
 
 from .conftest import DevServer
-from .test_management_api import call
+from .test_management_api import call, manage
 
 NAMESPACE = "team-r"
 CANARY = "canary-VmF1bHRTZWNyZXQ-never-in-status"
@@ -57,7 +57,7 @@ def new_vault(dev: DevServer, purge_protection: bool = False) -> VaultAddress:
     name = f"r{next(_vault_names)}"
     host = f"{name}-vault.{NAMESPACE}.svc"
     body = {"hosts": [host], "access": [], "retentionDays": 7, "purgeProtection": purge_protection}
-    status, answer = call(dev, "PUT", f"/_strongroom/v1/vaults/{name}", dev.token, body)
+    status, answer = manage(dev, "PUT", f"/_strongroom/v1/vaults/{name}", body)
     assert status == 201, answer
     return VaultAddress(dev.url, name, host)
 
@@ -80,12 +80,13 @@ def run(
         monkeypatch.setattr(module, "vault_address_for_delete", address)
 
     async def main() -> Any:
-        pools = PoolApi(Path(dev.ca).read_text(), Path(dev.token_file))
+        pools = PoolApi(Path(dev.ca).read_text(), dev.client_ca())
         ctx = Context(
             kube=kube or FakeKube(),  # type: ignore[arg-type]
             pools=pools,
             ca=make_ca("unused"),
-            settings=OperatorSettings(image="unused", admin_subject="dev:admin"),
+            client_ca=make_ca("unused"),
+            settings=OperatorSettings(image="unused"),
         )
         try:
             return await scenario(ctx)
@@ -99,7 +100,8 @@ def data_plane(
     dev: DevServer, vault: VaultAddress, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:
     sep = "&" if "?" in path else "?"
-    return call(dev, method, f"{path}{sep}api-version=7.5", dev.token, body, host=vault.host)
+    # As the operator: its client certificate holds every permission in every vault.
+    return call(dev, method, f"{path}{sep}api-version=7.5", None, body, host=vault.host, admin=True)
 
 
 def owner(name: str) -> Owner:
@@ -423,13 +425,16 @@ def test_a_secret_is_imported_once_from_a_kubernetes_secret(
     resource = secret_owner("imported")
     spec = secret_spec(vault, {"fromSecret": {"name": "source", "key": "password"}})
 
-    async def missing(ctx: Context) -> None:
-        with pytest.raises(NotReady) as caught:
+    async def refused(ctx: Context) -> None:
+        with pytest.raises(ImportNotAllowed):
             await secret_reconcile.reconcile_secret(ctx, resource, spec, VaultSecretStatus(), 1)
-        assert caught.value.reason == "SourceSecretNotFound"
 
-    run(dev, vault, missing, kube, monkeypatch)
+    run(dev, vault, refused, kube, monkeypatch)  # no Secret at all
     kube.secrets["source"] = {"data": {"password": base64.b64encode(CANARY.encode()).decode()}}
+    run(dev, vault, refused, kube, monkeypatch)  # a Secret that does not opt in
+    code, _ = data_plane(dev, vault, "GET", "/secrets/imported")
+    assert code == 404  # nothing was read into the vault
+    kube.secrets["source"]["metadata"] = {"annotations": {"strongroom.io/allow-import": "imported"}}
 
     async def reconcile(ctx: Context) -> VaultSecretStatus:
         return await secret_reconcile.reconcile_secret(ctx, resource, spec, VaultSecretStatus(), 1)
@@ -438,7 +443,7 @@ def test_a_secret_is_imported_once_from_a_kubernetes_secret(
     assert secret_value(dev, vault, "imported") == CANARY
     assert CANARY not in repr(status.wire()) and CANARY not in dev.log_text()
     # Imported once: a later change of the Kubernetes Secret is not followed.
-    kube.secrets["source"] = {"data": {"password": base64.b64encode(b"changed").decode()}}
+    kube.secrets["source"]["data"] = {"password": base64.b64encode(b"changed").decode()}
     again = run(dev, vault, reconcile, kube, monkeypatch)
     assert again.current_version == status.current_version
     assert secret_value(dev, vault, "imported") == CANARY

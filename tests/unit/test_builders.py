@@ -17,6 +17,7 @@ from strongroom.builders.pool import (
     Pool,
     build_children,
     build_pool_secret,
+    build_tls_secret,
     build_token_review_binding,
     build_vault_service,
     vault_uri,
@@ -25,8 +26,7 @@ from strongroom.models import HsmPoolSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = OperatorSettings(
-    image="strongroom.io/strongroom:dev",
-    admin_subject="system:serviceaccount:strongroom-system:strongroom-operator",
+    image="strongroom.io/strongroom:dev", allowed_images=("registry.example/strongroom-vendor:1",)
 )
 POOL_INPUTS = {
     "default": {},
@@ -98,8 +98,24 @@ def test_server_and_sidecar_share_the_socket_and_only_the_sidecar_sees_the_token
     assert volumes["hsm-socket"]["emptyDir"]["medium"] == "Memory"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
-    admin = server["args"][server["args"].index("--admin-subject") + 1]
-    assert admin == SETTINGS.admin_subject
+
+
+def test_the_pool_takes_the_operator_by_its_client_certificate_only() -> None:
+    pool = _pool("default")
+    server = _pod(pool)["containers"][0]
+    args = server["args"]
+    assert "--admin-subject" not in args
+    client_ca = args[args.index("--client-ca") + 1]
+    assert client_ca == "/etc/strongroom/tls/client-ca.crt"
+    assert args[args.index("--admin-client-name") + 1] == "strongroom-operator"
+    tls = next(m for m in server["volumeMounts"] if m["name"] == "tls")
+    secret = build_tls_secret(pool, "cert", "key", "server-ca", "client-ca")
+    assert client_ca == f"{tls['mountPath']}/client-ca.crt"
+    assert secret["stringData"]["client-ca.crt"] == "client-ca"
+    volume = next(v for v in _pod(pool)["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    config = next(o for o in build_children(pool, SETTINGS) if o["kind"] == "ConfigMap")
+    assert '"namespace": "team-a"' in config["data"]["config.json"]
 
 
 def test_the_pool_secret_is_kept_unless_the_pool_says_delete() -> None:
@@ -123,10 +139,31 @@ def test_vault_uri_passes_the_azure_sdk_challenge_check() -> None:
     _validate_challenge_resource(challenge.get_resource(), f"{uri}/keys")
 
 
-def test_the_pool_certificate_covers_every_vault_host() -> None:
+def test_the_pool_certificate_names_exactly_the_pool_and_the_vaults_given() -> None:
     pool = _pool("default")
     host = vault_uri("payments", "team-a").removeprefix("https://")
-    assert any(h == host or (h.startswith("*.") and host.endswith(h[1:])) for h in pool.tls_hosts)
+    assert pool.tls_hosts(["payments"]) == [
+        "main-pool.team-a.svc",
+        "main-pool.team-a.svc.cluster.local",
+        host,
+        f"{host}.cluster.local",
+    ]
+    assert pool.tls_hosts([]) == pool.hosts
+    assert not [h for h in pool.tls_hosts(["payments", "billing"]) if "*" in h]
+
+
+def test_the_binding_of_a_pool_grants_token_review_only_and_names_its_uid() -> None:
+    pool = _pool("default")
+    binding = build_token_review_binding(pool)
+    assert binding["roleRef"]["name"] == "strongroom-token-reviewer"
+    assert binding["metadata"]["name"] == f"strongroom-pool-{pool.owner.uid}"
+    assert binding["metadata"]["labels"]["strongroom.io/owner-uid"] == pool.owner.uid
+
+
+def test_every_namespaced_child_names_its_owner() -> None:
+    pool = _pool("default")
+    for obj in build_children(pool, SETTINGS) + [build_pool_secret(pool, "00" * 32)]:
+        assert obj["metadata"]["labels"]["strongroom.io/owner-uid"] == pool.owner.uid
 
 
 def test_the_operator_rbac_covers_every_kind_the_builders_make() -> None:
@@ -140,12 +177,17 @@ def test_the_operator_rbac_covers_every_kind_the_builders_make() -> None:
         for resource in rule["resources"]
     }
     pool = _pool("default")
-    made = build_children(pool, SETTINGS) + [
-        build_token_review_binding(pool),
-        build_pool_secret(pool, "00" * 32),
+    applied = build_children(pool, SETTINGS) + [
+        build_tls_secret(pool, "cert", "key", "ca", "client-ca")
     ]
+    made_once = [build_token_review_binding(pool), build_pool_secret(pool, "00" * 32)]
     plural = {"PersistentVolumeClaim": "persistentvolumeclaims", "ConfigMap": "configmaps"}
-    for obj in made:
+    for obj in applied + made_once:
         group = obj["apiVersion"].rpartition("/")[0]
         resource = plural.get(obj["kind"], obj["kind"].lower() + "s")
-        assert {"get", "create", "patch"} <= granted.get((group, resource), set()), obj["kind"]
+        needed = {"get", "create"} | ({"patch"} if obj in applied else set())
+        assert needed <= granted.get((group, resource), set()), obj["kind"]
+    # The pool's binding is deleted with the pool; it grants what the operator may bind.
+    assert "delete" in granted[("rbac.authorization.k8s.io", "clusterrolebindings")]
+    bind = next(rule for rule in role["rules"] if "bind" in rule["verbs"])
+    assert bind["resourceNames"] == [build_token_review_binding(pool)["roleRef"]["name"]]

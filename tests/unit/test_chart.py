@@ -113,6 +113,9 @@ def test_the_chart_lints_cleanly() -> None:
         "csiNode.kubeletDir=relative/path",
         "csiNode.shareSeconds=-1",
         "operator.watchNamespaces[0]=Not_A_Namespace",
+        "pools.bogus=1",
+        "pools.allowedImages=registry.example/a:1",  # a string, not a list
+        "pools.allowedImages[0]=has space",
         "tests.mount.enabled=true",  # without a vault, secret and ServiceAccount
         "tests.mount.secret=a/b",
     ],
@@ -202,8 +205,19 @@ def test_the_operator_runs_once_unprivileged(default: list[dict[str, Any]]) -> N
     assert "--image=strongroom.io/strongroom:dev" in container["args"]
     assert f"--namespace={NAMESPACE}" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    token = _volume(pod, "pool-token")["projected"]["sources"][0]["serviceAccountToken"]
-    assert token["audience"] == AUDIENCE
+    # No token for the pools: the operator calls them with its client certificate only.
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert not [a for a in container["args"] if a.startswith("--allowed-image")]
+
+
+def test_allowed_pool_images_reach_the_operator() -> None:
+    objects = render("pools.allowedImages={registry.example/a:1,registry.example/b@sha256:00}")
+    container = _container(_pod(find(objects, "Deployment", "strongroom-operator")), "operator")
+    allowed = [a for a in container["args"] if a.startswith("--allowed-image")]
+    assert allowed == [
+        "--allowed-image=registry.example/a:1",
+        "--allowed-image=registry.example/b@sha256:00",
+    ]
 
 
 def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) -> None:
@@ -213,14 +227,39 @@ def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) 
             assert "*" not in rule[field], rule
         assert not {"escalate", "impersonate", "deletecollection"} & set(rule["verbs"]), rule
         if "bind" in rule["verbs"]:
-            assert rule["resourceNames"] == ["system:auth-delegator"]
+            # The one role it may grant; not system:auth-delegator (subjectaccessreviews).
+            assert rule["resourceNames"] == ["strongroom-token-reviewer"]
+            assert rule["verbs"] == ["bind"]
         if "secrets" in rule["resources"]:
             # Reads the Secrets it names; never lists or watches every Secret in the cluster.
             assert set(rule["verbs"]) == {"get", "create", "patch"}
         if "delete" in rule["verbs"]:
             assert rule["resources"] == ["clusterrolebindings"]
+        if "clusterrolebindings" in rule["resources"]:
+            # Made once per pool, never patched: it cannot be turned into another grant.
+            assert set(rule["verbs"]) == {"get", "create", "delete"}
     bindings = list(_bound_rules(default, "strongroom-operator"))
     assert [ref["name"] for _, ref in bindings] == ["strongroom-operator"]
+
+
+def test_every_operator_rule_says_why(default: list[dict[str, Any]]) -> None:
+    text = (CHART / "templates" / "operator" / "rbac.yaml").read_text()
+    rules = text.split("kind: ClusterRole\n", 1)[1].split("\n---", 1)[0]
+    lines = rules.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().startswith("- apiGroups:"):
+            assert lines[index - 1].strip().startswith("#"), f"rule without a reason: {line}"
+
+
+def test_pools_are_bound_to_token_review_only(default: list[dict[str, Any]]) -> None:
+    role = find(default, "ClusterRole", "strongroom-token-reviewer")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["authentication.k8s.io"],
+            "resources": ["tokenreviews"],
+            "verbs": ["create"],
+        }
+    ]
 
 
 def test_the_operator_rbac_is_the_one_the_operator_names_in_its_errors() -> None:

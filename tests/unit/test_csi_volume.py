@@ -5,6 +5,7 @@ import json
 import pytest
 
 from strongroom.csi.volume import (
+    POD_NAMESPACE_KEY,
     InvalidVolume,
     check_path,
     parse_volume,
@@ -32,7 +33,11 @@ HOSTILE_PATHS = [
 
 
 def volume(objects: object, **extra: str) -> dict[str, str]:
-    return {"vaultUrl": "https://v-vault.ns.svc", "objects": json.dumps(objects)} | extra
+    return {
+        "vaultUrl": "https://v-vault.ns.svc",
+        "objects": json.dumps(objects),
+        POD_NAMESPACE_KEY: "ns",
+    } | extra
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
@@ -101,9 +106,75 @@ def test_bad_object_lists_say_what_is_wrong(objects: object, fragment: str) -> N
 
 def test_a_vault_url_must_be_https() -> None:
     with pytest.raises(InvalidVolume, match="https"):
-        parse_volume(volume([{"name": "s"}], vaultUrl="http://v"))
+        parse_volume(volume([{"name": "s"}], vaultUrl="http://v-vault.ns.svc"))
     with pytest.raises(InvalidVolume, match="vaultUrl"):
-        parse_volume({"objects": "[]"})
+        parse_volume({"objects": "[]", POD_NAMESPACE_KEY: "ns"})
+
+
+# The pod's token goes only to a vault of the pod's own namespace: a pod in team-b that
+# names team-a's vault, or any other host, hands its token to no one.
+FOREIGN_VAULT_URLS = [
+    ("https://payments-vault.team-a.svc", "namespace"),
+    ("https://payments-vault.team-a.svc.cluster.local", "namespace"),
+    ("https://payments-vault.team-b.svc.evil.example", "namespace"),
+    ("https://evil.example", "namespace"),
+    ("https://127.0.0.1", "namespace"),
+    ("https://[::1]", "namespace"),
+    ("https://localhost:8443", "port"),
+    ("https://payments-vault.team-b.svc:8443", "port"),
+    ("https://user:pw@payments-vault.team-b.svc", "user"),
+    ("https://payments-vault.team-b.svc@evil.example", "user"),
+    ("https://payments-vault.team-b.svc/secrets", "path"),
+    ("https://payments-vault.team-b.svc.", "namespace"),
+    ("https://payments.team-b.svc", "namespace"),
+    ("https://-vault.team-b.svc", "namespace"),
+    ("https://a.b-vault.team-b.svc", "namespace"),
+    ("https://payments-vault.team-b.svc:0443", "port"),
+    ("https://payments-vault.team-b.svc:x", "port"),
+]
+
+
+@pytest.mark.parametrize("url,why", FOREIGN_VAULT_URLS)
+def test_a_vault_outside_the_pods_namespace_is_refused_and_says_why(url: str, why: str) -> None:
+    attributes = volume([{"name": "s"}], vaultUrl=url) | {POD_NAMESPACE_KEY: "team-b"}
+    with pytest.raises(InvalidVolume, match=why) as refused:
+        parse_volume(attributes)
+    assert "team-b" in str(refused.value) or why in ("port", "user", "path")
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("https://payments-vault.team-b.svc", "https://payments-vault.team-b.svc"),
+        ("https://payments-vault.team-b.svc/", "https://payments-vault.team-b.svc"),
+        ("https://payments-vault.team-b.svc:443", "https://payments-vault.team-b.svc"),
+        ("https://Payments-Vault.team-b.svc", "https://payments-vault.team-b.svc"),
+        (
+            "https://payments-vault.team-b.svc.cluster.local",
+            "https://payments-vault.team-b.svc.cluster.local",
+        ),
+    ],
+)
+def test_a_vault_of_the_pods_namespace_is_accepted(url: str, expected: str) -> None:
+    attributes = volume([{"name": "s"}], vaultUrl=url) | {POD_NAMESPACE_KEY: "team-b"}
+    assert parse_volume(attributes).vault_url == expected
+
+
+def test_without_the_pods_namespace_no_vault_is_trusted() -> None:
+    attributes = volume([{"name": "s"}])
+    del attributes[POD_NAMESPACE_KEY]
+    with pytest.raises(InvalidVolume, match="podInfoOnMount"):
+        parse_volume(attributes)
+    with pytest.raises(InvalidVolume, match="podInfoOnMount"):
+        parse_volume({"vault": "payments", "objects": json.dumps([{"name": "s"}])})
+
+
+@pytest.mark.parametrize("name", ["payments.team-a", "payments-vault.team-a.svc#", "a/b", "A"])
+def test_a_vault_name_cannot_reach_another_namespace(name: str) -> None:
+    with pytest.raises(InvalidVolume, match="vault"):
+        parse_volume(
+            {"vault": name, POD_NAMESPACE_KEY: "team-b", "objects": json.dumps([{"name": "s"}])}
+        )
 
 
 def test_the_pod_token_is_read_for_strongrooms_audience_only() -> None:

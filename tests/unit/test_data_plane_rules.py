@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from strongroom.hsm import errors, protocol
-from strongroom.hsm.engine import oaep_sha256_decode
+from strongroom.hsm.engine import oaep_decode, pkcs1_v15_decode
 from strongroom.hsm.pins import read_pool_secret, so_pin, user_pin
 from strongroom.vault.config import AccessEntry, ServerConfig
 from strongroom.vault.encoding import b64url, unb64url
@@ -56,17 +56,56 @@ def test_bad_durations(text: object) -> None:
         parse_duration(text)
 
 
-def test_oaep_sha256_decoding_matches_the_standard() -> None:
+@pytest.mark.parametrize("hash_name", ["sha1", "sha256"])
+def test_oaep_decoding_matches_the_standard(hash_name: str) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pad = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
+    chosen = hashes.SHA1() if hash_name == "sha1" else hashes.SHA256()  # noqa: S303
+    pad = padding.OAEP(padding.MGF1(chosen), chosen, None)
     ciphertext = key.public_key().encrypt(b"attack at dawn", pad)
     numbers = key.private_numbers()
     encoded = pow(int.from_bytes(ciphertext, "big"), numbers.d, numbers.public_numbers.n)
-    assert oaep_sha256_decode(encoded.to_bytes(256, "big")) == b"attack at dawn"
+    assert oaep_decode(encoded.to_bytes(256, "big"), hash_name) == b"attack at dawn"
     tampered = bytearray(encoded.to_bytes(256, "big"))
     tampered[100] ^= 1
-    with pytest.raises(errors.InvalidInput):
-        oaep_sha256_decode(bytes(tampered))
+    with pytest.raises(errors.InvalidInput) as failed:
+        oaep_decode(bytes(tampered), hash_name)
+    with pytest.raises(errors.InvalidInput) as short:
+        oaep_decode(b"\0" * 10, hash_name)
+    assert str(failed.value) == str(short.value)
+
+
+def _pkcs1(message: bytes, k: int = 256) -> bytes:
+    return b"\x00\x02" + b"\x5a" * (k - 3 - len(message)) + b"\x00" + message
+
+
+@pytest.mark.parametrize("message", [b"", b"m", b"x" * 245])
+def test_pkcs1_v15_decoding_returns_a_well_formed_message(message: bytes) -> None:
+    assert pkcs1_v15_decode(_pkcs1(message), b"c" * 256, b"secret") == message
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        b"\x01" + _pkcs1(b"m")[1:],  # first byte
+        b"\x00\x01" + _pkcs1(b"m")[2:],  # block type
+        b"\x00\x02" + b"\x5a" * 254,  # no separator
+        b"\x00\x02" + b"\x5a" * 7 + b"\x00" + b"m" * 246,  # padding under 8 bytes
+    ],
+)
+def test_a_malformed_pkcs1_v15_padding_gives_a_stable_synthetic_message(encoded: bytes) -> None:
+    ciphertext = bytes(range(256))
+    first = pkcs1_v15_decode(encoded, ciphertext, b"secret")
+    assert first == pkcs1_v15_decode(encoded, ciphertext, b"secret")
+    assert len(first) <= 256 - 11
+    assert first != pkcs1_v15_decode(encoded, ciphertext, b"another key's secret")
+    assert first != pkcs1_v15_decode(encoded, ciphertext[::-1], b"secret")
+
+
+def test_synthetic_lengths_spread_over_the_allowed_range() -> None:
+    lengths = {
+        len(pkcs1_v15_decode(b"\x00" * 256, i.to_bytes(2, "big"), b"secret")) for i in range(200)
+    }
+    assert max(lengths) <= 245 and len(lengths) > 100
 
 
 def test_pins_are_derived_per_vault_and_never_equal(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Pure parts of reconciling: error mapping, conditions, vault configs, certificate renewal."""
 
+import base64
 import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from strongroom.builders.common import Owner
 from strongroom.builders.pool import Pool, build_tls_secret
 from strongroom.models import HsmPoolSpec, KeySpec, VaultSpec
 from strongroom.operator.reporting import failure_to_kopf
+from strongroom.reconcile.certificate import needs_new_certificate
 from strongroom.reconcile.conditions import with_condition
 from strongroom.reconcile.errors import (
     Conflict,
@@ -23,7 +25,6 @@ from strongroom.reconcile.errors import (
     classify,
 )
 from strongroom.reconcile.kube import path
-from strongroom.reconcile.pool import needs_new_certificate
 from strongroom.reconcile.vault import vault_config
 from strongroom.tls import issue_server_cert, make_ca
 from strongroom.vault.config import VaultConfig
@@ -142,6 +143,7 @@ def test_vault_config_grants_roles_and_service_accounts_and_the_pool_accepts_it(
     )
     config = vault_config("payments", "team-a", spec)
     assert config["hosts"][0] == "payments-vault.team-a.svc"
+    assert config["audience"] == "https://payments-vault.team-a.svc"
     access = {entry["subject"]: entry for entry in config["access"]}
     app = access["system:serviceaccount:team-a:app"]
     assert "sign" in app["keys"] and "delete" not in app["keys"] and app["secrets"] == []
@@ -157,15 +159,20 @@ def test_vault_config_grants_roles_and_service_accounts_and_the_pool_accepts_it(
 
 def test_pool_certificates_are_renewed_when_missing_foreign_expiring_or_misnamed() -> None:
     pool = Pool(Owner("HsmPool", "main", "team-a", "u"), HsmPoolSpec())
-    ca = make_ca("test CA")
+    ca, client_ca = make_ca("test CA"), make_ca("test client CA")
+    hosts = pool.tls_hosts(["payments"])
     now = datetime.datetime.now(datetime.UTC)
 
-    def secret(issued_by: Any, hosts: list[str], days: int = 365) -> dict[str, Any]:
-        import base64
-
-        issued = issue_server_cert(issued_by, hosts, days=days)
+    def secret(
+        issued_by: Any, names: list[str], days: int = 365, client: Any = client_ca
+    ) -> dict[str, Any]:
+        issued = issue_server_cert(issued_by, names, days=days)
         built = build_tls_secret(
-            pool, issued.cert_pem.decode(), issued.key_pem.decode(), issued_by.cert_pem.decode()
+            pool,
+            issued.cert_pem.decode(),
+            issued.key_pem.decode(),
+            issued_by.cert_pem.decode(),
+            client.cert_pem.decode(),
         )
         return {
             "data": {
@@ -173,11 +180,16 @@ def test_pool_certificates_are_renewed_when_missing_foreign_expiring_or_misnamed
             }
         }
 
-    assert needs_new_certificate(None, ca, pool, now)
-    assert not needs_new_certificate(secret(ca, pool.tls_hosts), ca, pool, now)
-    assert needs_new_certificate(secret(make_ca("other"), pool.tls_hosts), ca, pool, now)
-    assert needs_new_certificate(secret(ca, pool.tls_hosts, days=10), ca, pool, now)
-    assert needs_new_certificate(secret(ca, pool.tls_hosts[:1]), ca, pool, now)
+    assert needs_new_certificate(None, ca, client_ca, hosts, now)
+    assert not needs_new_certificate(secret(ca, hosts), ca, client_ca, hosts, now)
+    assert needs_new_certificate(secret(make_ca("other"), hosts), ca, client_ca, hosts, now)
+    assert needs_new_certificate(secret(ca, hosts, days=10), ca, client_ca, hosts, now)
+    assert needs_new_certificate(secret(ca, hosts[:2]), ca, client_ca, hosts, now)
+    # A vault deleted from the pool: its names leave the certificate too.
+    assert needs_new_certificate(secret(ca, hosts), ca, client_ca, pool.hosts, now)
+    # A new client CA reaches the pool with a new Secret.
+    other_client = make_ca("other client CA")
+    assert needs_new_certificate(secret(ca, hosts, client=other_client), ca, client_ca, hosts, now)
 
 
 def test_api_paths_of_core_named_and_cluster_scoped_kinds() -> None:
@@ -200,3 +212,24 @@ def test_the_operator_registers_handlers_for_pools_and_vaults() -> None:
         if handler.selector is not None
     }
     assert {"hsmpools", "vaults"} <= plurals
+
+
+def test_the_operator_takes_allowed_pool_images_and_no_token_for_pools(monkeypatch: Any) -> None:
+    import argparse
+
+    from strongroom.operator.options import add_arguments
+
+    monkeypatch.setenv("STRONGROOM_ALLOWED_IMAGES", "registry.example/a:1, registry.example/b:2")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--allowed-image", "registry.example/c:3"])
+    assert args.allowed_image == [
+        "registry.example/a:1",
+        "registry.example/b:2",
+        "registry.example/c:3",
+    ]
+    assert not hasattr(args, "pool_token_file") and not hasattr(args, "admin_subject")
+    monkeypatch.delenv("STRONGROOM_ALLOWED_IMAGES")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).allowed_image == []

@@ -252,7 +252,6 @@ def test_an_imported_value_is_read_from_the_secrets_data() -> None:
 @pytest.mark.parametrize(
     "secret,kind,reason",
     [
-        (None, NotReady, "SourceSecretNotFound"),
         ({"data": {"other": "eA=="}}, NotReady, "SourceKeyNotFound"),
         (
             {"data": {"password": base64.b64encode(b"\xff" + CANARY.encode()).decode()}},
@@ -262,7 +261,7 @@ def test_an_imported_value_is_read_from_the_secrets_data() -> None:
     ],
 )
 def test_an_import_that_cannot_be_made_says_why_without_the_value(
-    secret: dict[str, Any] | None, kind: type, reason: str
+    secret: dict[str, Any], kind: type, reason: str
 ) -> None:
     with pytest.raises(kind) as caught:
         imported_value(secret, FROM_SECRET)

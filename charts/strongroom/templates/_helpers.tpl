@@ -9,6 +9,10 @@ release per cluster is what strongroom supports.
 {{- define "strongroom.driverName" -}}csi.strongroom.io{{- end -}}
 {{/* The Secret `strongroom operator` keeps its CA in (operator/strongroom/reconcile/ca.py). */}}
 {{- define "strongroom.caSecret" -}}strongroom-ca{{- end -}}
+{{/* The Secret of the operator's client CA (reconcile/ca.py): the pools trust only it. */}}
+{{- define "strongroom.clientCaSecret" -}}strongroom-client-ca{{- end -}}
+{{/* What each pool's ServiceAccount is bound to (builders/pool.py TOKEN_REVIEWER_ROLE). */}}
+{{- define "strongroom.tokenReviewerName" -}}strongroom-token-reviewer{{- end -}}
 
 {{- define "strongroom.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}

@@ -7,6 +7,9 @@ from typing import Any
 from ..models import API_VERSION
 
 MANAGED_BY = "strongroom-operator"
+# On every object the operator makes: the uid of the resource it was made for. The only mark
+# of ownership of what has no owner reference (cluster-scoped and retained objects).
+OWNER_UID_LABEL = "strongroom.io/owner-uid"
 HTTPS_PORT = 8443
 AUDIENCE = "strongroom.io/vault"
 
@@ -49,7 +52,7 @@ def metadata(name: str, owner: Owner, component: str, *, owned: bool = True) -> 
     meta: dict[str, Any] = {
         "name": name,
         "namespace": owner.namespace,
-        "labels": labels(component, owner.name),
+        "labels": labels(component, owner.name) | {OWNER_UID_LABEL: owner.uid},
     }
     if owned:
         meta["ownerReferences"] = [owner.reference()]

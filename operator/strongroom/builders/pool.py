@@ -6,12 +6,14 @@ process owns a token directory.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..models import HsmPoolSpec
 from ..models.base import ResourceRequirements
-from .common import AUDIENCE, HTTPS_PORT, Owner, labels, metadata
+from ..tls import OPERATOR_CLIENT_NAME
+from .common import AUDIENCE, HTTPS_PORT, OWNER_UID_LABEL, Owner, labels, metadata
 
 COMPONENT = "hsm-pool"
 POOL_SECRET_KEY = "pool-secret"  # noqa: S105 - the name of a key in the Secret
@@ -23,6 +25,10 @@ TOKEN_DIR = "/var/lib/strongroom"  # noqa: S105 - the token store, a directory
 CONFIG_DIR = "/etc/strongroom/config"
 TLS_DIR = "/etc/strongroom/tls"
 POOL_SECRET_DIR = "/etc/strongroom/pool"  # noqa: S105 - a mount path
+CLIENT_CA_KEY = "client-ca.crt"
+# Made by the chart: `create` on tokenreviews, nothing else. Each pool's ServiceAccount is
+# bound to it so that its vault server can check bearer tokens.
+TOKEN_REVIEWER_ROLE = "strongroom-token-reviewer"  # noqa: S105 - a ClusterRole's name
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,13 @@ class OperatorSettings:
     """What the operator is started with and passes on to every pool."""
 
     image: str
-    admin_subject: str  # the operator's ServiceAccount username, allowed the management API
+    # Images an HsmPool may name besides `image`. A pool's image holds the pool's keys and
+    # talks to the operator, so tenants choose only among what the operator's installer lists.
+    allowed_images: tuple[str, ...] = ()
     audience: str = AUDIENCE
+
+    def allows(self, image: str) -> bool:
+        return image == self.image or image in self.allowed_images
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,12 @@ class Pool:
 
     @property
     def token_review_binding_name(self) -> str:
+        """Cluster-scoped, so named after the HsmPool's uid: no two pools can share it."""
+        return f"strongroom-pool-{self.owner.uid}"
+
+    @property
+    def legacy_binding_name(self) -> str:
+        """The binding's name before it carried the uid (`a`/`b-c` and `a-b`/`c` collide)."""
         return f"strongroom-pool-{self.owner.namespace}-{self.owner.name}"
 
     @property
@@ -74,15 +91,21 @@ class Pool:
         return f"https://{self.base}.{self.owner.namespace}.svc"
 
     @property
-    def tls_hosts(self) -> list[str]:
-        """Names the pool's certificate covers: its own Service and every `<vault>-vault`."""
+    def hosts(self) -> list[str]:
         ns = self.owner.namespace
-        return [
-            f"{self.base}.{ns}.svc",
-            f"*.{ns}.svc",
-            f"{self.base}.{ns}.svc.cluster.local",
-            f"*.{ns}.svc.cluster.local",
-        ]
+        return [f"{self.base}.{ns}.svc", f"{self.base}.{ns}.svc.cluster.local"]
+
+    def tls_hosts(self, vaults: Iterable[str]) -> list[str]:
+        """Exactly the names the pool's certificate covers: its own Service and the Service
+        of each of its vaults. No wildcard: a certificate of this pool is good for nothing
+        else in the namespace."""
+        names = set(self.hosts)
+        for vault in vaults:
+            names.update(vault_hosts(vault, self.owner.namespace))
+        return sorted(names)
+
+    def image(self, settings: OperatorSettings) -> str:
+        return self.spec.image or settings.image
 
     @property
     def selector(self) -> dict[str, str]:
@@ -110,19 +133,29 @@ def build_pool_secret(pool: Pool, pool_secret_hex: str) -> dict[str, Any]:
     }
 
 
-def build_tls_secret(pool: Pool, cert_pem: str, key_pem: str, ca_pem: str) -> dict[str, Any]:
+def build_tls_secret(
+    pool: Pool, cert_pem: str, key_pem: str, ca_pem: str, client_ca_pem: str
+) -> dict[str, Any]:
+    """The pool's server certificate and key, the CA that signed it, and the public
+    certificate of the operator's client CA, which the server verifies callers against."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(pool.tls_secret_name, pool.owner, COMPONENT),
         "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem, "ca.crt": ca_pem},
+        "stringData": {
+            "tls.crt": cert_pem,
+            "tls.key": key_pem,
+            "ca.crt": ca_pem,
+            CLIENT_CA_KEY: client_ca_pem,
+        },
     }
 
 
 def build_config_map(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
-    """The vault server's start-up config: no vaults; the operator adds them through the API."""
-    config = {"audiences": [settings.audience], "vaults": []}
+    """The vault server's start-up config: no vaults; the operator adds them through the API.
+    `namespace`: the shared audience is accepted only from this namespace's ServiceAccounts."""
+    config = {"audiences": [settings.audience], "namespace": pool.owner.namespace, "vaults": []}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -155,9 +188,11 @@ def build_service_account(pool: Pool) -> dict[str, Any]:
 
 
 def build_token_review_binding(pool: Pool) -> dict[str, Any]:
-    """Lets the pool's vault server ask the API server who a bearer token belongs to.
+    """Lets the pool's vault server ask the API server who a bearer token belongs to, and
+    nothing else (no SubjectAccessReview, unlike system:auth-delegator).
 
-    Cluster-scoped, so it cannot be owned by the HsmPool: the pool's finalizer deletes it.
+    Cluster-scoped, so it cannot be owned by the HsmPool: its label names the pool's uid,
+    and the pool's finalizer deletes it, and only it.
     """
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -165,12 +200,15 @@ def build_token_review_binding(pool: Pool) -> dict[str, Any]:
         "metadata": {
             "name": pool.token_review_binding_name,
             "labels": labels(COMPONENT, pool.owner.name)
-            | {"strongroom.io/pool-namespace": pool.owner.namespace},
+            | {
+                "strongroom.io/pool-namespace": pool.owner.namespace,
+                OWNER_UID_LABEL: pool.owner.uid,
+            },
         },
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
-            "name": "system:auth-delegator",
+            "name": TOKEN_REVIEWER_ROLE,
         },
         "subjects": [
             {
@@ -245,13 +283,15 @@ def _probe(period: int, failures: int) -> dict[str, Any]:
 
 
 def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
+    """The pool's pod. Its image must be one `settings` allows (reconcile.pool checks)."""
     spec = pool.spec
+    image = pool.image(settings)
     module = spec.pkcs11.module if spec.pkcs11 is not None else SOFTHSM2_MODULE
     resources = spec.resources
     socket = f"{SOCKET_DIR}/hsm.sock"
     server = {
         "name": "vault-server",
-        "image": spec.image or settings.image,
+        "image": image,
         "args": [
             "vault-server",
             "--config",
@@ -264,8 +304,10 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             f"{TLS_DIR}/tls.key",
             "--hsm-socket",
             socket,
-            "--admin-subject",
-            settings.admin_subject,
+            "--client-ca",
+            f"{TLS_DIR}/{CLIENT_CA_KEY}",
+            "--admin-client-name",
+            OPERATOR_CLIENT_NAME,
         ],
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
@@ -283,7 +325,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
     }
     hsm = {
         "name": "hsm",
-        "image": spec.image or settings.image,
+        "image": image,
         "args": [
             "hsm",
             "--module",

@@ -5,6 +5,13 @@ the vault's access list is per subject. So a fetched object is shared for a
 short time between pods whose tokens verify to the same subject, and
 identical fetches in flight are made once. A token whose subject cannot be
 verified locally shares nothing.
+
+The vault is a server the pod's tenant may run, so nothing it sends is trusted
+to be small or quick: each answer is read incrementally up to MAX_BODY and
+refused beyond, compressed answers are refused (no decompression bomb), header
+lines and counts are capped, every fetch has connect, read and total
+timeouts, at most MAX_CONCURRENT fetches run at once, and the shared cache
+holds at most MAX_CACHE_BYTES.
 """
 
 import asyncio
@@ -25,6 +32,13 @@ from .tokens import TokenVerifier
 from .volume import VaultObject
 
 API_VERSION = "7.6"
+MAX_BODY = 1024 * 1024  # an Azure Key Vault secret is at most 25 KB; a JWK far less
+MAX_HEADER_LINE = 8190
+MAX_HEADERS = 64
+MAX_CONCURRENT = 32
+MAX_CACHE_BYTES = 32 * 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 5.0
 CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
     "P-384": ec.SECP384R1(),
@@ -44,6 +58,7 @@ class FetchError(Exception):
 class _Cached:
     body: dict[str, Any]
     until: float
+    size: int
 
 
 def _b64url(text: str) -> bytes:
@@ -95,14 +110,26 @@ class Fetcher:
         verifier: TokenVerifier | None,
         share_seconds: float = 30.0,
         timeout: float = 15.0,
+        addresses: dict[str, str] | None = None,
     ) -> None:
+        """`addresses` maps a vault's host name to the base URL to reach it at instead
+        (set by the node's administrator, e.g. when the plugin runs outside the cluster)."""
         self._ssl = ssl.create_default_context(cafile=ca_file)
         self._verifier = verifier
         self._share_seconds = share_seconds
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._total = timeout
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout,
+            connect=min(CONNECT_TIMEOUT, timeout),
+            sock_connect=min(CONNECT_TIMEOUT, timeout),
+            sock_read=min(READ_TIMEOUT, timeout),
+        )
+        self._addresses = dict(addresses or {})
         self._cache: dict[tuple[str, ...], _Cached] = {}
+        self._cache_bytes = 0
         self._inflight: dict[tuple[str, ...], asyncio.Future[dict[str, Any]]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.vault_calls = 0
 
     def _identity(self, token: str) -> str:
@@ -111,6 +138,13 @@ class Fetcher:
             if subject is not None:
                 return "sub:" + subject
         return "token:" + hashlib.sha256(token.encode()).hexdigest()
+
+    def _remember(self, key: tuple[str, ...], body: dict[str, Any], size: int) -> None:
+        if len(self._cache) >= 10_000 or self._cache_bytes + size > MAX_CACHE_BYTES:
+            self._cache.clear()
+            self._cache_bytes = 0
+        self._cache[key] = _Cached(body, time.monotonic() + self._share_seconds, size)
+        self._cache_bytes += size
 
     async def fetch(self, vault_url: str, obj: VaultObject, token: str) -> bytes:
         collection = "secrets" if obj.kind == "secret" else "keys"
@@ -123,10 +157,8 @@ class Fetcher:
             pending = asyncio.get_running_loop().create_future()
             self._inflight[key] = pending
             try:
-                body = await self._get(vault_url, collection, obj, token)
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[key] = _Cached(body, time.monotonic() + self._share_seconds)
+                body, size = await self._get(vault_url, collection, obj, token)
+                self._remember(key, body, size)
                 pending.set_result(body)
             except BaseException as exc:
                 pending.set_exception(exc)
@@ -138,32 +170,84 @@ class Fetcher:
             return render(obj, body)
         return render(obj, await asyncio.shield(pending))
 
+    def _base_url(self, vault_url: str) -> str:
+        host = vault_url.removeprefix("https://")
+        return self._addresses.get(host, vault_url).rstrip("/")
+
     async def _get(
         self, vault_url: str, collection: str, obj: VaultObject, token: str
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], int]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        url = f"{vault_url}/{collection}/{quote(obj.name)}/{obj.version}?api-version={API_VERSION}"
-        self.vault_calls += 1
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                auto_decompress=False,
+                max_line_size=MAX_HEADER_LINE,
+                max_field_size=MAX_HEADER_LINE,
+                max_headers=MAX_HEADERS,
+            )
+        base = self._base_url(vault_url)
+        url = f"{base}/{collection}/{quote(obj.name)}/{obj.version}?api-version={API_VERSION}"
+        headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
+        async with self._slots:
+            self.vault_calls += 1
+            try:
+                async with asyncio.timeout(self._total):
+                    async with self._session.get(
+                        url, ssl=self._ssl, headers=headers, allow_redirects=False
+                    ) as response:
+                        raw = await _read_capped(response, vault_url)
+                        status = response.status
+            except TimeoutError:
+                raise FetchError(
+                    f"the vault at {vault_url} did not answer within {self._total:g}s", 0
+                ) from None
+            except aiohttp.ClientResponseError as exc:
+                raise FetchError(
+                    f"the vault at {vault_url} sent an invalid answer (header or status line "
+                    f"too long, or too many headers): {exc.message[:200]}",
+                    0,
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise FetchError(
+                    f"the vault at {vault_url} cannot be reached ({type(exc).__name__})", 0
+                ) from None
         try:
-            async with self._session.get(
-                url, ssl=self._ssl, headers={"Authorization": f"Bearer {token}"}
-            ) as response:
-                payload = await response.json(content_type=None)
-                if response.status != 200:
-                    error = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-                    message = str(error.get("message") or f"HTTP {response.status}")[:300]
-                    raise FetchError(
-                        f"the vault refused {obj.kind} {obj.name}: {message}", response.status
-                    )
-                if not isinstance(payload, dict):
-                    raise FetchError("the vault answered with something other than an object", 502)
-                return payload
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            payload = json.loads(raw)
+        except ValueError:
             raise FetchError(
-                f"the vault at {vault_url} cannot be reached ({type(exc).__name__})", 0
+                f"the vault at {vault_url} answered with something not JSON", 502
             ) from None
+        if status != 200:
+            error = payload.get("error", {}) if isinstance(payload, dict) else {}
+            error = error if isinstance(error, dict) else {}
+            message = str(error.get("message") or f"HTTP {status}")[:300]
+            raise FetchError(f"the vault refused {obj.kind} {obj.name}: {message}", status)
+        if not isinstance(payload, dict):
+            raise FetchError("the vault answered with something other than an object", 502)
+        return payload, len(raw)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, vault_url: str) -> bytes:
+    """The body, read a chunk at a time; refused once it passes MAX_BODY, unbuffered."""
+    too_big = FetchError(f"the vault at {vault_url} answered with more than {MAX_BODY} bytes", 502)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise FetchError(
+            f"the vault at {vault_url} answered with content encoding {encoding[:40]!r}, "
+            "not the identity encoding asked for",
+            502,
+        )
+    if response.content_length is not None and response.content_length > MAX_BODY:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,10 +1,19 @@
-"""Publishing a volume: fetch every object with the pod's token, then write them all at once.
+"""Publishing a volume: fetch every object with the pod's own token, then write them all at once.
+
+The plugin never writes through a path the pod can change. Each volume is a
+tmpfs mounted in the plugin's staging directory, which no pod sees; the pod's
+target path is a read-only bind mount of it (MS_BIND, then
+MS_REMOUNT|MS_BIND|MS_RDONLY), so a root container cannot plant a symlink or
+write a byte in its volume. Republishes write into the staging mount; the
+pod sees the new files through its read-only view of the same tmpfs.
 
 A first publish that fails leaves nothing mounted. A republish that fails
 (the vault unreachable, a token expired) leaves the files the pod already has.
 """
 
 import asyncio
+import errno
+import hashlib
 import logging
 import os
 import subprocess
@@ -13,13 +22,15 @@ from pathlib import Path
 
 from .fetch import Fetcher, FetchError
 from .volume import InvalidVolume, VolumeRequest
-from .writer import File, UnsafeTarget, write_payload
+from .writer import DATA, File, UnsafeTarget, remove_volume, write_payload
 
 log = logging.getLogger(__name__)
 
 TMPFS_SIZE = "4m"
 MOUNT = "/bin/mount"
 UMOUNT = "/bin/umount"
+STAGING_DIR = Path("/csi/volumes")
+_MOUNT_OPTIONS = "nosuid,nodev,noexec"
 
 
 class PublishError(Exception):
@@ -36,10 +47,32 @@ def is_mountpoint(path: Path) -> bool:
         return any(line.split()[4] == target for line in mounts)
 
 
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise OSError(errno.EIO, f"{' '.join(command)}: {done.stderr.strip()}")
+
+
+def _mount(*args: str) -> None:
+    _run([MOUNT, *args])
+
+
+def _umount(path: Path) -> None:
+    _run([UMOUNT, str(path)])
+
+
 @dataclass
 class Publisher:
     fetcher: Fetcher
     use_tmpfs: bool = True
+    staging_dir: Path = STAGING_DIR
+
+    def staging(self, target: Path) -> Path:
+        """The plugin's own, writable mount of a target's tmpfs; no pod sees this path."""
+        return self.staging_dir / hashlib.sha256(str(target).encode()).hexdigest()[:32]
+
+    def _write_dir(self, target: Path) -> Path:
+        return self.staging(target) if self.use_tmpfs else target
 
     async def publish(
         self, target: Path, request: VolumeRequest, token: str | None, gid: int | None = None
@@ -50,7 +83,7 @@ class Publisher:
                 "the CSIDriver object must request one (tokenRequests)",
                 "UNAUTHENTICATED",
             )
-        first = not (target / "..data").exists()
+        first = not (is_mountpoint(target) if self.use_tmpfs else os.path.lexists(target / DATA))
         try:
             contents = await asyncio.gather(
                 *(self.fetcher.fetch(request.vault_url, obj, token) for obj in request.objects)
@@ -70,8 +103,9 @@ class Publisher:
             for obj, content in zip(request.objects, contents, strict=True)
         }
         try:
-            self._prepare(target)
-            changed = await asyncio.to_thread(write_payload, target, files, gid)
+            await asyncio.to_thread(self._prepare, target)
+            changed = await asyncio.to_thread(write_payload, self._write_dir(target), files, gid)
+            await asyncio.to_thread(self._expose, target)
         except UnsafeTarget as exc:
             if first:
                 self._undo(target)
@@ -87,23 +121,39 @@ class Publisher:
         return changed
 
     def _prepare(self, target: Path) -> None:
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        """Make the directory the payload is written into: the staging tmpfs (mounted
+        afresh, or again from the target after a restart of the plugin) or, without tmpfs,
+        the target itself."""
         if target.is_symlink():
             raise UnsafeTarget("the target path is a symlink")
-        if self.use_tmpfs and not is_mountpoint(target):
-            subprocess.run(  # noqa: S603 - fixed arguments
-                [
-                    MOUNT,
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    f"size={TMPFS_SIZE},mode=0755,nosuid,nodev,noexec",
-                    "strongroom",
-                    str(target),
-                ],
-                check=True,
-                capture_output=True,
-            )
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not self.use_tmpfs:
+            return
+        staging = self.staging(target)
+        staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if is_mountpoint(staging):
+            return
+        if is_mountpoint(target):
+            # The plugin restarted: its staging mounts are gone, the pods' are not. Mount the
+            # same tmpfs again, writable for the plugin only.
+            _mount("--bind", str(target), str(staging))
+            _mount("-o", f"remount,bind,rw,{_MOUNT_OPTIONS}", str(staging))
+            return
+        _mount(
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={TMPFS_SIZE},mode=0755,{_MOUNT_OPTIONS}",
+            "strongroom",
+            str(staging),
+        )
+
+    def _expose(self, target: Path) -> None:
+        """Give the pod its read-only view of the staging tmpfs, once."""
+        if not self.use_tmpfs or is_mountpoint(target):
+            return
+        _mount("--bind", str(self.staging(target)), str(target))
+        _mount("-o", f"remount,bind,ro,{_MOUNT_OPTIONS}", str(target))
 
     def _undo(self, target: Path) -> None:
         try:
@@ -112,26 +162,21 @@ class Publisher:
             log.warning("cleaning up %s after a failed publish failed: %s", target, exc.strerror)
 
     def unpublish(self, target: Path) -> None:
-        """Unmount and remove the target; absent is success."""
+        """Unmount and remove the target and its staging mount; absent is success."""
+        if self.use_tmpfs:
+            staging = self.staging(target)
+            if is_mountpoint(staging):
+                _umount(staging)
+            if staging.is_dir() and not staging.is_symlink():
+                staging.rmdir()
         if not target.exists() and not target.is_symlink():
             return
         if target.is_symlink():
             target.unlink()
             return
-        if is_mountpoint(target):
-            subprocess.run([UMOUNT, str(target)], check=True, capture_output=True)  # noqa: S603
-        _remove_volume_dir(target)
-
-
-def _remove_volume_dir(target: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(target, topdown=False):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            os.unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                os.rmdir(full)
-    os.rmdir(target)
+        while is_mountpoint(target):
+            _umount(target)
+        remove_volume(target)
 
 
 __all__ = ["InvalidVolume", "PublishError", "Publisher"]

@@ -23,7 +23,7 @@ from .generated import (
     pluginregistration_pb2,
     pluginregistration_pb2_grpc,
 )
-from .publisher import Publisher, PublishError
+from .publisher import STAGING_DIR, Publisher, PublishError
 from .tokens import TokenVerifier
 from .volume import EPHEMERAL_KEY, InvalidVolume, parse_volume, pod_token
 
@@ -228,15 +228,17 @@ async def serve(
     share_seconds: float = 30.0,
     registration: tuple[Path, str] | None = None,
     stop: asyncio.Event | None = None,
+    staging_dir: Path = STAGING_DIR,
+    vault_addresses: dict[str, str] | None = None,
 ) -> None:
     """Serve CSI on `endpoint`; with `registration` (socket, endpoint the kubelet dials), also
     register with the kubelet through its plugin registration directory."""
     verifier = TokenVerifier.from_file(jwks_file, "strongroom.io/vault") if jwks_file else None
-    fetcher = Fetcher(ca_file, verifier, share_seconds)
+    fetcher = Fetcher(ca_file, verifier, share_seconds, addresses=vault_addresses)
     server = grpc.aio.server(interceptors=[LoggingInterceptor()])
     csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)  # type: ignore[no-untyped-call]
     csi_pb2_grpc.add_ControllerServicer_to_server(Controller(), server)  # type: ignore[no-untyped-call]
-    node = Node(node_id, Publisher(fetcher, use_tmpfs))
+    node = Node(node_id, Publisher(fetcher, use_tmpfs, staging_dir))
     csi_pb2_grpc.add_NodeServicer_to_server(node, server)  # type: ignore[no-untyped-call]
     if endpoint.startswith("unix://"):
         socket_path = Path(endpoint.removeprefix("unix://"))

@@ -3,12 +3,19 @@
 Every user-supplied name and path is checked here, before anything touches the
 disk or the network: paths stay relative, inside the volume, and out of the
 names the atomic writer keeps for itself (those starting with "..").
+
+The vault is a Vault of the pod's own namespace, because the pod's token is
+sent to it: `vault: <name>` means `https://<name>-vault.<pod namespace>.svc`;
+`vaultUrl` may spell that URL out (`.svc` or `.svc.cluster.local`, port 443)
+and nothing else. Any other host, port, namespace or user information is
+refused before a connection is made.
 """
 
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,6 +29,8 @@ MAX_OBJECTS = 64
 MAX_PATH = 1024
 MAX_COMPONENT = 255
 _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+MAX_VAULT_NAME = 63 - len("-vault")
 _VERSION = re.compile(r"[0-9a-f]{32}")
 FORMATS = {"secret": ("value", "base64"), "key": ("pem", "jwk")}
 
@@ -103,20 +112,62 @@ def _object(raw: object, index: int) -> VaultObject:
     )
 
 
-def parse_volume(attributes: dict[str, str], default_vault_url: str | None = None) -> VolumeRequest:
-    vault_url = attributes.get("vaultUrl") or default_vault_url
-    if not vault_url:
+def _vault_host(name: str, namespace: str, cluster_local: bool = False) -> str:
+    return f"{name}-vault.{namespace}.svc" + (".cluster.local" if cluster_local else "")
+
+
+def vault_url_in_namespace(url: str, namespace: str) -> str:
+    """`url` as `https://<vault>-vault.<namespace>.svc[.cluster.local]`, or InvalidVolume.
+
+    The pod's token is sent to this URL: only a vault of the pod's own namespace may
+    receive it, so nothing but that exact form is accepted (no other port, no user
+    information, no path, no IP literal, no other namespace or domain).
+    """
+    if any(c in url for c in " \x00?#\\") or not url.lower().startswith("https://"):
+        raise InvalidVolume("'vaultUrl' must be an https:// URL with no query or fragment")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise InvalidVolume("'vaultUrl' must not carry user information (user@host)")
+    if parts.path not in ("", "/"):
+        raise InvalidVolume("'vaultUrl' must have no path: it names the vault, not an object")
+    host, colon, port = parts.netloc.rpartition(":") if "]" not in parts.netloc else ("", "", "")
+    if not colon:
+        host, port = parts.netloc, ""
+    if colon and port != "443":
+        raise InvalidVolume(
+            f"'vaultUrl' must use the default https port 443, not {port!r}: vaults serve there"
+        )
+    host = host.lower()
+    label = host.split(".", 1)[0]
+    name = label.removesuffix("-vault")
+    allowed = {_vault_host(name, namespace), _vault_host(name, namespace, cluster_local=True)}
+    if not label.endswith("-vault") or not _DNS_LABEL.fullmatch(name) or host not in allowed:
+        raise InvalidVolume(
+            f"'vaultUrl' host {host!r} is not a vault of the pod's namespace {namespace!r}: "
+            f"the pod's token is sent only to https://<vault>-vault.{namespace}.svc "
+            "(or .svc.cluster.local)"
+        )
+    return f"https://{host}"
+
+
+def parse_volume(attributes: dict[str, str]) -> VolumeRequest:
+    namespace = attributes.get(POD_NAMESPACE_KEY)
+    if not namespace or not _DNS_LABEL.fullmatch(namespace):
+        raise InvalidVolume(
+            "the pod's namespace did not reach the driver: the CSIDriver object must set "
+            "podInfoOnMount: true"
+        )
+    if attributes.get("vaultUrl"):
+        vault_url = vault_url_in_namespace(attributes["vaultUrl"], namespace)
+    else:
         vault_name = attributes.get("vault")
-        namespace = attributes.get(POD_NAMESPACE_KEY)
-        if not vault_name or not namespace:
+        if not vault_name:
             raise InvalidVolume(
-                "volumeAttributes need 'vaultUrl', or 'vault' (a Vault in the pod's namespace)"
+                "volumeAttributes need 'vault' (a Vault in the pod's namespace) or 'vaultUrl'"
             )
-        if not _NAME.fullmatch(vault_name):
-            raise InvalidVolume("'vault' must be a Vault's name")
-        vault_url = f"https://{vault_name}-vault.{namespace}.svc"
-    if not vault_url.startswith("https://") or any(c in vault_url for c in " \x00?#"):
-        raise InvalidVolume("'vaultUrl' must be an https:// URL")
+        if not _DNS_LABEL.fullmatch(vault_name) or len(vault_name) > MAX_VAULT_NAME:
+            raise InvalidVolume(f"'vault' must be the name of a Vault in namespace {namespace!r}")
+        vault_url = f"https://{_vault_host(vault_name, namespace)}"
     raw = attributes.get("objects")
     if not raw:
         raise InvalidVolume("volumeAttributes need 'objects': a list of {kind, name, path}")
@@ -135,7 +186,7 @@ def parse_volume(attributes: dict[str, str], default_vault_url: str | None = Non
             raise InvalidVolume(f"two objects are written to the same path {path!r}")
         if any(other.startswith(path + "/") for other in paths):
             raise InvalidVolume(f"path {path!r} is both a file and a directory")
-    return VolumeRequest(vault_url.rstrip("/"), parsed)
+    return VolumeRequest(vault_url, parsed)
 
 
 def pod_token(attributes: dict[str, str]) -> str | None:

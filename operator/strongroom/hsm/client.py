@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .errors import HsmUnavailable
+from .errors import HsmError, HsmUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,21 @@ class HsmClient:
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
-            while line := await reader.readline():
-                answer = protocol.decode(line)
+            while True:
+                try:
+                    line = await protocol.read_frame(reader)
+                except protocol.FrameTooLarge as exc:
+                    lost = self._pending.pop(exc.request_id, None)  # type: ignore[arg-type]
+                    if lost is not None and not lost.done():
+                        lost.set_exception(HsmError("the HSM's answer was too large"))
+                    continue
+                if not line:
+                    break
+                try:
+                    answer = protocol.decode(line)
+                except ValueError:
+                    log.warning("ignored a malformed answer from the HSM")
+                    continue
                 future = self._pending.pop(answer.get("i"), None)  # type: ignore[arg-type]
                 if future is None or future.done():
                     continue
@@ -66,12 +79,15 @@ class HsmClient:
                 future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
 
     async def call(self, op: str, **args: Any) -> Any:
-        writer = await self._connection()
         request_id = next(self._ids)
+        frame = protocol.encode({"i": request_id, "op": op, "a": args})
+        if len(frame) > protocol.MAX_LINE:
+            raise InvalidInput(f"the {op} request is too large for the HSM ({len(frame)} bytes)")
+        writer = await self._connection()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            writer.write(protocol.encode({"i": request_id, "op": op, "a": args}))
+            writer.write(frame)
         except (ConnectionError, RuntimeError) as exc:
             self._pending.pop(request_id, None)
             raise HsmUnavailable("the connection to the HSM was lost") from exc

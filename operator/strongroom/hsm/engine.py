@@ -8,6 +8,7 @@ and no message carries key material, a PIN or a secret value.
 
 import hashlib
 import hmac
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -33,6 +34,15 @@ from .errors import (
 )
 from .pins import so_pin, user_pin
 from .tokeninit import init_free_token
+
+log = logging.getLogger(__name__)
+
+# A record's value is at most this long when written; one page of `list_records`
+# carries about this many bytes, so no answer on the socket grows with a vault.
+MAX_RECORD_BYTES = 1024 * 1024
+RECORD_PAGE_BYTES = 1024 * 1024
+# Records written before the limit existed are read up to this size, alone in a page.
+MAX_READ_RECORD_BYTES = 2 * 1024 * 1024
 
 CURVES = {"P-256": "secp256r1", "P-384": "secp384r1", "P-521": "secp521r1"}
 CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
@@ -368,27 +378,34 @@ class Engine:
         raise InvalidInput(f"unsupported signature algorithm {alg!r}")
 
     def rsa_decrypt(self, vault: str, key_id: str, alg: str, data: bytes) -> bytes:
+        """RSA decryption that is no padding oracle.
+
+        The HSM applies the private key (raw RSA) and the padding is removed here
+        with every check folded into one flag. A malformed RSA1_5 padding yields a
+        pseudo-random message derived from the ciphertext and a secret of the key
+        (implicit rejection, as in the IETF drafts on RSA PKCS#1 v1.5 guidance), so a
+        caller cannot tell it from a real one; a failed OAEP decoding is one fixed error.
+        """
+        if alg not in ("RSA1_5", "RSA-OAEP", "RSA-OAEP-256"):
+            raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
         with _mapped_errors(f"decrypting with {alg}"):
             key = self._key(vault, key_id, ObjectClass.PRIVATE_KEY)
-            if alg == "RSA1_5":
-                return bytes(key.decrypt(data, mechanism=Mechanism.RSA_PKCS))
-            if alg == "RSA-OAEP":
-                return bytes(
-                    key.decrypt(
-                        data,
-                        mechanism=Mechanism.RSA_PKCS_OAEP,
-                        mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None),
-                    )
+            modulus = bytes(key[Attribute.MODULUS])
+            size = len(modulus)
+            # Both checks use public values only: they reveal nothing of the plaintext.
+            if len(data) != size or data >= modulus.rjust(size, b"\0"):
+                raise InvalidInput(
+                    f"an RSA ciphertext for this key is {size} bytes, below the modulus"
                 )
-            if alg == "RSA-OAEP-256":
-                # SoftHSM2 2.6 implements OAEP with SHA-1 only: the HSM applies the
-                # private key (raw RSA) and the OAEP encoding is removed here.
-                size = len(key[Attribute.MODULUS])
-                if len(data) != size:
-                    raise InvalidInput(f"RSA-OAEP-256 ciphertext must be {size} bytes")
-                encoded = bytes(key.decrypt(data, mechanism=Mechanism.RSA_X_509))
-                return oaep_sha256_decode(encoded.rjust(size, b"\0"))
-            raise InvalidInput(f"unsupported RSA decryption algorithm {alg!r}")
+            encoded = bytes(key.decrypt(data, mechanism=Mechanism.RSA_X_509)).rjust(size, b"\0")
+        if alg == "RSA1_5":
+            secret = hmac.new(
+                self._pool_secret,
+                f"strongroom rsa1_5 implicit rejection:{vault}:{key_id}".encode(),
+                hashlib.sha256,
+            ).digest()
+            return pkcs1_v15_decode(encoded, data, secret)
+        return oaep_decode(encoded, "sha1" if alg == "RSA-OAEP" else "sha256")
 
     def aes_gcm_encrypt(
         self, vault: str, key_id: str, data: bytes, iv: bytes, aad: bytes | None
@@ -515,6 +532,8 @@ class Engine:
         return list(self._session(vault).get_objects(attrs))
 
     def put_record(self, vault: str, name: str, value: bytes) -> None:
+        if len(value) > MAX_RECORD_BYTES:
+            raise InvalidInput(f"a record is at most {MAX_RECORD_BYTES} bytes")
         with _mapped_errors("storing a record"):
             old = self._records.get((vault, name))
             stale = [old] if old is not None else self._find_records(vault, name)
@@ -530,22 +549,48 @@ class Engine:
             for obj in [old] if old is not None else self._find_records(vault, name):
                 obj.destroy()
 
-    def list_records(self, vault: str) -> dict[str, bytes]:
+    def list_records(self, vault: str, after: str = "") -> dict[str, Any]:
+        """One page of the vault's records, by name: {"records": {name: value}, "next": name}.
+
+        Ask again with `after` = `next` until `next` is None. The first page (no
+        `after`) indexes the vault's records and removes the older of two that
+        share a name. A record too large to read is skipped, with its name logged.
+        """
         with _mapped_errors("reading records"):
-            newest: dict[str, tuple[bytes, Any]] = {}
-            for obj in self._find_records(vault, None):
-                name = obj[Attribute.LABEL]
-                raw = bytes(obj[Attribute.VALUE])
-                kept = newest.get(name)
-                if kept is None or raw[:8] > kept[0][:8]:
-                    if kept is not None:
-                        kept[1].destroy()
-                    newest[name] = (raw, obj)
-                else:
-                    obj.destroy()
-            for name, (_, obj) in newest.items():
-                self._records[(vault, name)] = obj
-            return {name: raw[8:] for name, (raw, _) in newest.items()}
+            if not after:
+                self._index_records(vault)
+            names = sorted(n for (v, n) in self._records if v == vault and n > after)
+            page: dict[str, bytes] = {}
+            size, last = 0, after
+            for name in names:
+                raw = bytes(self._records[(vault, name)][Attribute.VALUE])
+                if len(raw) - 8 > MAX_READ_RECORD_BYTES:
+                    log.warning(
+                        "vault %s: record %s is skipped: %d bytes is over the limit",
+                        vault,
+                        name,
+                        len(raw) - 8,
+                    )
+                    continue
+                if page and size + len(raw) > RECORD_PAGE_BYTES:
+                    return {"records": page, "next": last}
+                page[name] = raw[8:]
+                size, last = size + len(raw), name
+            return {"records": page, "next": None}
+
+    def _index_records(self, vault: str) -> None:
+        for key in [k for k in self._records if k[0] == vault]:
+            del self._records[key]
+        found: dict[str, list[Any]] = {}
+        for obj in self._find_records(vault, None):
+            found.setdefault(obj[Attribute.LABEL], []).append(obj)
+        for name, objects in found.items():
+            if len(objects) > 1:
+                # A crash between create and destroy: the later stamp wins.
+                objects.sort(key=lambda o: bytes(o[Attribute.VALUE])[:8])
+                for stale in objects[:-1]:
+                    stale.destroy()
+            self._records[(vault, name)] = objects[-1]
 
     def close(self) -> None:
         for session in self._sessions.values():
@@ -570,31 +615,85 @@ def _ec_point(raw: bytes, size: int) -> bytes:
     return point[1:]
 
 
-def _mgf1_sha256(seed: bytes, length: int) -> bytes:
+OAEP_FAILED = "the ciphertext could not be decrypted"
+
+
+def _mgf1(seed: bytes, length: int, hash_name: str) -> bytes:
     out = b""
-    for counter in range((length + 31) // 32):
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+    counter = 0
+    while len(out) < length:
+        out += hashlib.new(hash_name, seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
     return out[:length]
 
 
-def oaep_sha256_decode(encoded: bytes) -> bytes:
-    """EME-OAEP decoding (RFC 8017, 7.1.2) with SHA-256, an empty label and MGF1-SHA-256.
+def oaep_decode(encoded: bytes, hash_name: str) -> bytes:
+    """EME-OAEP decoding (RFC 8017, 7.1.2) with an empty label and MGF1 of the same hash.
 
     Every check is folded into one flag so that the failure is the same,
     whichever check failed.
     """
-    h_len = 32
+    h_len = hashlib.new(hash_name).digest_size
     if len(encoded) < 2 * h_len + 2:
-        raise InvalidInput("RSA-OAEP-256 decryption failed")
+        raise InvalidInput(OAEP_FAILED)
     masked_seed, masked_db = encoded[1 : 1 + h_len], encoded[1 + h_len :]
-    seed = bytes(a ^ b for a, b in zip(masked_seed, _mgf1_sha256(masked_db, h_len), strict=True))
-    db = bytes(a ^ b for a, b in zip(masked_db, _mgf1_sha256(seed, len(masked_db)), strict=True))
-    bad = encoded[0] | int(not hmac.compare_digest(db[:h_len], hashlib.sha256(b"").digest()))
+    seed = bytes(
+        a ^ b for a, b in zip(masked_seed, _mgf1(masked_db, h_len, hash_name), strict=True)
+    )
+    db = bytes(
+        a ^ b for a, b in zip(masked_db, _mgf1(seed, len(masked_db), hash_name), strict=True)
+    )
+    label_hash = hashlib.new(hash_name, b"").digest()
+    bad = encoded[0] | int(not hmac.compare_digest(db[:h_len], label_hash))
     separator = -1
     for index in range(h_len, len(db)):
         found = separator < 0 and db[index] == 1
         bad |= int(separator < 0 and db[index] not in (0, 1))
         separator = index if found else separator
     if bad or separator < 0:
-        raise InvalidInput("RSA-OAEP-256 decryption failed")
+        raise InvalidInput(OAEP_FAILED)
     return db[separator + 1 :]
+
+
+def _prf(key: bytes, label: bytes, length: int) -> bytes:
+    """`length` pseudo-random bytes: HMAC-SHA256 in counter mode (NIST SP 800-108)."""
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hmac.new(
+            key, counter.to_bytes(2, "big") + label + (length * 8).to_bytes(2, "big"), "sha256"
+        ).digest()
+        counter += 1
+    return out[:length]
+
+
+def pkcs1_v15_decode(encoded: bytes, ciphertext: bytes, key_secret: bytes) -> bytes:
+    """EME-PKCS1-v1_5 decoding (RFC 8017, 7.2.2) with implicit rejection.
+
+    A malformed encoding gives a message derived from the ciphertext under
+    `key_secret`: the same one for the same ciphertext, of a length a real
+    message could have (0 to k-11 bytes). Both outcomes take the same steps.
+    """
+    k = len(encoded)
+    derivation_key = hmac.new(key_secret, ciphertext, "sha256").digest()
+    # The synthetic length: the last of 128 candidates (masked to the bits of
+    # k-11) that is at most k-11 bytes; 0 if none is.
+    max_length = k - 11
+    mask = (1 << max_length.bit_length()) - 1
+    candidates = _prf(derivation_key, b"length", 256)
+    synthetic_length = 0
+    for index in range(0, 256, 2):
+        candidate = int.from_bytes(candidates[index : index + 2], "big") & mask
+        fits = int(candidate <= max_length)
+        synthetic_length = fits * candidate + (1 - fits) * synthetic_length
+    synthetic = _prf(derivation_key, b"message", k)
+    # The real encoding: 0x00 0x02, at least 8 non-zero padding bytes, 0x00, message.
+    good = int(encoded[0] == 0) & int(encoded[1] == 2)
+    separator = 0
+    for index in range(2, k):
+        first_zero = int(encoded[index] == 0) & int(separator == 0)
+        separator = first_zero * index + (1 - first_zero) * separator
+    good &= int(separator >= 10)
+    start = good * (separator + 1) + (1 - good) * (k - synthetic_length)
+    source = encoded if good else synthetic
+    return source[start:]

@@ -56,7 +56,16 @@ class Sidecar:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            while line := await reader.readline():
+            while True:
+                try:
+                    line = await protocol.read_frame(reader)
+                except protocol.FrameTooLarge as exc:
+                    log.warning("refused an HSM request longer than %d bytes", protocol.MAX_LINE)
+                    writer.write(_error_answer(exc.request_id, "InvalidInput", str(exc)))
+                    await writer.drain()
+                    continue
+                if not line:
+                    break
                 writer.write(self.answer(line))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -75,7 +84,17 @@ class Sidecar:
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("malformed HSM request: %s", type(exc).__name__)
             answer["e"] = ["InvalidInput", "malformed request"]
-        return protocol.encode(answer)
+        except Exception as exc:  # noqa: BLE001 - one failed request must not end the connection
+            log.error("HSM request failed: %s", type(exc).__name__)
+            answer["e"] = ["HsmError", f"the HSM request failed ({type(exc).__name__})"]
+        encoded = protocol.encode(answer)
+        if len(encoded) > protocol.MAX_LINE:
+            return _error_answer(answer["i"], "HsmError", "the answer is too large to send")
+        return encoded
+
+
+def _error_answer(request_id: object, error: str, message: str) -> bytes:
+    return protocol.encode({"i": request_id, "e": [error, message]})
 
 
 async def serve(engine: Engine, socket_path: Path) -> None:

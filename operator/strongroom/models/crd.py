@@ -83,6 +83,7 @@ VAULT = Resource(
         _column("Pool", ".spec.hsmPoolRef.name"),
         _column("Ready", READY),
         _column("URI", ".status.vaultUri"),
+        _column("Audience", ".status.audience", priority=1),
         AGE,
     ),
     root_rules=(

@@ -75,7 +75,10 @@ class HsmPoolSpec(Model):
     )
     image: str | None = Field(
         None,
-        description="Container image of the pool's pod; the operator's own image when unset.",
+        description="Container image of the pool's pod; the operator's own image when unset. "
+        "Only images the operator allows run: its own, and those its installer listed (Helm "
+        "value pools.allowedImages). Any other leaves the pool Ready=False with reason "
+        "ImageNotAllowed, and nothing is made or changed with it.",
         max_length=512,
     )
     storage: Storage = Field(

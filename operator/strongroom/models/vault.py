@@ -159,4 +159,12 @@ class VaultStatus(HasConditions):
         description="The URL that Azure Key Vault clients use for this vault "
         "(https://<name>-vault.<namespace>.svc).",
     )
+    audience: str | None = Field(
+        None,
+        description="The audience to request for a ServiceAccount token that calls this vault "
+        "(the vault URI), e.g. in a projected serviceAccountToken volume. A token for this "
+        "audience is accepted by this vault only, from any namespace; the shared audience "
+        "strongroom.io/vault (the CSI driver's) is accepted only from ServiceAccounts of the "
+        "vault's own namespace.",
+    )
     hsm_pool: str | None = Field(None, description="The HsmPool that serves the vault.")

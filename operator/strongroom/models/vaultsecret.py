@@ -55,8 +55,12 @@ class SecretSource(Model):
     generate: GenerateSource | None = Field(None, description="Generate the value in the vault.")
     from_secret: SecretKeySelector | None = Field(
         None,
-        description="Import the value once from a Kubernetes Secret; later changes of that "
-        "Secret are not followed (rotate through the vault's API instead).",
+        description="Import the value once from a Kubernetes Secret of this namespace; later "
+        "changes of that Secret are not followed (rotate through the vault's API instead). "
+        "The Secret must opt in: its annotation strongroom.io/allow-import lists the names of "
+        "the VaultSecrets that may import it, comma-separated, or is * for any in the "
+        "namespace. Otherwise nothing is read and the VaultSecret is Ready=False with reason "
+        "ImportNotAllowed (also when the Secret does not exist).",
     )
     external: ExternalSource | None = Field(
         None,

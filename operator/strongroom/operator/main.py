@@ -12,7 +12,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from .. import aio
 from ..builders.pool import OperatorSettings
-from ..reconcile.ca import ensure_ca
+from ..reconcile.ca import CA_NAME, CA_SECRET, CLIENT_CA_NAME, CLIENT_CA_SECRET, ensure_ca
 from ..reconcile.context import Context
 from ..reconcile.kube import Kube
 from ..reconcile.poolapi import PoolApi
@@ -44,15 +44,25 @@ def startup(args: argparse.Namespace) -> Any:
         settings.posting.level = logging.WARNING
         api = await _kube_api()
         kube = Kube(api)
-        ca = await ensure_ca(kube, args.namespace, args.owner_deployment)
+        ca = await ensure_ca(kube, args.namespace, CA_SECRET, CA_NAME, args.owner_deployment)
+        client_ca = await ensure_ca(
+            kube, args.namespace, CLIENT_CA_SECRET, CLIENT_CA_NAME, args.owner_deployment
+        )
         memo["api"] = api
         memo["context"] = Context(
             kube=kube,
-            pools=PoolApi(ca.cert_pem.decode(), args.pool_token_file),
+            # Pools are called over mutual TLS with a certificate from the client CA; the
+            # operator's ServiceAccount token never leaves for a pool.
+            pools=PoolApi(ca.cert_pem.decode(), client_ca),
             ca=ca,
-            settings=OperatorSettings(image=args.image, admin_subject=args.admin_subject),
+            client_ca=client_ca,
+            settings=OperatorSettings(image=args.image, allowed_images=tuple(args.allowed_image)),
         )
-        log.info("operator started; pools get image %s", args.image)
+        log.info(
+            "operator started; pools get image %s (also allowed: %s)",
+            args.image,
+            ", ".join(args.allowed_image) or "none",
+        )
 
     return start
 

@@ -12,6 +12,10 @@ def own_namespace() -> str:
     return path.read_text().strip() if path.exists() else "strongroom-system"
 
 
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     namespace = own_namespace()
     parser.add_argument(
@@ -28,15 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "uninstalling the operator removes it (default: the CA is kept)",
     )
     parser.add_argument(
-        "--admin-subject",
-        default=f"system:serviceaccount:{namespace}:strongroom-operator",
-        help="the operator's username, which pools allow on their management API",
-    )
-    parser.add_argument(
-        "--pool-token-file",
-        type=Path,
-        default=Path("/var/run/secrets/strongroom.io/token"),
-        help="a projected ServiceAccount token with the pools' audience (strongroom.io/vault)",
+        "--allowed-image",
+        action="append",
+        default=_env_list("STRONGROOM_ALLOWED_IMAGES"),
+        help="an image HsmPools may name in spec.image besides --image (repeatable; default: "
+        "$STRONGROOM_ALLOWED_IMAGES, comma-separated; none)",
     )
     parser.add_argument(
         "--watch-namespace",

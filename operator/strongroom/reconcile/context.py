@@ -12,7 +12,8 @@ from .poolapi import PoolApi, VaultAddress
 class Context:
     kube: Kube
     pools: PoolApi
-    ca: Issued
+    ca: Issued  # signs the pools' server certificates
+    client_ca: Issued  # signs the operator's client certificate; pools trust only it
     settings: OperatorSettings
     # Where each Ready Vault was found, by (namespace, name), and when (monotonic seconds):
     # many Keys of one Vault made at once need not each read the Vault and its pool again.

@@ -53,6 +53,29 @@ class InvalidSpec(ReconcileError):
     retry_after = None
 
 
+class ObjectConflict(ReconcileError):
+    """An object the operator would make exists and was not made by it for this resource:
+    it is never adopted, patched or deleted. Retried, as a person may remove it."""
+
+    reason = "ObjectConflict"
+    retry_after = 60.0
+
+
+class ImageNotAllowed(ReconcileError):
+    """An HsmPool names an image outside the operator's allowlist; nothing is made with it."""
+
+    reason = "ImageNotAllowed"
+    retry_after = None
+
+
+class ImportNotAllowed(ReconcileError):
+    """The Secret to import from does not opt in to this VaultSecret. Retried: its owner may
+    add the annotation later."""
+
+    reason = "ImportNotAllowed"
+    retry_after = 60.0
+
+
 @dataclass(frozen=True)
 class PoolApiError(Exception):
     """An answer of a pool's management API other than success."""

@@ -30,7 +30,9 @@ def path(api_version: str, kind: str, namespace: str | None, name: str | None = 
 
 
 class Kube:
-    """Server-side apply, get, create-once and delete, by apiVersion and kind."""
+    """Server-side apply, get, list, create-once and delete, by apiVersion and kind.
+
+    Only reconcile.owned decides what may be applied or deleted: these calls do not check."""
 
     def __init__(self, api: ApiClient) -> None:
         self.api = api
@@ -56,6 +58,9 @@ class Kube:
         return result
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply. `force` takes back the operator's own fields of its own object
+        (reconcile.owned checked whose it is; the uid in its body makes the API server refuse
+        the write if the object was replaced meanwhile)."""
         meta = obj["metadata"]
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         return await self._call(
@@ -76,12 +81,22 @@ class Kube:
                 return None
             raise
 
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str | None
+    ) -> list[dict[str, Any]]:
+        answer = await self._call("GET", path(api_version, kind, namespace))
+        items: list[dict[str, Any]] = answer.get("items") or []
+        return items
+
     async def create_once(self, obj: dict[str, Any]) -> bool:
         """Create the object unless it exists; never replaces it. True when it was created."""
         meta = obj["metadata"]
         try:
             await self._call(
-                "POST", path(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj
+                "POST",
+                path(obj["apiVersion"], obj["kind"], meta.get("namespace")),
+                obj,
+                [("fieldManager", FIELD_MANAGER)],
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -89,9 +104,20 @@ class Kube:
             raise
         return True
 
-    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        uid: str | None = None,
+    ) -> None:
+        """Delete the object; with `uid`, only that very object (409 if it was replaced)."""
+        body = None
+        if uid is not None:
+            body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         try:
-            await self._call("DELETE", path(api_version, kind, namespace, name))
+            await self._call("DELETE", path(api_version, kind, namespace, name), body)
         except ApiException as exc:
             if exc.status != 404:
                 raise

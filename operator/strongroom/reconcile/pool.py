@@ -1,28 +1,27 @@
-"""Reconcile an HsmPool: its pool secret (made once), TLS certificate, workload and health."""
+"""Reconcile an HsmPool: its image (allowlisted), pool secret (made once), TLS certificate
+(naming the pool and its vaults), workload, token-review binding, and health."""
 
-import base64
-import datetime
 import secrets
-from typing import Any
 
 import aiohttp
-from cryptography import x509
 
+from ..builders.common import MANAGED_BY
 from ..builders.pool import (
+    COMPONENT,
     Pool,
     build_children,
     build_pool_secret,
-    build_tls_secret,
     build_token_review_binding,
 )
 from ..hsm.pins import POOL_SECRET_BYTES
 from ..models import HsmPoolStatus
-from ..tls import Issued, issue_server_cert
+from .certificate import ensure_certificate, serve_certificate
 from .conditions import with_condition
 from .context import Context
-from .errors import NotReady, PoolApiError
+from .errors import ImageNotAllowed, NotReady, PoolApiError
+from .owned import apply_owned, create_owned, delete_owned
 
-RENEW_BEFORE = datetime.timedelta(days=30)
+RBAC = "rbac.authorization.k8s.io/v1"
 
 
 async def reconcile_pool(
@@ -32,10 +31,15 @@ async def reconcile_pool(
 
     Raises NotReady (after the status to write is known) while the pod comes up.
     """
+    check_image(ctx, pool)
     await ensure_pool_secret(ctx, pool)
-    await ensure_tls(ctx, pool)
-    for obj in build_children(pool, ctx.settings) + [build_token_review_binding(pool)]:
-        await ctx.kube.apply(obj)
+    certificate = await ensure_certificate(ctx, pool)
+    for obj in build_children(pool, ctx.settings):
+        retained = COMPONENT if "ownerReferences" not in obj["metadata"] else None
+        await apply_owned(ctx.kube, obj, pool.owner, retained_component=retained)
+    # Made once: all of it follows from the pool's uid, namespace and name, none of it changes.
+    await create_owned(ctx.kube, build_token_review_binding(pool), pool.owner)
+    await remove_legacy_binding(ctx, pool)
     base = status.model_copy(
         update={
             "endpoint": pool.endpoint,
@@ -62,6 +66,7 @@ async def reconcile_pool(
                 }
             )
         ) from exc
+    await serve_certificate(ctx, pool, certificate)
     return base.model_copy(
         update={
             "phase": "Ready",
@@ -85,49 +90,48 @@ class PoolStarting(NotReady):
         self.status = status
 
 
-async def ensure_pool_secret(ctx: Context, pool: Pool) -> None:
-    """Create the pool secret once. Never replaced: every vault's PINs derive from it."""
-    found = await ctx.kube.get("v1", "Secret", pool.owner.namespace, pool.secret_name)
-    if found is None:
-        value = secrets.token_hex(POOL_SECRET_BYTES)
-        await ctx.kube.create_once(build_pool_secret(pool, value))
-
-
-def needs_new_certificate(
-    found: dict[str, Any] | None, ca: Issued, pool: Pool, now: datetime.datetime
-) -> bool:
-    """Pure: a missing, foreign-CA, expiring or mis-named certificate is replaced."""
-    if found is None:
-        return True
-    data = found.get("data") or {}
-    try:
-        ca_pem = base64.b64decode(data["ca.crt"])
-        cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
-    except (KeyError, ValueError):
-        return True
-    if ca_pem.strip() != ca.cert_pem.strip():
-        return True
-    if cert.not_valid_after_utc - now < RENEW_BEFORE:
-        return True
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return True
-    return sorted(names.get_values_for_type(x509.DNSName)) != sorted(pool.tls_hosts)
-
-
-async def ensure_tls(ctx: Context, pool: Pool) -> None:
-    found = await ctx.kube.get("v1", "Secret", pool.owner.namespace, pool.tls_secret_name)
-    if needs_new_certificate(found, ctx.ca, pool, datetime.datetime.now(datetime.UTC)):
-        issued = issue_server_cert(ctx.ca, pool.tls_hosts)
-        await ctx.kube.apply(
-            build_tls_secret(
-                pool, issued.cert_pem.decode(), issued.key_pem.decode(), ctx.ca.cert_pem.decode()
-            )
+def check_image(ctx: Context, pool: Pool) -> None:
+    """A pool's image holds its keys and talks to the operator: only allowlisted ones run.
+    Checked before anything is made, so a refused image changes nothing."""
+    image = pool.image(ctx.settings)
+    if not ctx.settings.allows(image):
+        raise ImageNotAllowed(
+            f"spec.image {image!r} is not an image this operator runs pools with; use its own "
+            f"image ({ctx.settings.image}) or ask the cluster's administrators to add it to "
+            "the operator's allowed images (chart value pools.allowedImages)"
         )
 
 
+async def ensure_pool_secret(ctx: Context, pool: Pool) -> None:
+    """Create the pool secret once. Never replaced: every vault's PINs derive from it. The
+    new value is used only when no pool secret exists; one found must be this pool's."""
+    fresh = build_pool_secret(pool, secrets.token_hex(POOL_SECRET_BYTES))
+    await create_owned(ctx.kube, fresh, pool.owner, retained_component=COMPONENT)
+
+
+# --- the token-review binding -------------------------------------------------------------
+
+
+async def remove_legacy_binding(ctx: Context, pool: Pool) -> None:
+    """Delete the binding an earlier operator made for this very pool (to
+    system:auth-delegator, under a name two pools could share): only when its labels say it
+    was made for this pool's namespace and name."""
+    name = pool.legacy_binding_name
+    found = await ctx.kube.get(RBAC, "ClusterRoleBinding", None, name)
+    if found is None:
+        return
+    found_labels = found["metadata"].get("labels") or {}
+    if (
+        found_labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
+        and found_labels.get("app.kubernetes.io/instance") == pool.owner.name
+        and found_labels.get("strongroom.io/pool-namespace") == pool.owner.namespace
+    ):
+        await ctx.kube.delete(RBAC, "ClusterRoleBinding", None, name, uid=found["metadata"]["uid"])
+
+
 async def delete_pool(ctx: Context, pool: Pool) -> None:
-    """Remove what owner references cannot: the cluster-scoped TokenReview binding."""
-    binding = build_token_review_binding(pool)
-    await ctx.kube.delete(binding["apiVersion"], binding["kind"], None, binding["metadata"]["name"])
+    """Remove what owner references cannot: the pool's cluster-scoped binding, and only it."""
+    await delete_owned(
+        ctx.kube, RBAC, "ClusterRoleBinding", None, pool.token_review_binding_name, pool.owner.uid
+    )
+    await remove_legacy_binding(ctx, pool)

@@ -2,16 +2,18 @@
 
 import json
 import ssl
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from ..tls import OPERATOR_CLIENT_NAME, Issued, issue_client_cert, load_cert_chain_pem
 from .errors import PoolApiError
 
 PREFIX = "/_strongroom/v1"
 API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
+CLIENT_CERT_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,26 @@ class VaultAddress:
 
 
 class PoolApi:
-    """One HTTP session for every pool; trusts the operator's CA; sends the operator's token."""
+    """One HTTP session for every pool; trusts the operator's CA for pool certificates and
+    presents the operator's client certificate, issued in memory from `client_ca` and
+    renewed when half its life is gone. It never sends a bearer token: the certificate is
+    the operator's only credential, and a pool that receives it cannot replay it."""
 
-    def __init__(self, ca_pem: str, token_file: Path, timeout: float = 30.0) -> None:
+    def __init__(self, ca_pem: str, client_ca: Issued, timeout: float = 30.0) -> None:
         self._ssl = ssl.create_default_context(cadata=ca_pem)
-        self._token_file = token_file
+        self._client_ca = client_ca
+        self._renew_at = 0.0
+        self._renew_client_cert()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+    def _renew_client_cert(self) -> None:
+        """Present a new client certificate on new connections; open ones keep theirs, which
+        is valid for half its life still."""
+        lifetime = CLIENT_CERT_DAYS * 86400
+        issued = issue_client_cert(self._client_ca, OPERATOR_CLIENT_NAME, CLIENT_CERT_DAYS)
+        load_cert_chain_pem(self._ssl, issued.cert_pem, issued.key_pem)
+        self.client_cert_pem = issued.cert_pem
+        self._renew_at = time.time() + lifetime / 2
 
     async def _call(self, method: str, endpoint: str, path: str, body: Any = None) -> Any:
         return await self._request(method, f"{endpoint}{PREFIX}{path}", body)
@@ -47,13 +63,13 @@ class PoolApi:
     async def _request(
         self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
-        token = self._token_file.read_text().strip()  # re-read: the kubelet rotates it
+        if time.time() >= self._renew_at:
+            self._renew_client_cert()
         async with self._session.request(
             method,
             url,
             data=json.dumps(body) if body is not None else None,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            | (headers or {}),
+            headers={"Content-Type": "application/json"} | (headers or {}),
             ssl=self._ssl,
         ) as response:
             raw = await response.read()
@@ -74,6 +90,20 @@ class PoolApi:
 
     async def delete_vault(self, endpoint: str, name: str) -> None:
         await self._call("DELETE", endpoint, f"/vaults/{name}")
+
+    async def put_tls(self, endpoint: str, certificate_pem: str, private_key_pem: str) -> None:
+        """Make the pool serve this certificate from its next handshake on."""
+        await self._call(
+            "PUT",
+            endpoint,
+            "/tls",
+            {"certificate": certificate_pem, "privateKey": private_key_pem},
+        )
+
+    async def get_tls(self, endpoint: str) -> dict[str, Any]:
+        """What the pool's certificate names (`dnsNames`) and its `notAfter`."""
+        answer: dict[str, Any] = await self._call("GET", endpoint, "/tls")
+        return answer
 
     # --- keys and secrets: state and create-once through management, changes through the
     # vault's own API. Answers that could hold a secret value are never returned or kept.

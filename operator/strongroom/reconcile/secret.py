@@ -4,7 +4,9 @@ secret's id and version, never its value.
 
 Generated values are made by the vault from its HSM's random number generator:
 the operator never holds them. An imported value passes through the operator's
-memory once, on its way from the Kubernetes Secret to the vault.
+memory once, on its way from the Kubernetes Secret to the vault, and only when the
+Secret names the importing VaultSecret in its `strongroom.io/allow-import`
+annotation: the operator reads every Secret, its users may not.
 """
 
 import base64
@@ -16,7 +18,7 @@ from ..builders.common import Owner
 from ..models import VaultSecretSpec, VaultSecretStatus
 from .conditions import with_condition
 from .context import Context
-from .errors import InvalidSpec, NotReady
+from .errors import ImportNotAllowed, InvalidSpec, NotReady
 from .vault import vault_address, vault_address_for_delete
 
 
@@ -74,16 +76,36 @@ def generate_body(spec: VaultSecretSpec) -> dict[str, Any]:
     return body
 
 
-def imported_value(secret: dict[str, Any] | None, spec: VaultSecretSpec) -> str:
-    """The value to import, from the Kubernetes Secret's data. Messages name the Secret and
-    its key, never any part of the value."""
+ALLOW_IMPORT = "strongroom.io/allow-import"
+
+
+def import_allowed(secret: dict[str, Any] | None, importer: str) -> bool:
+    """Pure: whether the Secret opts in to being imported by the VaultSecret `importer`."""
+    if secret is None:
+        return False
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    allowed = {name.strip() for name in str(annotations.get(ALLOW_IMPORT, "")).split(",")}
+    return "*" in allowed or importer in allowed
+
+
+def allowed_source(secret: dict[str, Any] | None, importer: str, source: str) -> dict[str, Any]:
+    """The Secret to import from, if it allows `importer`. A missing Secret gets the same
+    answer as one that does not opt in: the VaultSecret's author learns nothing of Secrets
+    they could not read themselves."""
+    if secret is None or not import_allowed(secret, importer):
+        raise ImportNotAllowed(
+            f"The Secret {source!r} does not exist or does not allow VaultSecret {importer!r} "
+            f"to import it: its owner can add the annotation {ALLOW_IMPORT}: {importer} "
+            "(a comma-separated list of VaultSecret names, or *)"
+        )
+    return secret
+
+
+def imported_value(secret: dict[str, Any], spec: VaultSecretSpec) -> str:
+    """The value to import, from the data of a Kubernetes Secret that allows it (see
+    allowed_source). Messages name the Secret and its key, never any part of it."""
     selector = spec.source.from_secret
     assert selector is not None
-    if secret is None:
-        raise NotReady(
-            f"The Secret {selector.name!r} to import from does not exist",
-            reason="SourceSecretNotFound",
-        )
     data = secret.get("data") or {}
     if selector.key not in data:
         raise NotReady(
@@ -163,7 +185,8 @@ async def reconcile_secret(
             selector = spec.source.from_secret
             assert selector is not None
             found = await ctx.kube.get("v1", "Secret", owner.namespace, selector.name)
-            body = {"value": imported_value(found, spec)}
+            allowed = allowed_source(found, owner.name, selector.name)
+            body = {"value": imported_value(allowed, spec)}
             if spec.content_type is not None:
                 body["contentType"] = spec.content_type
         raw = await ctx.pools.create_secret(vault, name, owner.uid, body)

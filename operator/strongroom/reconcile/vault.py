@@ -1,4 +1,5 @@
-"""Reconcile a Vault: its Service, and its token, hosts and access list pushed to its pool."""
+"""Reconcile a Vault: its Service, its token, hosts, audience and access list pushed to its
+pool, and its names in the pool's certificate."""
 
 import time
 from typing import Any
@@ -6,9 +7,11 @@ from typing import Any
 from ..builders.common import Owner
 from ..builders.pool import Pool, build_vault_service, vault_hosts, vault_uri
 from ..models import API_VERSION, AccessEntry, HsmPoolSpec, VaultSpec, VaultStatus
+from .certificate import ensure_certificate, serve_certificate
 from .conditions import with_condition
 from .context import Context
 from .errors import NotReady
+from .owned import apply_owned
 from .poolapi import VaultAddress
 
 # Built-in roles, after Azure Key Vault's RBAC roles of the same names.
@@ -49,9 +52,11 @@ def access_list(spec: VaultSpec, namespace: str) -> list[dict[str, Any]]:
 
 
 def vault_config(name: str, namespace: str, spec: VaultSpec) -> dict[str, Any]:
-    """Pure: what the operator PUTs to /_strongroom/v1/vaults/<name>."""
+    """Pure: what the operator PUTs to /_strongroom/v1/vaults/<name>. `audience`: a token
+    issued for the vault's own URI is good for this vault only, from any namespace."""
     return {
         "hosts": vault_hosts(name, namespace),
+        "audience": vault_uri(name, namespace),
         "access": access_list(spec, namespace),
         "retentionDays": spec.soft_delete.retention_days,
         "purgeProtection": spec.soft_delete.purge_protection,
@@ -74,14 +79,22 @@ async def reconcile_vault(
     ctx: Context, vault: Owner, spec: VaultSpec, status: VaultStatus, generation: int
 ) -> VaultStatus:
     pool = await _ready_pool(ctx, vault, spec)
-    await ctx.kube.apply(build_vault_service(pool, vault))
+    await apply_owned(ctx.kube, build_vault_service(pool, vault), vault)
     await ctx.pools.put_vault(
         pool.endpoint, vault.name, vault_config(vault.name, vault.namespace, spec)
     )
+    served = await serve_certificate(ctx, pool, await ensure_certificate(ctx, pool))
+    missing = [host for host in vault_hosts(vault.name, vault.namespace) if host not in served]
+    if missing:
+        raise CertificatePending(
+            f"The pool {pool.owner.name!r} does not serve a certificate for "
+            f"{', '.join(missing)} yet; waiting for it to take the new one"
+        )
     uri = vault_uri(vault.name, vault.namespace)
     return status.model_copy(
         update={
             "vault_uri": uri,
+            "audience": uri,
             "hsm_pool": pool.owner.name,
             "observed_generation": generation,
             "conditions": with_condition(
@@ -89,6 +102,13 @@ async def reconcile_vault(
             ),
         }
     )
+
+
+class CertificatePending(NotReady):
+    """The vault's names are not in the certificate its pool serves yet."""
+
+    reason = "CertificatePending"
+    retry_after = 5.0
 
 
 async def delete_vault(ctx: Context, vault: Owner, spec: VaultSpec) -> None:

@@ -1,9 +1,11 @@
 """HTTP routes of the data plane, in the shapes of the Azure Key Vault REST API.
 
-One handler takes every request: it finds the vault by host name, checks the
-bearer token, the api-version and the caller's permission, then calls the
-vault's key or secret store. Paths are split before percent-decoding so that
-an encoded `/` or `..` stays inside one name and is refused by name rules.
+One handler takes every request: it finds the vault by host name, identifies the
+caller (the pool's administrator by its TLS client certificate, anyone else by a
+bearer token bound to this vault), checks the api-version and the caller's
+permission, then calls the vault's key or secret store. Paths are split before
+percent-decoding so that an encoded `/` or `..` stays inside one name and is
+refused by name rules.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from aiohttp import web
 from ..hsm.client import HsmClient
 from ..hsm.errors import HsmError
 from .audit import AuditRecord
-from .auth import Authenticator
+from .auth import AdminClient, Authenticator, Throttled
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
@@ -58,6 +60,18 @@ CRYPTO_OPERATIONS = {
 Handler = Callable[["Call"], Awaitable[Any]]
 
 
+async def read_records(hsm: HsmClient, vault: str) -> dict[str, bytes]:
+    """Every record of a vault, read page by page: no answer grows with the vault."""
+    records: dict[str, bytes] = {}
+    after = ""
+    while True:
+        page = await hsm.call("list_records", vault=vault, after=after)
+        records |= page["records"]
+        if page["next"] is None:
+            return records
+        after = page["next"]
+
+
 @dataclass
 class Vault:
     """One served vault: its configuration and its two stores."""
@@ -68,7 +82,7 @@ class Vault:
 
     async def load(self, hsm: HsmClient) -> None:
         await hsm.call("ensure_vault", vault=self.config.name)
-        records = await hsm.call("list_records", vault=self.config.name)
+        records = await read_records(hsm, self.config.name)
         self.keys.load(records)
         self.secrets.load(records)
         known = self.keys.version_ids()
@@ -94,6 +108,7 @@ class Call:
     name: str = ""
     version: str | None = None
     body: dict[str, Any] | None = None
+    may_decrypt: bool = False  # whether the caller holds keys/decrypt in this vault
 
     def json_body(self) -> dict[str, Any]:
         return self.body or {}
@@ -114,12 +129,12 @@ class DataPlane:
         config: ServerConfig,
         hsm: HsmClient,
         authenticator: Authenticator,
-        admin_subjects: tuple[str, ...] = (),
+        admin: AdminClient | None = None,
     ) -> None:
         self.hsm = hsm
         self.authenticator = authenticator
-        # The pool's administrators (the operator) hold every permission in every vault.
-        self.admin_subjects = frozenset(admin_subjects)
+        # The pool's administrator (the operator) holds every permission in every vault.
+        self.admin = admin or AdminClient()
         self.vaults: dict[str, Vault] = {}
         self.by_host: dict[str, Vault] = {}
         self._keys = KeyRoutes()
@@ -142,7 +157,7 @@ class DataPlane:
         for name in await self.hsm.call("vault_names"):
             if name in self.vaults:
                 continue
-            records = await self.hsm.call("list_records", vault=name)
+            records = await read_records(self.hsm, name)
             if VAULT_RECORD not in records:
                 continue
             try:
@@ -199,7 +214,8 @@ class DataPlane:
         try:
             vault = self._vault_for(request)
             vault_name = vault.config.name
-            caller = await self._authenticate(request, vault)
+            is_admin = self.admin.matches(request)
+            caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
             api_version = request.query.get("api-version")
             if api_version not in API_VERSIONS:
                 raise BadParameter(
@@ -209,8 +225,9 @@ class DataPlane:
                 )
             route, call = self._route(request, vault)
             operation, obj, version = route.operation, call.name, call.version or ""
-            if caller not in self.admin_subjects:
+            if not is_admin:
                 self._authorize(vault, caller, route)
+            call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
             if route.has_body:
                 call.body = await self._read_json(request)
             result = await route.handler(call)
@@ -220,7 +237,7 @@ class DataPlane:
         except HsmError as exc:
             response = self._error(from_hsm(exc), request)
         status = response.status
-        if operation != "Unknown" or status != 401:
+        if operation != "Unknown" or status not in (401, 429):  # unauthenticated: no record
             AuditRecord(
                 caller,
                 vault_name,
@@ -252,7 +269,7 @@ class DataPlane:
                 self._challenge(request, vault), "The request needs a bearer token."
             )
         try:
-            return await self.authenticator.authenticate(token.strip())
+            return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
             raise _ChallengeNeeded(self._challenge(request, vault), exc.message) from None
 
@@ -302,6 +319,8 @@ class DataPlane:
         headers = {}
         if isinstance(exc, _ChallengeNeeded):
             headers["WWW-Authenticate"] = exc.challenge
+        if isinstance(exc, Throttled):
+            headers["Retry-After"] = str(exc.retry_after)
         return web.Response(
             status=exc.status,
             headers=headers,
@@ -585,7 +604,9 @@ class KeyRoutes:
         return {"value": call.vault.keys.verify(call.name, call.version, call.json_body())}
 
     async def encrypt(self, call: Call) -> dict[str, Any]:
-        version, result = await call.vault.keys.encrypt(call.name, call.version, call.json_body())
+        version, result = await call.vault.keys.encrypt(
+            call.name, call.version, call.json_body(), caller_may_decrypt=call.may_decrypt
+        )
         return {"kid": self._kid(call, version)} | result
 
     async def decrypt(self, call: Call) -> dict[str, Any]:

@@ -1,17 +1,36 @@
-"""Who is calling: bearer tokens checked by Kubernetes TokenReview, or by a local JWT issuer in dev.
+"""Who is calling: the pool's administrator by its TLS client certificate, everyone else by a
+bearer token bound to the vault it is sent to (Kubernetes TokenReview, or a local JWT issuer
+in dev).
 
-Tokens are never logged or kept: the cache is keyed by a SHA-256 of the token.
+A token is accepted for a vault when one of its audiences is the vault's own URI
+(`VaultConfig.audience`), from any namespace; or when it is the shared audience
+(`strongroom.io/vault`, what the CSI driver asks for) and the subject is a ServiceAccount of
+the pool's own namespace (when the server knows it). A token one vault receives is thus
+worth nothing at another vault, in this pool or any other.
+
+Unauthenticated requests cost little: a token larger than `MAX_TOKEN_BYTES` or not shaped
+like a JWT is refused without any review; a refused token is remembered for
+`NEGATIVE_CACHE_SECONDS`; at most `REVIEWS_IN_FLIGHT` reviews run at once and
+`REVIEWS_PER_SECOND` start each second, beyond which callers get 429 with Retry-After and the
+API server is not asked. An accepted token is remembered for at most `POSITIVE_CACHE_SECONDS`
+and never past its `exp`: a revoked token keeps working for at most that long.
+
+Tokens are never logged or kept: caches are keyed by a SHA-256 of the token.
 """
 
 import hashlib
 import json
+import re
 import ssl
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,65 +39,270 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from ..tls import OPERATOR_CLIENT_NAME
+from .config import SHARED_AUDIENCE, VaultConfig
 from .encoding import b64url, unb64url
-from .errors import BadParameter, ServiceUnavailable, Unauthorized
+from .errors import BadParameter, ServiceUnavailable, Unauthorized, VaultError
 
-CACHE_SECONDS = 60.0
+# How long an accepted token is trusted without asking again: the longest a revoked token
+# keeps working. Never past the token's own expiry.
+POSITIVE_CACHE_SECONDS = 10.0
+# How long a refused token is refused without asking again.
+NEGATIVE_CACHE_SECONDS = 30.0
+CACHE_ENTRIES = 10_000
+MAX_TOKEN_BYTES = 8 * 1024
+REVIEWS_IN_FLIGHT = 8
+REVIEWS_PER_SECOND = 20.0
+REVIEW_TIMEOUT_SECONDS = 10.0
+# Clock skew allowed between this server and the token's issuer.
+LEEWAY_SECONDS = 60
+
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+class Throttled(VaultError):
+    """Too many token reviews at once: retry after `retry_after` seconds."""
+
+    status = 429
+    code = "Throttled"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, token: str) -> str:
-        """Return the caller's subject, or raise Unauthorized."""
+    async def authenticate(self, token: str, vault: VaultConfig) -> str:
+        """Return the caller's subject if the token is valid for this vault, else raise
+        Unauthorized (or Throttled / ServiceUnavailable when it cannot be checked now)."""
+
+
+class AdminClient:
+    """The pool's administrator: a TLS peer whose client certificate verified against the
+    client CA and names `name` as its subject CN. No bearer token is ever the administrator."""
+
+    def __init__(self, name: str = OPERATOR_CLIENT_NAME) -> None:
+        self.name = name
+        self.caller = f"tls-client:{name}"  # how audit records name it
+
+    def common_name(self, request: web.Request) -> str | None:
+        """The subject CN of the request's verified client certificate, if it sent one."""
+        transport = request.transport
+        if transport is None:
+            return None
+        # `ssl` returns the peer certificate's fields only once it verified; {} or None else.
+        peer = transport.get_extra_info("peercert")
+        if not isinstance(peer, dict) or not peer:
+            return None
+        names = [
+            value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"
+        ]
+        return names[0] if len(names) == 1 else None
+
+    def matches(self, request: web.Request) -> bool:
+        return self.common_name(request) == self.name
+
+
+@dataclass(frozen=True)
+class Review:
+    """What a token proved: its subject, which of the audiences asked it holds, its expiry."""
+
+    subject: str
+    audiences: frozenset[str]
+    expires: float | None  # seconds since the epoch
 
 
 @dataclass
 class _Cached:
-    subject: str
+    review: Review | None
+    refusal: str
     until: float
 
 
-class _Cache:
-    def __init__(self) -> None:
-        self._entries: dict[bytes, _Cached] = {}
+class _ReviewCache:
+    """Reviews by SHA-256 of the token and the audiences asked; oldest dropped first."""
 
-    def get(self, token: str) -> str | None:
-        entry = self._entries.get(hashlib.sha256(token.encode()).digest())
-        if entry is None or entry.until < time.monotonic():
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._entries: OrderedDict[bytes, _Cached] = OrderedDict()
+        self._clock = clock
+
+    @staticmethod
+    def key(token: str, audiences: tuple[str, ...]) -> bytes:
+        digest = hashlib.sha256(token.encode())
+        digest.update(b"\0" + "\0".join(audiences).encode())
+        return digest.digest()
+
+    def get(self, key: bytes) -> _Cached | None:
+        entry = self._entries.get(key)
+        if entry is None:
             return None
-        return entry.subject
+        if entry.until <= self._clock():
+            del self._entries[key]
+            return None
+        return entry
 
-    def put(self, token: str, subject: str, seconds: float) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        key = hashlib.sha256(token.encode()).digest()
-        self._entries[key] = _Cached(subject, time.monotonic() + seconds)
+    def accepted(self, key: bytes, review: Review) -> None:
+        seconds = POSITIVE_CACHE_SECONDS
+        if review.expires is not None:
+            seconds = min(seconds, review.expires - time.time())
+        if seconds > 0:
+            self._put(key, _Cached(review, "", self._clock() + seconds))
+
+    def refused(self, key: bytes, message: str) -> None:
+        self._put(key, _Cached(None, message, self._clock() + NEGATIVE_CACHE_SECONDS))
+
+    def _put(self, key: bytes, entry: _Cached) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > CACHE_ENTRIES:
+            self._entries.popitem(last=False)
 
 
-class TokenReviewAuthenticator:
-    """Asks the Kubernetes API server whether a ServiceAccount token is valid for our audience."""
+def _claims(token: str) -> dict[str, object]:
+    """The claims of a JWT-shaped token, unverified; Unauthorized when it is no JWT at all."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthorized(f"The bearer token is larger than {MAX_TOKEN_BYTES} bytes.")
+    if not _JWT.fullmatch(token):
+        raise Unauthorized("The bearer token is malformed: it is not a JWT.")
+    try:
+        claims = json.loads(unb64url(token.split(".")[1], "claims"))
+    except (BadParameter, ValueError):
+        raise Unauthorized("The bearer token is malformed.") from None
+    if not isinstance(claims, dict):
+        raise Unauthorized("The bearer token is malformed.")
+    return claims
+
+
+def _expiry(claims: dict[str, object]) -> float | None:
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp)
+    return None
+
+
+class _BoundAuthenticator:
+    """The policy both authenticators share; `_review` is what each asks of its issuer."""
 
     def __init__(
-        self, api_server: str, ca_file: Path, token_file: Path, audiences: tuple[str, ...]
+        self,
+        shared_audiences: tuple[str, ...],
+        namespace: str | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._shared = shared_audiences
+        self._namespace = namespace
+        self._cache = _ReviewCache(clock)
+
+    async def _review(self, token: str, audiences: tuple[str, ...]) -> Review:
+        raise NotImplementedError
+
+    def audiences_for(self, vault: VaultConfig) -> tuple[str, ...]:
+        own = (vault.audience,) if vault.audience else ()
+        return own + tuple(a for a in self._shared if a != vault.audience)
+
+    async def authenticate(self, token: str, vault: VaultConfig) -> str:
+        claims = _claims(token)
+        expires = _expiry(claims)
+        if expires is not None and expires < time.time() - LEEWAY_SECONDS:
+            raise Unauthorized("The bearer token has expired.")
+        audiences = self.audiences_for(vault)
+        key = self._cache.key(token, audiences)
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached.review is None:
+                raise Unauthorized(cached.refusal)
+            return self._accept(cached.review, vault)
+        try:
+            review = await self._review(token, audiences)
+        except Unauthorized as exc:
+            self._cache.refused(key, exc.message)
+            raise
+        if review.expires is None:
+            review = Review(review.subject, review.audiences, expires)
+        self._cache.accepted(key, review)
+        return self._accept(review, vault)
+
+    def _accept(self, review: Review, vault: VaultConfig) -> str:
+        if vault.audience and vault.audience in review.audiences:
+            return review.subject
+        if not review.audiences & set(self._shared):
+            raise Unauthorized("The bearer token was issued for another audience.")
+        if self._namespace is not None:
+            prefix = f"system:serviceaccount:{self._namespace}:"
+            if not review.subject.startswith(prefix):
+                own = f" {vault.audience}" if vault.audience else " the vault's own URI"
+                raise Unauthorized(
+                    f"A token for the shared audience {', '.join(self._shared)} is accepted only "
+                    f"from ServiceAccounts of namespace {self._namespace}; from elsewhere, "
+                    f"send a token for audience{own}."
+                )
+        return review.subject
+
+
+class _ReviewBudget:
+    """At most `in_flight` reviews at once and `per_second` started each second (a token
+    bucket of `per_second` tokens); beyond that, Throttled at once."""
+
+    def __init__(self, in_flight: int, per_second: float, clock: Callable[[], float]) -> None:
+        self._free = in_flight
+        self._rate = per_second
+        self._tokens = per_second
+        self._clock = clock
+        self._last = clock()
+
+    def take(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._free <= 0 or self._tokens < 1:
+            raise Throttled("Too many bearer tokens are being checked; retry shortly.", 1)
+        self._free -= 1
+        self._tokens -= 1
+
+    def give_back(self) -> None:
+        self._free += 1
+
+
+class TokenReviewAuthenticator(_BoundAuthenticator):
+    """Asks the Kubernetes API server whether a ServiceAccount token holds the vault's audience
+    or the shared one, and which."""
+
+    def __init__(
+        self,
+        api_server: str,
+        ca_file: Path,
+        token_file: Path,
+        shared_audiences: tuple[str, ...],
+        namespace: str | None,
+        clock: Callable[[], float] = time.monotonic,
+        in_flight: int = REVIEWS_IN_FLIGHT,
+        per_second: float = REVIEWS_PER_SECOND,
+    ) -> None:
+        super().__init__(shared_audiences, namespace, clock)
         self._url = api_server.rstrip("/") + "/apis/authentication.k8s.io/v1/tokenreviews"
         self._ssl = ssl.create_default_context(cafile=str(ca_file))
         self._token_file = token_file
-        self._audiences = audiences
-        self._cache = _Cache()
+        self._budget = _ReviewBudget(in_flight, per_second, clock)
         self._session: aiohttp.ClientSession | None = None
 
-    async def authenticate(self, token: str) -> str:
-        cached = self._cache.get(token)
-        if cached is not None:
-            return cached
+    async def _review(self, token: str, audiences: tuple[str, ...]) -> Review:
+        self._budget.take()
+        try:
+            return await self._ask(token, audiences)
+        finally:
+            self._budget.give_back()
+
+    async def _ask(self, token: str, audiences: tuple[str, ...]) -> Review:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REVIEW_TIMEOUT_SECONDS)
+            )
         review = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token, "audiences": list(self._audiences)},
+            "spec": {"token": token, "audiences": list(audiences)},
         }
-        own = self._token_file.read_text().strip()
+        own = self._token_file.read_text().strip()  # re-read: the kubelet rotates it
         try:
             async with self._session.post(
                 self._url,
@@ -89,15 +313,20 @@ class TokenReviewAuthenticator:
                 if response.status != 201 and response.status != 200:
                     raise ServiceUnavailable(f"TokenReview failed with HTTP {response.status}")
                 status = (await response.json()).get("status", {})
-        except aiohttp.ClientError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise ServiceUnavailable("the Kubernetes API server cannot be reached") from exc
-        if not status.get("authenticated"):
+        if not isinstance(status, dict) or not status.get("authenticated"):
             raise Unauthorized("The bearer token is not valid for this vault.")
-        if not set(status.get("audiences") or []) & set(self._audiences):
+        # The API server lists which of the audiences asked the token holds.
+        held = status.get("audiences") or []
+        matched = frozenset(a for a in held if isinstance(a, str)) & set(audiences)
+        if not matched:
             raise Unauthorized("The bearer token was issued for another audience.")
-        subject = str(status.get("user", {}).get("username", ""))
-        self._cache.put(token, subject, CACHE_SECONDS)
-        return subject
+        user = status.get("user")
+        subject = user.get("username", "") if isinstance(user, dict) else ""
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized("The bearer token names no user.")
+        return Review(subject, matched, None)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -166,31 +395,29 @@ class DevIssuer:
             ]
         }
 
-    def authenticator(self, audiences: tuple[str, ...]) -> "DevAuthenticator":
-        return DevAuthenticator(self._key.public_key(), audiences)
+    def authenticator(
+        self, shared_audiences: tuple[str, ...] = (SHARED_AUDIENCE,), namespace: str | None = None
+    ) -> "DevAuthenticator":
+        return DevAuthenticator(self._key.public_key(), shared_audiences, namespace)
 
 
-class DevAuthenticator:
-    def __init__(self, public_key: ec.EllipticCurvePublicKey, audiences: tuple[str, ...]):
+class DevAuthenticator(_BoundAuthenticator):
+    """Checks tokens of a `DevIssuer` locally, with the same binding rules as TokenReview."""
+
+    def __init__(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        shared_audiences: tuple[str, ...],
+        namespace: str | None,
+    ) -> None:
+        super().__init__(shared_audiences, namespace)
         self._public_key = public_key
-        self._audiences = audiences
-        self._cache = _Cache()
 
-    async def authenticate(self, token: str) -> str:
-        cached = self._cache.get(token)
-        if cached is not None:
-            return cached
-        subject, expires = self._verify(token)
-        self._cache.put(token, subject, min(CACHE_SECONDS, expires - time.time()))
-        return subject
-
-    def _verify(self, token: str) -> tuple[str, int]:
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise Unauthorized("The bearer token is malformed.")
+    async def _review(self, token: str, audiences: tuple[str, ...]) -> Review:
+        header, payload, signature_part = token.split(".")
         try:
-            signature = unb64url(parts[2], "signature")
-            claims = json.loads(unb64url(parts[1], "claims"))
+            signature = unb64url(signature_part, "signature")
+            claims = json.loads(unb64url(payload, "claims"))
         except (BadParameter, ValueError):
             raise Unauthorized("The bearer token is malformed.") from None
         if len(signature) != 64 or not isinstance(claims, dict):
@@ -199,19 +426,20 @@ class DevAuthenticator:
             int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         )
         try:
-            self._public_key.verify(
-                der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256())
-            )
+            self._public_key.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise Unauthorized("The bearer token signature is not valid.") from None
         now = time.time()
         if not isinstance(claims.get("exp"), int) or claims["exp"] < now:
             raise Unauthorized("The bearer token has expired.")
-        if isinstance(claims.get("nbf"), int) and claims["nbf"] > now + 60:
+        if isinstance(claims.get("nbf"), int) and claims["nbf"] > now + LEEWAY_SECONDS:
             raise Unauthorized("The bearer token is not valid yet.")
-        audiences = claims.get("aud")
-        if isinstance(audiences, str):
-            audiences = [audiences]
-        if not isinstance(audiences, list) or not set(audiences) & set(self._audiences):
+        held = claims.get("aud")
+        if isinstance(held, str):
+            held = [held]
+        if not isinstance(held, list):
             raise Unauthorized("The bearer token was issued for another audience.")
-        return str(claims.get("sub", "")), int(claims["exp"])
+        matched = frozenset(a for a in held if isinstance(a, str)) & set(audiences)
+        if not matched:
+            raise Unauthorized("The bearer token was issued for another audience.")
+        return Review(str(claims.get("sub", "")), matched, float(claims["exp"]))

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The audience every vault of every pool accepts from its own namespace's ServiceAccounts:
+# what the CSI driver's token requests ask for.
+SHARED_AUDIENCE = "strongroom.io/vault"
 KEY_PERMISSIONS = frozenset(
     {
         "get",
@@ -83,6 +86,9 @@ class VaultConfig:
     purge_protection: bool = False
     # The `resource` of the Bearer challenge; clients check that the vault's host ends with it.
     challenge_resource: str | None = None
+    # The vault's own URI: a token for this audience is good for this vault only, from any
+    # namespace.
+    audience: str | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> "VaultConfig":
@@ -92,6 +98,9 @@ class VaultConfig:
         hosts = raw.get("hosts", [])
         if not isinstance(hosts, list) or not hosts:
             raise ValueError(f"vault {name!r} needs at least one host name in 'hosts'")
+        audience = raw.get("audience")
+        if audience is not None and (not isinstance(audience, str) or not audience):
+            raise ValueError(f"vault {name!r}: 'audience' must be a non-empty string")
         retention = int(raw.get("retentionDays", 90))
         if not 7 <= retention <= 90:
             raise ValueError(f"vault {name!r}: retentionDays must be between 7 and 90")
@@ -102,6 +111,7 @@ class VaultConfig:
             retention_days=retention,
             purge_protection=bool(raw.get("purgeProtection", False)),
             challenge_resource=raw.get("challengeResource"),
+            audience=audience,
         )
 
     def raw(self) -> dict[str, Any]:
@@ -115,6 +125,8 @@ class VaultConfig:
         }
         if self.challenge_resource is not None:
             raw["challengeResource"] = self.challenge_resource
+        if self.audience is not None:
+            raw["audience"] = self.audience
         return raw
 
     def permissions(self, subject: str, kind: str) -> frozenset[str]:
@@ -128,7 +140,10 @@ class VaultConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     vaults: tuple[VaultConfig, ...]
-    audiences: tuple[str, ...] = ("strongroom.io/vault",)
+    # Shared audiences: accepted for every vault, from `namespace`'s ServiceAccounts only.
+    audiences: tuple[str, ...] = (SHARED_AUDIENCE,)
+    # The pool's namespace; None (dev, tests) lifts the restriction on shared audiences.
+    namespace: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -141,5 +156,8 @@ class ServerConfig:
         names = [v.name for v in vaults]
         if len(set(names)) != len(names):
             raise ValueError("vault names in the config must be unique")
-        audiences = tuple(raw.get("audiences", ["strongroom.io/vault"]))
-        return cls(vaults=vaults, audiences=audiences)
+        audiences = tuple(raw.get("audiences", [SHARED_AUDIENCE]))
+        namespace = raw.get("namespace")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ValueError("'namespace' must be the pool's namespace")
+        return cls(vaults=vaults, audiences=audiences, namespace=namespace)

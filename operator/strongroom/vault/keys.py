@@ -31,6 +31,7 @@ from .objects import (
     KeyVersion,
     check_tags,
     family,
+    reserved_tags,
 )
 from .store import DAY, ObjectStore
 
@@ -70,6 +71,12 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     def parse(self, raw: bytes) -> KeyEntry:
         return KeyEntry.load(raw)
+
+    def from_parts(self, head: dict[str, Any], versions: list[dict[str, Any]]) -> KeyEntry:
+        return KeyEntry.from_parts(head, versions)
+
+    def dump_version(self, version: Any) -> bytes:
+        return KeyEntry.dump_version(version)
 
     def version_ids(self) -> set[str]:
         return {v.version for e in self.entries.values() for v in e.versions}
@@ -130,11 +137,14 @@ class KeyStore(ObjectStore[KeyEntry]):
             existing = self.owned(name, owner)
             if existing is not None:
                 return existing, False
-            tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
-            entry, _ = await self._create_locked(name, body | {"tags": tags})
+            entry, _ = await self._create_locked(name, body, {OWNER_TAG: owner})
             return entry, True
 
-    async def _create_locked(self, name: str, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+    async def _create_locked(
+        self, name: str, body: dict[str, Any], reserved: dict[str, str] | None = None
+    ) -> tuple[KeyEntry, KeyVersion]:
+        """Make a new version; `reserved` are the operator's tags, which callers cannot set."""
+        self.check_quota(name)
         kty = body.get("kty")
         if kty not in KEY_TYPES:
             raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
@@ -145,18 +155,20 @@ class KeyStore(ObjectStore[KeyEntry]):
                 "cannot be reused; in this state, the key can only be recovered or purged.",
                 code="Conflict",
             )
-        version = await self._generate(name, kty, body)
+        version = await self._generate(name, kty, body, reserved or {})
         entry = entry or KeyEntry(name=name)
         entry.versions.append(version)
         try:
-            await self._save(entry)
+            await self._save(entry, [version])
         except BaseException:
             entry.versions.remove(version)
             await self._destroy_quietly(version.version)
             raise
         return entry, version
 
-    async def _generate(self, name: str, kty: str, body: dict[str, Any]) -> KeyVersion:
+    async def _generate(
+        self, name: str, kty: str, body: dict[str, Any], reserved: dict[str, str]
+    ) -> KeyVersion:
         kind = family(kty)
         size = body.get("key_size")
         crv = body.get("crv")
@@ -169,11 +181,12 @@ class KeyStore(ObjectStore[KeyEntry]):
         bad = [o for o in key_ops if o not in allowed]
         if bad:
             raise BadParameter(f"key_ops {', '.join(bad)} are not valid for key type {kty}")
+        key_ops = list(dict.fromkeys(key_ops))
         if body.get("public_exponent") not in (None, 65537):
             raise BadParameter("only the public exponent 65537 is supported")
         attributes = Attributes()
         attributes.update_from(body.get("attributes"))
-        tags = check_tags(body.get("tags")) or {}
+        tags = (check_tags(body.get("tags")) or {}) | reserved
         version_id = uuid.uuid4().hex
         if kind == "RSA":
             size = 2048 if size is None else size
@@ -213,10 +226,11 @@ class KeyStore(ObjectStore[KeyEntry]):
     async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
         entry = self.live(name)
         current = entry.current
+        reserved = reserved_tags(current.tags)
         body: dict[str, Any] = {
             "kty": current.kty,
             "key_ops": current.key_ops,
-            "tags": current.tags,
+            "tags": {k: v for k, v in current.tags.items() if k not in reserved},
         }
         if current.crv:
             body["crv"] = current.crv
@@ -225,24 +239,25 @@ class KeyStore(ObjectStore[KeyEntry]):
         expiry = (entry.rotation_policy or {}).get("attributes", {}).get("expiryTime")
         if expiry:
             body["attributes"] = {"exp": now() + parse_duration(expiry)}
-        return await self.create(name, body)
+        async with self.lock(name):
+            return await self._create_locked(name, body, reserved)
 
     async def update(
         self, name: str, version: str | None, body: dict[str, Any]
     ) -> tuple[KeyEntry, KeyVersion]:
         async with self.lock(name):
             entry, found = self.live_version(name, version)
+            tags = check_tags(body.get("tags"))
             if "key_ops" in body and body["key_ops"] is not None:
                 ops = body["key_ops"]
                 allowed = KEY_OPS[family(found.kty)]
                 if not isinstance(ops, list) or any(o not in allowed for o in ops):
                     raise BadParameter(f"key_ops must be a subset of {', '.join(allowed)}")
-                found.key_ops = list(ops)
+                found.key_ops = list(dict.fromkeys(ops))
             found.attributes.update_from(body.get("attributes"))
-            tags = check_tags(body.get("tags"))
             if tags is not None:
-                found.tags = tags
-            await self._save(entry)
+                found.tags = tags | reserved_tags(found.tags)
+            await self._save(entry, [found])
             return entry, found
 
     async def _purged(self, entry: KeyEntry) -> None:
@@ -270,7 +285,7 @@ class KeyStore(ObjectStore[KeyEntry]):
                     )
                     restored.append(version.version)
                 entry.deletion = None
-                await self._save(entry)
+                await self._save(entry, entry.versions)
             except BaseException:
                 for version_id in restored:
                     await self._destroy_quietly(version_id)
@@ -292,25 +307,14 @@ class KeyStore(ObjectStore[KeyEntry]):
     async def set_rotation_policy(
         self, base: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        actions = body.get("lifetimeActions", [])
-        if not isinstance(actions, list):
-            raise BadParameter("'lifetimeActions' must be a list")
-        for action in actions:
-            kind = (action.get("action") or {}).get("type", "") if isinstance(action, dict) else ""
-            trigger = action.get("trigger") or {} if isinstance(action, dict) else {}
-            if kind.lower() not in ("rotate", "notify"):
-                raise BadParameter("each lifetime action's type is Rotate or Notify")
-            durations = [
-                v for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry") and v
-            ]
-            if len(durations) != 1:
-                raise BadParameter(
-                    "each trigger has exactly one of timeAfterCreate and timeBeforeExpiry"
-                )
-            parse_duration(durations[0])
-        attributes = dict(body.get("attributes") or {})
-        if attributes.get("expiryTime"):
-            parse_duration(attributes["expiryTime"])
+        actions = _lifetime_actions(body.get("lifetimeActions", []))
+        raw_attributes = body.get("attributes") or {}
+        if not isinstance(raw_attributes, dict):
+            raise BadParameter("'attributes' of a rotation policy must be an object")
+        attributes: dict[str, Any] = {}
+        if raw_attributes.get("expiryTime"):
+            parse_duration(raw_attributes["expiryTime"])
+            attributes["expiryTime"] = raw_attributes["expiryTime"]
         async with self.lock(name):
             entry = self.live(name)
             created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
@@ -420,8 +424,21 @@ class KeyStore(ObjectStore[KeyEntry]):
         return True
 
     async def encrypt(
-        self, name: str, version: str | None, body: dict[str, Any], op: str = "encrypt"
+        self,
+        name: str,
+        version: str | None,
+        body: dict[str, Any],
+        op: str = "encrypt",
+        *,
+        caller_may_decrypt: bool = False,
     ) -> tuple[str, dict[str, Any]]:
+        """Encrypt or wrap; for AES the vault picks the IV.
+
+        AES-CBC under a caller-chosen IV is the raw block cipher (E_K(IV) for a zero
+        block): it would give the keystream of any AES-GCM ciphertext under the key.
+        So a caller may choose a CBC IV only when it may decrypt with this key anyway;
+        a GCM IV is never the caller's.
+        """
         alg = self._algorithm(body, op)
         plaintext = unb64url(body.get("value"), "value")
         key = self._usable(name, version, op)
@@ -440,6 +457,14 @@ class KeyStore(ObjectStore[KeyEntry]):
         if mode == "KW":
             out = await self._hsm("aes_wrap", key_id=key.version, data=plaintext)
             return key.version, {"value": b64url(out)}
+        if body.get("iv") and (
+            mode == "GCM" or not caller_may_decrypt or "decrypt" not in key.key_ops
+        ):
+            raise BadParameter(
+                f"{alg} encryption takes no 'iv' from this caller: the vault picks a random "
+                "one and returns it (a chosen iv needs the decrypt permission and a key "
+                "whose key_ops include decrypt; AES-GCM ivs are always the vault's)."
+            )
         if mode == "GCM":
             iv = os.urandom(12)
             aad = unb64url(body["aad"], "aad") if body.get("aad") else None
@@ -527,9 +552,36 @@ def _rsa_padding(alg: str) -> padding.AsymmetricPadding:
     return padding.OAEP(padding.MGF1(chosen), chosen, None)
 
 
+def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
+    """The lifetime actions of a rotation policy, checked and reduced to their known fields."""
+    if not isinstance(raw, list) or len(raw) > 2:
+        raise BadParameter("'lifetimeActions' is a list of at most 2 actions")
+    actions = []
+    for action in raw:
+        if not isinstance(action, dict) or not isinstance(action.get("action"), dict):
+            raise BadParameter("each lifetime action is an object with an 'action' object")
+        kind = action["action"].get("type", "")
+        trigger = action.get("trigger") or {}
+        if not isinstance(kind, str) or kind.lower() not in ("rotate", "notify"):
+            raise BadParameter("each lifetime action's type is Rotate or Notify")
+        if not isinstance(trigger, dict):
+            raise BadParameter("each lifetime action needs a 'trigger' object")
+        durations = {
+            k: v for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry") and v
+        }
+        if len(durations) != 1:
+            raise BadParameter(
+                "each trigger has exactly one of timeAfterCreate and timeBeforeExpiry"
+            )
+        for value in durations.values():
+            parse_duration(value)
+        actions.append({"trigger": durations, "action": {"type": kind.capitalize()}})
+    return actions
+
+
 def parse_duration(text: object) -> int:
     """Seconds in an ISO 8601 duration such as P90D, P1Y2M or PT12H (a month is 30 days)."""
-    if not isinstance(text, str) or not text.startswith("P"):
+    if not isinstance(text, str) or not text.startswith("P") or len(text) > 32:
         raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
     units = {"Y": 365 * DAY, "M": 30 * DAY, "W": 7 * DAY, "D": DAY}
     time_units = {"H": 3600, "M": 60, "S": 1}

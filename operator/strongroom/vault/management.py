@@ -1,8 +1,9 @@
 """The pool's management API under /_strongroom/v1/, for the operator only.
 
-Callers authenticate with a bearer token like any other and must be one of
-the server's admin subjects (the operator's ServiceAccount). A vault's config
-is kept in the vault's own token, so the vault is served again after a restart.
+The caller must present the operator's TLS client certificate (verified against the
+client CA, subject CN the admin client name); a bearer token is never looked at here, so
+no token a pool or a workload receives opens it. A vault's config is kept in the vault's
+own token, so the vault is served again after a restart.
 """
 
 import json
@@ -14,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ..hsm.errors import HsmError
+from ..tls import ServerTls
 from .app import VAULT_RECORD, DataPlane, Vault
 from .audit import AuditRecord
 from .config import VaultConfig
@@ -30,13 +32,15 @@ Handler = Callable[[web.Request, str], Awaitable[tuple[int, Any]]]
 
 
 class Management:
-    def __init__(self, plane: DataPlane, admin_subjects: tuple[str, ...]) -> None:
+    def __init__(self, plane: DataPlane, tls: ServerTls) -> None:
         self.plane = plane
-        self.admin_subjects = frozenset(admin_subjects)
+        self.tls = tls
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get(f"{PREFIX}/health", self._wrap("Health", self.health)),
+            web.get(f"{PREFIX}/tls", self._wrap("TlsGet", self.get_tls)),
+            web.put(f"{PREFIX}/tls", self._wrap("TlsPut", self.put_tls)),
             web.get(f"{PREFIX}/vaults", self._wrap("VaultList", self.list_vaults)),
             web.get(f"{PREFIX}/vaults/{{name}}", self._wrap("VaultGet", self.get_vault)),
             web.put(f"{PREFIX}/vaults/{{name}}", self._wrap("VaultPut", self.put_vault)),
@@ -88,17 +92,43 @@ class Management:
         return handle
 
     async def _admin(self, request: web.Request) -> str:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("The management API needs a bearer token.")
-        subject = await self.plane.authenticator.authenticate(token.strip())
-        if subject not in self.admin_subjects:
-            raise Forbidden(f"The caller {subject!r} may not use the management API.")
-        return subject
+        admin = self.plane.admin
+        name = admin.common_name(request)
+        if name is None:
+            raise Unauthorized(
+                "The management API is for the pool's operator only: present its TLS client "
+                f"certificate (subject CN {admin.name!r}, issued by the operator's client CA)."
+            )
+        if name != admin.name:
+            raise Forbidden(
+                f"The client certificate {name!r} may not use the management API: "
+                f"only {admin.name!r} may."
+            )
+        return admin.caller
 
     async def health(self, request: web.Request, _: str) -> tuple[int, Any]:
         platform = await self.plane.hsm.call("platform")
         return 200, {"status": "ok", "hsmPlatform": platform, "vaults": sorted(self.plane.vaults)}
+
+    async def get_tls(self, request: web.Request, _: str) -> tuple[int, Any]:
+        """What the certificate served to new connections names, and until when."""
+        served = self.tls.served
+        if served is None:
+            raise NotFound("The server has no certificate.", code="CertificateNotFound")
+        return 200, served.raw()
+
+    async def put_tls(self, request: web.Request, _: str) -> tuple[int, Any]:
+        """Serve this certificate chain and key from the next handshake on (kept in memory
+        only: the Secret mounted at start holds the same after the operator's update)."""
+        body = await _json_object(request)
+        certificate, key = body.get("certificate"), body.get("privateKey")
+        if not isinstance(certificate, str) or not isinstance(key, str):
+            raise BadParameter("Give 'certificate' (PEM chain) and 'privateKey' (PEM).")
+        try:
+            self.tls.replace(certificate.encode(), key.encode())
+        except ValueError as exc:
+            raise BadParameter(f"The certificate is refused: {exc}.") from None
+        return 204, None
 
     async def list_vaults(self, request: web.Request, _: str) -> tuple[int, Any]:
         return 200, {"value": [v.config.raw() for _, v in sorted(self.plane.vaults.items())]}

@@ -1,7 +1,9 @@
 """The vault's objects (keys and secrets with their versions) and their Azure wire shapes.
 
-Each object is stored in the vault's token as one record (a private PKCS#11
-data object); this module turns them to and from JSON.
+Each object is stored in the vault's token as a head record (name, deletion,
+the list of its versions) and one record per version (private PKCS#11 data
+objects), so that no record grows with an object's history; this module turns
+them to and from JSON and holds every limit on what a caller may store.
 """
 
 import json
@@ -29,8 +31,20 @@ SIGN_ALGORITHMS = {
 EC_ALGORITHM_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 RSA_ENCRYPTION = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
 SECRET_MAX_BYTES = 25 * 1024
+CONTENT_TYPE_MAX = 255
+MAX_TAGS = 15
+TAG_NAME_MAX = 512
+TAG_VALUE_MAX = 256
+# Quotas: objects of one kind (keys, or secrets) in a vault, deleted ones included, and
+# versions of one object. They bound what one subject can make a pool store and load.
+MAX_OBJECTS = 10_000
+MAX_VERSIONS = 500
+# Unix times in attributes: anything up to the year 36812 is plenty.
+MAX_UNIX_TIME = 2**40
+# Tags under this prefix are the operator's: only the management API sets them.
+RESERVED_TAG_PREFIX = "strongroom.io/"
 # The tag that names the custom resource (by uid) an object was made for by the operator.
-OWNER_TAG = "strongroom.io/uid"
+OWNER_TAG = RESERVED_TAG_PREFIX + "uid"
 
 
 def family(kty: str) -> str:
@@ -58,7 +72,11 @@ class Attributes:
         for name in ("nbf", "exp"):
             if name in raw:
                 value = raw[name]
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                if value is not None and (
+                    not isinstance(value, int)
+                    or isinstance(value, bool)
+                    or not 0 <= value < MAX_UNIX_TIME
+                ):
                     raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
                 setattr(self, name, value)
         self.updated = now()
@@ -91,19 +109,55 @@ class Attributes:
 
 
 def check_tags(raw: object) -> dict[str, str] | None:
+    """A caller's tags, or None when it gave none; reserved names are refused."""
     if raw is None:
         return None
     if not isinstance(raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
     ):
         raise BadParameter("'tags' must be an object of string values")
-    if len(raw) > 15:
-        raise BadParameter("at most 15 tags are allowed")
+    if len(raw) > MAX_TAGS:
+        raise BadParameter(f"at most {MAX_TAGS} tags are allowed (got {len(raw)})")
+    for name, value in raw.items():
+        if not 1 <= len(name) <= TAG_NAME_MAX:
+            raise BadParameter(f"a tag name is 1 to {TAG_NAME_MAX} characters")
+        if len(value) > TAG_VALUE_MAX:
+            raise BadParameter(f"the value of tag {name[:64]!r} is over {TAG_VALUE_MAX} characters")
+        if name.lower().startswith(RESERVED_TAG_PREFIX):
+            raise BadParameter(
+                f"tag {name[:64]!r} is reserved: tags starting with {RESERVED_TAG_PREFIX!r} "
+                "are set by the strongroom operator only"
+            )
     return dict(raw)
+
+
+def reserved_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The operator's tags of an object, which data-plane updates keep."""
+    return {k: v for k, v in tags.items() if k.lower().startswith(RESERVED_TAG_PREFIX)}
+
+
+def check_content_type(raw: object) -> str | None:
+    if raw is not None and not isinstance(raw, str):
+        raise BadParameter("'contentType' must be a string")
+    if raw is not None and len(raw) > CONTENT_TYPE_MAX:
+        raise BadParameter(f"'contentType' is at most {CONTENT_TYPE_MAX} characters")
+    return raw
 
 
 def owner_of(tags: dict[str, str]) -> str | None:
     return tags.get(OWNER_TAG)
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _head(name: str, versions: list[Any], deletion: "Deletion | None") -> dict[str, Any]:
+    return {
+        "name": name,
+        "versions": [v.version for v in versions],
+        "deletion": asdict(deletion) if deletion is not None else None,
+    }
 
 
 @dataclass
@@ -153,17 +207,31 @@ class KeyEntry:
         return None
 
     def dump(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """The whole object in one document: what a backup seals."""
+        return _json(asdict(self))
+
+    def head(self) -> bytes:
+        return _json(
+            _head(self.name, self.versions, self.deletion)
+            | {"rotation_policy": self.rotation_policy}
+        )
+
+    @staticmethod
+    def dump_version(version: KeyVersion) -> bytes:
+        return _json(asdict(version))
+
+    @classmethod
+    def from_parts(cls, head: dict[str, Any], versions: list[dict[str, Any]]) -> "KeyEntry":
+        loaded = []
+        for v in versions:
+            loaded.append(KeyVersion(**v | {"attributes": Attributes(**v["attributes"])}))
+        deletion = Deletion(**head["deletion"]) if head.get("deletion") else None
+        return cls(head["name"], loaded, deletion, head.get("rotation_policy"))
 
     @classmethod
     def load(cls, raw: bytes) -> "KeyEntry":
         data = json.loads(raw)
-        versions = []
-        for v in data["versions"]:
-            v["attributes"] = Attributes(**v["attributes"])
-            versions.append(KeyVersion(**v))
-        deletion = Deletion(**data["deletion"]) if data.get("deletion") else None
-        return cls(data["name"], versions, deletion, data.get("rotation_policy"))
+        return cls.from_parts(data, data["versions"])
 
 
 @dataclass
@@ -190,14 +258,25 @@ class SecretEntry:
         return None
 
     def dump(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """The whole object in one document: what a backup seals."""
+        return _json(asdict(self))
+
+    def head(self) -> bytes:
+        return _json(_head(self.name, self.versions, self.deletion))
+
+    @staticmethod
+    def dump_version(version: SecretVersion) -> bytes:
+        return _json(asdict(version))
+
+    @classmethod
+    def from_parts(cls, head: dict[str, Any], versions: list[dict[str, Any]]) -> "SecretEntry":
+        loaded = []
+        for v in versions:
+            loaded.append(SecretVersion(**v | {"attributes": Attributes(**v["attributes"])}))
+        deletion = Deletion(**head["deletion"]) if head.get("deletion") else None
+        return cls(head["name"], loaded, deletion)
 
     @classmethod
     def load(cls, raw: bytes) -> "SecretEntry":
         data = json.loads(raw)
-        versions = []
-        for v in data["versions"]:
-            v["attributes"] = Attributes(**v["attributes"])
-            versions.append(SecretVersion(**v))
-        deletion = Deletion(**data["deletion"]) if data.get("deletion") else None
-        return cls(data["name"], versions, deletion)
+        return cls.from_parts(data, data["versions"])

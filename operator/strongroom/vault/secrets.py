@@ -17,7 +17,9 @@ from .objects import (
     Attributes,
     SecretEntry,
     SecretVersion,
+    check_content_type,
     check_tags,
+    reserved_tags,
 )
 from .store import ObjectStore
 
@@ -47,6 +49,12 @@ class SecretStore(ObjectStore[SecretEntry]):
 
     def parse(self, raw: bytes) -> SecretEntry:
         return SecretEntry.load(raw)
+
+    def from_parts(self, head: dict[str, Any], versions: list[dict[str, Any]]) -> SecretEntry:
+        return SecretEntry.from_parts(head, versions)
+
+    def dump_version(self, version: Any) -> bytes:
+        return SecretEntry.dump_version(version)
 
     # --- wire shapes ------------------------------------------------------------
 
@@ -107,8 +115,9 @@ class SecretStore(ObjectStore[SecretEntry]):
             existing = self.owned(name, owner)
             if existing is not None:
                 return existing, False
-            tags = dict(check_tags(body.get("tags")) or {}) | {OWNER_TAG: owner}
-            version = self._new_version(body | {"value": await value(), "tags": tags})
+            self.check_quota(name)
+            version = self._new_version(body | {"value": await value()})
+            version.tags[OWNER_TAG] = owner
             entry, _ = await self._add_locked(name, version)
             return entry, True
 
@@ -129,18 +138,16 @@ class SecretStore(ObjectStore[SecretEntry]):
             raise BadParameter("'value' is required and must be a string")
         if len(value.encode()) > SECRET_MAX_BYTES:
             raise BadParameter(f"secret values are at most {SECRET_MAX_BYTES} bytes")
-        content_type = body.get("contentType")
-        if content_type is not None and not isinstance(content_type, str):
-            raise BadParameter("'contentType' must be a string")
+        content_type = check_content_type(body.get("contentType"))
+        tags = check_tags(body.get("tags")) or {}
         attributes = Attributes()
         attributes.update_from(body.get("attributes"))
-        return SecretVersion(
-            uuid.uuid4().hex, value, content_type, attributes, check_tags(body.get("tags")) or {}
-        )
+        return SecretVersion(uuid.uuid4().hex, value, content_type, attributes, tags)
 
     async def _add_locked(
         self, name: str, version: SecretVersion
     ) -> tuple[SecretEntry, SecretVersion]:
+        self.check_quota(name)
         entry = self.entries.get(name.lower())
         if entry is not None and entry.deletion is not None:
             raise Conflict(
@@ -151,7 +158,7 @@ class SecretStore(ObjectStore[SecretEntry]):
         entry = entry or SecretEntry(name=name)
         entry.versions.append(version)
         try:
-            await self._save(entry)
+            await self._save(entry, [version])
         except BaseException:
             entry.versions.remove(version)
             raise
@@ -162,15 +169,13 @@ class SecretStore(ObjectStore[SecretEntry]):
     ) -> tuple[SecretEntry, SecretVersion]:
         async with self.lock(name):
             entry, found = self.live_version(name, version)
-            if "contentType" in body:
-                if body["contentType"] is not None and not isinstance(body["contentType"], str):
-                    raise BadParameter("'contentType' must be a string")
-                found.content_type = body["contentType"]
-            found.attributes.update_from(body.get("attributes"))
             tags = check_tags(body.get("tags"))
+            if "contentType" in body:
+                found.content_type = check_content_type(body["contentType"])
+            found.attributes.update_from(body.get("attributes"))
             if tags is not None:
-                found.tags = tags
-            await self._save(entry)
+                found.tags = tags | reserved_tags(found.tags)
+            await self._save(entry, [found])
             return entry, found
 
     # --- backup ----------------------------------------------------------------
@@ -183,5 +188,5 @@ class SecretStore(ObjectStore[SecretEntry]):
         async with self.lock(entry.name):
             self.check_free(entry)
             entry.deletion = None
-            await self._save(entry)
+            await self._save(entry, entry.versions)
             return entry, entry.versions[-1]

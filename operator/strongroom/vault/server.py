@@ -1,4 +1,8 @@
-"""`strongroom vault-server`: serve the data plane over HTTPS."""
+"""`strongroom vault-server`: serve the data plane over HTTPS.
+
+A client that has not finished its TLS handshake, or the headers of its next request,
+within `HEADER_TIMEOUT_SECONDS` is disconnected: idle connections cost little.
+"""
 
 import asyncio
 import contextlib
@@ -11,12 +15,15 @@ from pathlib import Path
 from aiohttp import web
 
 from ..hsm.client import HsmClient
+from ..tls import OPERATOR_CLIENT_NAME, ServerTls
 from .app import DataPlane, make_app
-from .auth import Authenticator
+from .auth import AdminClient, Authenticator
 from .config import ServerConfig
 from .management import Management
 
 log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -25,13 +32,43 @@ class Listen:
     port: int
     cert: Path
     key: Path
+    # The operator's client CA; None (dev-style local use) leaves the pool without admin.
+    client_ca: Path | None = None
 
 
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    return context
+class TlsSite(web.BaseSite):
+    """A TCP site whose clients must finish the TLS handshake within `handshake_timeout`
+    (aiohttp's TCPSite leaves asyncio's 60 seconds)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        handshake_timeout: float,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        self._address = (host, port)
+        self._handshake_timeout = handshake_timeout
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._address[0]}:{self._address[1]}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            *self._address,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+            ssl_handshake_timeout=self._handshake_timeout,
+        )
 
 
 async def serve(
@@ -41,21 +78,26 @@ async def serve(
     authenticator: Authenticator,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
-    admin_subjects: tuple[str, ...] = (),
+    admin_client_name: str = OPERATOR_CLIENT_NAME,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
 ) -> None:
+    # The certificate comes from the mounted files at every start: the operator keeps the
+    # Secret in step with what it pushes through the management API.
+    tls = ServerTls.from_files(listen.cert, listen.key, listen.client_ca)
     hsm = HsmClient(hsm_socket)
-    plane = DataPlane(config, hsm, authenticator, admin_subjects)
+    plane = DataPlane(config, hsm, authenticator, AdminClient(admin_client_name))
     await plane.start()
-    management = Management(plane, admin_subjects).routes()
-    runner = web.AppRunner(make_app(plane, management), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(
-        runner,
-        listen.host,
-        listen.port,
-        ssl_context=tls_context(listen.cert, listen.key),
-        backlog=1024,
+    management = Management(plane, tls).routes()
+    runner = web.AppRunner(
+        make_app(plane, management),
+        access_log=None,
+        handle_signals=False,
+        # aiohttp closes a connection that has no complete request when this runs out,
+        # from the handshake's end and again after each answer: the header timeout.
+        keepalive_timeout=header_timeout,
     )
+    await runner.setup()
+    site = TlsSite(runner, listen.host, listen.port, tls.context, header_timeout)
     await site.start()
     log.info(
         "vault server listening on https://%s:%d with %d vault(s)",

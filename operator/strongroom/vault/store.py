@@ -1,22 +1,33 @@
 """What keys and secrets have in common: records in the vault's token, soft delete, backup.
 
-Each object is one record; a name's lock serializes changes to it. Deleting
+Each object is a head record `<kind>/<name>` listing its versions, and one
+record `<kind>/<name>/<version>` per version; a name's lock serializes changes
+to it. Records of the first layout (all versions in the head) still load and
+are rewritten in this one on their next change. Deleting
 marks the object deleted until its retention ends; purging removes the
 record (and, for keys, the HSM objects: see KeyStore._purged).
 """
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..hsm.client import HsmClient
 from ..hsm.errors import HsmError
 from .config import VaultConfig
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, NotFound, from_hsm
-from .objects import Deletion, owner_of
+from .errors import BadParameter, Conflict, Forbidden, NotFound, VaultError, from_hsm
+from .objects import MAX_OBJECTS, MAX_VERSIONS, Deletion, owner_of
 
 DAY = 86400
+log = logging.getLogger(__name__)
+
+
+class QuotaExceeded(VaultError):
+    status = 409
+    code = "QuotaExceeded"
 
 
 class Entry(Protocol):
@@ -27,6 +38,8 @@ class Entry(Protocol):
     def versions(self) -> list[Any]: ...
 
     def dump(self) -> bytes: ...
+
+    def head(self) -> bytes: ...
 
 
 E = TypeVar("E", bound=Entry)
@@ -42,8 +55,17 @@ class ObjectStore(Generic[E]):
         self.hsm = hsm
         self.entries: dict[str, E] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Objects still in the first record layout: their next save writes every version.
+        self._legacy: set[str] = set()
 
     def parse(self, raw: bytes) -> E:
+        """An object from one document holding every version (a backup, the first layout)."""
+        raise NotImplementedError
+
+    def from_parts(self, head: dict[str, Any], versions: list[dict[str, Any]]) -> E:
+        raise NotImplementedError
+
+    def dump_version(self, version: Any) -> bytes:
         raise NotImplementedError
 
     @property
@@ -61,15 +83,69 @@ class ObjectStore(Generic[E]):
         except HsmError as exc:
             raise from_hsm(exc) from exc
 
-    async def _save(self, entry: E) -> None:
-        await self._hsm("put_record", name=f"{self.kind}/{entry.name.lower()}", value=entry.dump())
-        self.entries[entry.name.lower()] = entry
+    def _record(self, name: str) -> str:
+        return f"{self.kind}/{name.lower()}"
+
+    async def _save(self, entry: E, changed: Iterable[Any] = ()) -> None:
+        """Write the changed versions, then the head that lists them."""
+        key = entry.name.lower()
+        versions = entry.versions if key in self._legacy else list(changed)
+        for version in versions:
+            await self._hsm(
+                "put_record",
+                name=f"{self._record(key)}/{version.version}",
+                value=self.dump_version(version),
+            )
+        await self._hsm("put_record", name=self._record(key), value=entry.head())
+        self._legacy.discard(key)
+        self.entries[key] = entry
+
+    async def _forget(self, entry: E) -> None:
+        """Remove an object's records: the head first, so no head names a missing version."""
+        key = entry.name.lower()
+        await self._hsm("delete_record", name=self._record(key))
+        if key not in self._legacy:
+            for version in entry.versions:
+                await self._hsm("delete_record", name=f"{self._record(key)}/{version.version}")
+        self._legacy.discard(key)
 
     def load(self, records: dict[str, bytes]) -> None:
+        """Read this kind's objects; a record that cannot be read is skipped, with its name."""
+        prefix = f"{self.kind}/"
         for record, raw in records.items():
-            if record.startswith(f"{self.kind}/"):
-                entry = self.parse(raw)
-                self.entries[entry.name.lower()] = entry
+            if not record.startswith(prefix) or "/" in record[len(prefix) :]:
+                continue
+            try:
+                head = json.loads(raw)
+                listed = head["versions"]
+                legacy = all(isinstance(v, dict) for v in listed) and bool(listed)
+                parts = listed if legacy else [json.loads(records[f"{record}/{v}"]) for v in listed]
+                entry = self.from_parts(head, parts)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning(
+                    "vault %s: record %s is skipped, it cannot be read (%s)",
+                    self.config.name,
+                    record,
+                    type(exc).__name__,
+                )
+                continue
+            self.entries[entry.name.lower()] = entry
+            if legacy:
+                self._legacy.add(entry.name.lower())
+
+    def check_quota(self, name: str) -> None:
+        """Refuse one more version of `name` (or one more object) beyond the vault's quota."""
+        entry = self.entries.get(name.lower())
+        if entry is None and len(self.entries) >= MAX_OBJECTS:
+            raise QuotaExceeded(
+                f"This vault holds its quota of {MAX_OBJECTS} {self.kind}s, deleted ones "
+                f"included; purge or reuse one to make room."
+            )
+        if entry is not None and len(entry.versions) >= MAX_VERSIONS:
+            raise QuotaExceeded(
+                f"{self._title} {name} has its quota of {MAX_VERSIONS} versions; "
+                f"delete and purge it, or use a new name."
+            )
 
     # --- lookup ---------------------------------------------------------------
 
@@ -149,7 +225,7 @@ class ObjectStore(Generic[E]):
                     f"for this vault. {self._title} {name} will be purged after its retention "
                     "period."
                 )
-            await self._hsm("delete_record", name=f"{self.kind}/{entry.name.lower()}")
+            await self._forget(entry)
             del self.entries[entry.name.lower()]
             await self._purged(entry)
 
@@ -190,3 +266,6 @@ class ObjectStore(Generic[E]):
     def check_free(self, entry: E) -> None:
         if entry.name.lower() in self.entries:
             raise Conflict(f"{self._title} {entry.name} already exists; restore needs a free name.")
+        self.check_quota(entry.name)
+        if len(entry.versions) > MAX_VERSIONS:
+            raise QuotaExceeded(f"A {self.kind} has at most {MAX_VERSIONS} versions.")
