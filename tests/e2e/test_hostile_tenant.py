@@ -571,9 +571,10 @@ def test_3_no_token_b_holds_opens_as_vault_or_pool(world: World) -> None:
     }
     a_vault = release.get("vault", VAULT, A)
     a_pool = release.get("service", f"{POOL}-pool", A)
+    version = release.get("key", KEY, A)["status"]["currentVersion"]
     calls = [
         ("GET", f"/keys/{KEY}", None),
-        ("POST", f"/keys/{KEY}/sign", {"alg": "ES256", "value": "A" * 43}),
+        ("POST", f"/keys/{KEY}/{version}/sign", {"alg": "ES256", "value": "A" * 43}),
         ("GET", f"/secrets/{SECRET}", None),
         ("GET", "/secrets", None),
     ]
