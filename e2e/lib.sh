@@ -22,6 +22,8 @@ HELM_BIN=$STRONGROOM_CACHE/bin/helm-$HELM_VERSION
 CSI_TEST_BIN=$STRONGROOM_CACHE/bin/csi-test-$CSI_TEST_VERSION
 
 IMAGE_NAME=${STRONGROOM_IMAGE:-strongroom.io/strongroom:dev}
+# examples/06's application with the Azure SDK (e2e/build-example-image).
+EXAMPLE_IMAGE_NAME=${STRONGROOM_EXAMPLE_IMAGE:-strongroom.io/strongroom-example-app:dev}
 # State and logs of the local cluster; `e2e/cluster down` deletes it.
 CLUSTER_DIR=${STRONGROOM_CLUSTER_DIR:-/var/lib/strongroom-e2e}
 
@@ -48,6 +50,82 @@ oci_archive() {
     tar -C "$work/layout" -cf "$archive.tmp" .
     mv "$archive.tmp" "$archive"
     rm -rf "$work"
+}
+
+# ------------------------------------------------------------- image root filesystems
+
+PACKAGES_FILE=$E2E_DIR/image-packages.txt
+DEBIAN_KEYRING=${STRONGROOM_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+
+# The Debian mirror this machine's apt uses, so the image needs no other host.
+debian_mirror() {
+    if [[ -n ${STRONGROOM_DEBIAN_MIRROR:-} ]]; then
+        echo "$STRONGROOM_DEBIAN_MIRROR"
+        return
+    fi
+    local url
+    url=$(
+        {
+            # deb822 paragraphs whose Suites include the release itself
+            awk -v RS= -v suite="$DEBIAN_SUITE" '
+                $0 ~ "Suites:[^\n]*(^|[ \t])" suite "([ \t\n]|$)" {
+                    match($0, /URIs:[ \t]*[^ \t\n]+/); print substr($0, RSTART + 5, RLENGTH - 5)
+                }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+            # one-line sources
+            awk -v suite="$DEBIAN_SUITE" '$1 == "deb" && $3 == suite {print $2}' \
+                /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+        } | tr -d ' \t' | grep -v -- '-security' | head -n1
+    )
+    [[ -n $url ]] || die "no $DEBIAN_SUITE mirror in /etc/apt/sources.list*; set STRONGROOM_DEBIAN_MIRROR"
+    echo "$url"
+}
+
+package_list() { grep -v -e '^#' -e '^[[:space:]]*$' "$PACKAGES_FILE"; }
+
+# A tarball of the base root filesystem, keyed by the package list: debootstrap
+# minbase plus e2e/image-packages.txt. debootstrap checks the suite's Release file
+# against Debian's archive keyring and every package against the Packages index
+# that Release signs, so the tarball holds exactly what the signed Release names.
+base_rootfs() {
+    local key tarball mirror dir
+    key=$( { echo "$DEBIAN_SUITE"; package_list; } | sha256sum | cut -c1-12)
+    tarball=$STRONGROOM_CACHE/rootfs/$DEBIAN_SUITE-$key.tar
+    if [[ ! -f $tarball ]]; then
+        mirror=$(debian_mirror)
+        dir=$(mktemp -d "$STRONGROOM_CACHE/rootfs/build.XXXXXX")
+        log "debootstrap $DEBIAN_SUITE from $mirror"
+        [[ -f $DEBIAN_KEYRING ]] || die "$DEBIAN_KEYRING is missing (apt-get install debian-archive-keyring)"
+        # --keyring: a Release whose signature does not verify fails the build.
+        debootstrap --variant=minbase --keyring="$DEBIAN_KEYRING" \
+            --include="$(package_list | paste -sd,)" \
+            "$DEBIAN_SUITE" "$dir" "$mirror" > "$dir.log" 2>&1 ||
+            die "debootstrap failed; see $dir.log"
+        chroot "$dir" apt-get clean
+        rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/log/*.log "$dir"/tmp/*
+        tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
+        mv "$tarball.tmp" "$tarball"
+        rm -rf "$dir" "$dir.log"
+    fi
+    echo "$tarball"
+}
+
+# Runs a shell script as root inside a root filesystem with network access for pip:
+# this machine's resolver, trust store (it may hold a proxy's CA) and a pip cache
+# kept across builds, none of which stays in the root filesystem.
+#   chroot_pip ROOTFS SCRIPT
+chroot_pip() {
+    local rootfs=$1 script=$2 pip_cache=$STRONGROOM_CACHE/image-pip-cache status=0
+    mkdir -p "$pip_cache"
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/tmp/build-ca.crt"
+    mv "$pip_cache" "$rootfs/tmp/pip-cache"
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        PIP_CERT=/tmp/build-ca.crt PIP_CACHE_DIR=/tmp/pip-cache PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        chroot "$rootfs" /bin/sh -c "set -e; $script" || status=$?
+    mv "$rootfs/tmp/pip-cache" "$pip_cache"
+    rm -rf "$rootfs/tmp/build-ca.crt" "$rootfs/root/.cache"
+    : > "$rootfs/etc/resolv.conf"
+    return "$status"
 }
 
 # The Debian packages the local cluster and the image build need; installs the missing ones.

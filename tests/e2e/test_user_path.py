@@ -127,6 +127,37 @@ def test_a_signature_made_through_the_azure_sdk_verifies_with_the_status_jwk(
         public.verify(der, hashlib.sha256(b"something else").digest(), prehashed)
 
 
+def test_examples_06_signs_in_a_pod_with_its_vault_uri_token(release: Release) -> None:
+    """06 as the README has users apply it: the example-app image (the SDK baked in by
+    e2e/build-example-image), a projected token whose audience is the vault's URI."""
+    vault = release.get("vault", "demo", DEMO)
+    audience = (vault.get("status") or {}).get("audience")
+    assert audience == vault["status"]["vaultUri"], vault.get("status")
+    release.k(
+        "-n",
+        DEMO,
+        "create",
+        "configmap",
+        "strongroom-ca",
+        f"--from-file=ca.crt={release.ca_file()}",
+    )
+    release.apply_file(EXAMPLES / "06-app-signs.yaml")
+    phase = release.wait_for(
+        "sign-with-hsm-key to finish",
+        lambda: (
+            release.get("pod", "sign-with-hsm-key", DEMO)["status"].get("phase")
+            in ("Succeeded", "Failed")
+            and release.get("pod", "sign-with-hsm-key", DEMO)["status"]["phase"]
+        ),
+        timeout=180,
+    )
+    log = release.k("-n", DEMO, "logs", "sign-with-hsm-key").stdout
+    assert phase == "Succeeded", log
+    assert "verified: True" in log, log
+    key = release.get("key", "signing", DEMO)
+    assert key["status"]["kid"].rsplit("/", 1)[0] in log, log
+
+
 def test_a_pod_reads_its_secret_through_the_csi_volume(release: Release) -> None:
     release.apply_file(EXAMPLES / "04-vaultsecret.yaml")
     release.wait_ready("vaultsecret", "db-password", DEMO)
@@ -282,6 +313,10 @@ def test_with_purge_protection_a_deleted_key_cannot_be_purged(release: Release) 
 def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: Release) -> None:
     release.k(
         "-n", DEMO, "create", "secret", "generic", "canary-source", f"--from-literal=value={CANARY}"
+    )
+    # The Secret offers itself to the VaultSecret that imports it (examples/README.md).
+    release.k(
+        "-n", DEMO, "annotate", "secret", "canary-source", "strongroom.io/allow-import=canary"
     )
     release.apply(
         resource(

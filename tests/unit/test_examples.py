@@ -1,6 +1,7 @@
 """The quick start in examples/ fits the CRDs, the CSI driver's attributes and the vault's names."""
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,48 @@ def test_the_reading_pod_asks_the_csi_driver_for_objects_that_exist() -> None:
     assert _one("VaultSecret", "db-password") and _one("Key", "signing")
 
 
-def test_the_signing_app_uses_the_vault_audience_and_uri() -> None:
+def test_the_signing_app_projects_the_vaults_own_uri_as_audience() -> None:
+    """Under the bound-token rules the app's token is good for its vault only: its
+    audience is the vault's URI, which the Vault reports as status.audience."""
     pod = _one("Pod", "sign-with-hsm-key")
     sources = next(v for v in pod["spec"]["volumes"] if v["name"] == "vault-token")
     token = sources["projected"]["sources"][0]["serviceAccountToken"]
-    assert token["audience"] == AUDIENCE
-    script = _one("ConfigMap", "sign-with-hsm-key")["data"]["sign.py"]
+    uri = vault_uri("demo", "demo")
+    assert token["audience"] == uri != AUDIENCE
+    [app] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in app["env"]}
+    assert env["VAULT_URL"] == uri
+    assert env["KEY_NAME"] == "signing" and _one("Key", "signing")["spec"]["kty"] == "EC-HSM"
+    assert "initContainers" not in pod["spec"], "the SDK comes with the image, not from PyPI"
+    assert app["image"] == "strongroom.io/strongroom-example-app:dev"
+
+
+def test_the_example_app_reads_the_settings_06_gives_it() -> None:
+    script = (EXAMPLES / "app" / "sign.py").read_text()
     ast.parse(script)
-    assert f'VAULT_URL = "{vault_uri("demo", "demo")}"' in script
-    assert 'get_key("signing")' in script
-    assert _one("Key", "signing")["spec"]["kty"] == "EC-HSM"
+    pod = _one("Pod", "sign-with-hsm-key")
+    [app] = pod["spec"]["containers"]
+    for name in (e["name"] for e in app["env"]):
+        assert f'os.environ.get("{name}"' in script, name
+    mounts = {m["name"]: m["mountPath"] for m in app["volumeMounts"]}
+    assert f'"{mounts["vault-token"]}/token"' in script
+    assert f'"{mounts["ca"]}/ca.crt"' in script
+    assert f'"{vault_uri("demo", "demo")}"' in script
+
+
+def test_the_example_app_image_installs_only_its_hashed_lock() -> None:
+    dockerfile = (EXAMPLES / "app" / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile and "requirements.lock" in dockerfile
+    assert re.search(r"^FROM [^\s]+@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+    build = (ROOT / "e2e" / "build-example-image").read_text()
+    assert "--require-hashes" in build and "examples/app/requirements.lock" in build
+
+
+def test_a_secret_imported_into_a_vault_opts_in() -> None:
+    """An example that imports a Kubernetes Secret shows the opt-in annotation on it."""
+    for secret in (o for o in OBJECTS if o["kind"] == "VaultSecret"):
+        source = secret["spec"]["source"].get("fromSecret")
+        if source:
+            offered = _one("Secret", source["name"])
+            annotations = offered["metadata"].get("annotations") or {}
+            assert annotations.get("strongroom.io/allow-import") == secret["metadata"]["name"]
