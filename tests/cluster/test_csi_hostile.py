@@ -125,7 +125,8 @@ def attacking_pod(stack: Stack, watch: Path) -> dict[str, Any]:
                     "imagePullPolicy": "Never",
                     "command": ["python", "-c", ATTACKER, str(watch)],
                     "securityContext": {"privileged": False, "allowPrivilegeEscalation": True},
-                    # Asks for a writable volume: the driver must not give one.
+                    # Mounts the volume without readOnly: the pod must still get a
+                    # read-only view (the driver takes only read-only volumes).
                     "volumeMounts": [{"name": "vault", "mountPath": "/mnt/vault"}],
                 }
             ],
@@ -134,7 +135,7 @@ def attacking_pod(stack: Stack, watch: Path) -> dict[str, Any]:
                     "name": "vault",
                     "csi": {
                         "driver": "csi.strongroom.io",
-                        "readOnly": False,
+                        "readOnly": True,
                         "volumeAttributes": {
                             "vault": VAULT,
                             "objects": json.dumps(

@@ -814,13 +814,13 @@ def test_8_a_root_pod_cannot_write_into_its_own_volume(world: World) -> None:
         "if rm -f /secrets/" + SECRET + " 2>/tmp/err && [ ! -e /secrets/" + SECRET + " ]; "
         'then echo REMOVED; else echo "refused rm: $(cat /tmp/err)"; fi\n'
     )
-    # The pod asks for a writable volume, as root: the driver must still hand it a
-    # read-only one (or refuse the volume).
-    b.apply(
-        {
+
+    def writer(name: str, **volume: Any) -> dict[str, Any]:
+        # As root, and the container's volumeMount does not say readOnly.
+        return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "writer", "namespace": B},
+            "metadata": {"name": name, "namespace": B},
             "spec": {
                 "serviceAccountName": "b-reader",
                 "restartPolicy": "Never",
@@ -834,29 +834,38 @@ def test_8_a_root_pod_cannot_write_into_its_own_volume(world: World) -> None:
                         "volumeMounts": [{"name": "vault", "mountPath": "/secrets"}],
                     }
                 ],
-                "volumes": [csi_volume({"vault": VAULT, "objects": objects(SECRET)})],
+                "volumes": [csi_volume({"vault": VAULT, "objects": objects(SECRET)}, **volume)],
             },
         }
-    )
 
-    def outcome() -> str:
+    # A volume that does not say readOnly would be mounted writable into the containers:
+    # the driver refuses it, and the event says what to change.
+    b.apply(writer("writable-volume", readOnly=False))
+
+    def refused() -> bool:
+        assert b.get("pod", "writable-volume")["status"].get("phase") == "Pending"
+        return any(
+            e["reason"] == "FailedMount" and "readOnly: true" in e["message"]
+            for e in b.events("writable-volume")
+        )
+
+    b.release.wait_for("the writable volume to be refused", refused, timeout=180)
+    b.kn("delete", "pod", "writable-volume", "--timeout=60s")
+
+    # A read-only volume mounted without readOnly in the container: still read-only.
+    b.apply(writer("writer", readOnly=True))
+
+    def ran() -> bool:
         phase = b.get("pod", "writer")["status"].get("phase")
-        if phase in ("Succeeded", "Failed"):
-            return "ran"
-        if any(
-            e["reason"] == "FailedMount" and "read" in e["message"].lower()
-            for e in b.events("writer")
-        ):
-            return "refused"
-        return ""
+        assert phase != "Failed", b.kn("logs", "writer").stdout
+        return phase == "Succeeded"
 
-    how = b.release.wait_for("the writer pod to run or be refused", outcome, timeout=180)
-    if how == "ran":
-        log = b.kn("logs", "writer").stdout
-        print(log)
-        for word in ("WROTE", "LINKED", "MADE", "REMOVED"):
-            assert word not in log, log
-        assert log.count("Read-only file system") >= 4, log
+    b.release.wait_for("the writer pod to run", ran, timeout=180)
+    log = b.kn("logs", "writer").stdout
+    print(log)
+    for word in ("WROTE", "LINKED", "MADE", "REMOVED"):
+        assert word not in log, log
+    assert log.count("Read-only file system") >= 4, log
     b.kn("delete", "pod", "writer", "--timeout=60s")
 
 

@@ -143,7 +143,9 @@ def context(
     return out
 
 
-def publish(plugin: Plugin, target: Path, volume_context: dict[str, str]) -> None:
+def publish(
+    plugin: Plugin, target: Path, volume_context: dict[str, str], readonly: bool = True
+) -> None:
     capability = csi_pb2.VolumeCapability(
         mount=csi_pb2.VolumeCapability.MountVolume(),
         access_mode=csi_pb2.VolumeCapability.AccessMode(
@@ -155,7 +157,7 @@ def publish(plugin: Plugin, target: Path, volume_context: dict[str, str]) -> Non
             volume_id=f"csi-{target.name}",
             target_path=str(target),
             volume_capability=capability,
-            readonly=True,
+            readonly=readonly,
             volume_context=volume_context,
         ),
         timeout=30,
@@ -346,6 +348,21 @@ def test_a_vault_outside_the_pods_namespace_gets_neither_a_connection_nor_a_toke
     time.sleep(0.5)
     assert foreign.connections == before
     assert not target.exists()
+
+
+def test_a_volume_the_pod_did_not_ask_read_only_is_refused_before_any_fetch(
+    plugin: Plugin, dev: DevServer, tmp_path: Path
+) -> None:
+    # Without readOnly in the pod's csi volume source the kubelet would mount the volume
+    # writable into the containers, where a root container could plant links.
+    target = tmp_path / "writable"
+    reads = len(dev.log_text().splitlines())
+    with pytest.raises(grpc.RpcError) as refused:
+        publish(plugin, target, context(dev, OBJECTS, dev.issue("dev:reader")), readonly=False)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "readOnly: true" in refused.value.details()
+    assert vault_reads(dev, reads) == 0
+    assert not target.exists() or not any(target.iterdir())
 
 
 @pytest.mark.parametrize("field", ["volume_id", "target_path", "volume_capability"])

@@ -262,6 +262,32 @@ def test_pools_are_bound_to_token_review_only(default: list[dict[str, Any]]) -> 
     ]
 
 
+def test_namespace_users_get_strongroom_kinds_through_the_built_in_roles(
+    default: list[dict[str, Any]],
+) -> None:
+    kinds = ["hsmpools", "vaults", "keys", "vaultsecrets"]
+    edit = find(default, "ClusterRole", "strongroom-edit")
+    labels = edit["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert [rule["resources"] for rule in edit["rules"]] == [kinds]  # no status, nothing else
+    assert edit["rules"][0]["apiGroups"] == ["strongroom.io"]
+    view = find(default, "ClusterRole", "strongroom-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert view["rules"] == [
+        {"apiGroups": ["strongroom.io"], "resources": kinds, "verbs": ["get", "list", "watch"]}
+    ]
+    # Aggregation only: no binding of the chart's grants anyone these roles.
+    bound = {
+        obj["roleRef"]["name"]
+        for obj in default
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    }
+    assert not bound & {"strongroom-edit", "strongroom-view"}
+    names = {obj["metadata"]["name"] for obj in render("tenants.aggregateToDefaultRoles=false")}
+    assert not names & {"strongroom-edit", "strongroom-view"}
+
+
 def test_the_operator_rbac_is_the_one_the_operator_names_in_its_errors() -> None:
     text = (ROOT / "operator" / "strongroom" / "reconcile" / "errors.py").read_text()
     assert "deploy/rbac.yaml" in text

@@ -148,6 +148,15 @@ class Node(csi_pb2_grpc.NodeServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "csi.strongroom.io volumes are filesystems, not block devices",
             )
+        if not request.readonly:
+            # The kubelet mounts a volume read-only into every container of the pod only
+            # when the volume itself says so; a writable view would let the pod plant
+            # links and files where the plugin writes.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "csi.strongroom.io volumes are read-only: set readOnly: true in the pod's "
+                "csi volume source",
+            )
         attributes = dict(request.volume_context)
         if attributes.get(EPHEMERAL_KEY, "true") != "true":
             await context.abort(
