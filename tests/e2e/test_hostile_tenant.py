@@ -586,6 +586,20 @@ def test_3_no_token_b_holds_opens_as_vault_or_pool(world: World) -> None:
                     f"{what}: {method} {path} -> {answer.status_code}"
                 )
                 assert world.a_secret_value not in answer.text
+
+    # What B's vault receives when one of A's apps calls it: a token of A's signer bound to
+    # B's vault. Replayed against A's own vault, where the signer may sign, it is refused;
+    # the same signer's token for A's vault signs (the refusal is the binding, nothing else).
+    def a_signer_token(audience: str) -> str:
+        made = release.k("-n", A, "create", "token", "signer", "--audience", audience)
+        return str(made.stdout.strip())
+
+    sign = ("POST", f"/keys/{KEY}/{version}/sign", {"alg": "ES256", "value": "A" * 43})
+    with release.reach(a_vault) as uri:
+        captured = release.vault_call(uri, a_signer_token(vault_uri(B)), *sign)
+        assert captured.status_code == 401, captured.text
+        own = release.vault_call(uri, a_signer_token(vault_uri(A)), *sign)
+        assert own.status_code == 200, own.text
     management = f"https://{pool_host(A)}"
     with resolving({pool_host(A): a_pool["spec"]["clusterIP"]}):
         for what, token in tokens.items():
