@@ -1,7 +1,9 @@
-"""Attack: hold the vault server's connections by sending headers (or the handshake) slowly.
+"""Attack: hold the vault server's connections by sending headers, the handshake or a body
+slowly.
 
 A client that has not completed its TLS handshake, or its request headers, within the
-header timeout is disconnected: measured on a real socket against `strongroom dev`.
+header timeout is disconnected; a body that has not arrived within the body timeout fails
+its request with 408: measured on real sockets against `strongroom dev`.
 """
 
 import socket
@@ -10,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from strongroom.vault.app import BODY_TIMEOUT_SECONDS
 from strongroom.vault.server import HEADER_TIMEOUT_SECONDS
 
 from .conftest import DevServer
@@ -70,4 +73,37 @@ def test_slow_clients_are_disconnected_within_the_header_timeout(dev: DevServer)
         header_seconds, handshake_seconds = headers.result(), handshake.result()
     assert HEADER_TIMEOUT_SECONDS - 1 <= header_seconds <= HEADER_TIMEOUT_SECONDS + SLACK
     assert handshake_seconds <= HEADER_TIMEOUT_SECONDS + SLACK
+    assert dev.alive()
+
+
+def trickle_body(dev: DevServer) -> tuple[float, bytes]:
+    """Seconds until the server answers an authenticated request whose body trickles, and
+    the answer's first bytes."""
+    context = ssl.create_default_context(cafile=dev.ca)
+    raw = socket.create_connection(_address(dev), timeout=10)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(
+            b"PUT /secrets/trickled?api-version=7.6 HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Authorization: Bearer {dev.token}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.settimeout(0.5)
+        deadline = started + BODY_TIMEOUT_SECONDS + 20
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(b" ")  # one byte of a body that never completes
+                answer = sock.recv(64)
+            except TimeoutError:
+                continue
+            except (ConnectionError, ssl.SSLError, OSError):
+                return time.monotonic() - started, b""
+            return time.monotonic() - started, answer
+        raise AssertionError("the server kept a trickling body past any bound")
+
+
+def test_a_trickling_body_fails_its_request_within_the_body_timeout(dev: DevServer) -> None:
+    seconds, answer = trickle_body(dev)
+    assert BODY_TIMEOUT_SECONDS - 1 <= seconds <= BODY_TIMEOUT_SECONDS + SLACK, seconds
+    assert answer.startswith(b"HTTP/1.1 408"), answer
     assert dev.alive()

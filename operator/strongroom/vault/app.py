@@ -45,6 +45,9 @@ _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
+# A body (at most MAX_BODY_BYTES) that takes longer than this to arrive holds a connection
+# and a request slot for nothing: the request fails with 408.
+BODY_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 25
 MAINTENANCE_SECONDS = 60.0
 VAULT_RECORD = "vault-config"  # a vault's own config, in its token, when the operator made it
@@ -289,7 +292,14 @@ class DataPlane:
     @staticmethod
     async def _read_json(request: web.Request) -> dict[str, Any]:
         try:
-            raw = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                raw = await request.read()
+        except TimeoutError:
+            raise VaultError(
+                f"The request body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} seconds.",
+                code="RequestTimeout",
+                status=408,
+            ) from None
         except web.HTTPRequestEntityTooLarge:
             raise VaultError(
                 f"The request body is larger than {MAX_BODY_BYTES} bytes.",
