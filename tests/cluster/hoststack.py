@@ -125,12 +125,16 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
         write_pair(
             issue_server_cert(ca, ["localhost", "127.0.0.1"]), work / "tls.crt", work / "tls.key"
         )
+        # The pool trusts client certificates of this CA only (none is used here: the tier's
+        # calls go through the data plane with ServiceAccount tokens).
+        (work / "client-ca.crt").write_bytes(make_ca("strongroom cluster-tier client CA").cert_pem)
         (work / "pool-secret").write_text(secrets.token_hex(32))
         sa = f"system:serviceaccount:{namespace}"
         (work / "config.json").write_text(
             json.dumps(
                 {
                     "audiences": ["strongroom.io/vault"],
+                    "namespace": namespace,
                     "vaults": [
                         {
                             "name": VAULT,
@@ -188,6 +192,8 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
                     str(kube_ca),
                     "--kube-token",
                     str(work / "server-token"),
+                    "--client-ca",
+                    str(work / "client-ca.crt"),
                 ],
                 logs / "vault.log",
             )
