@@ -139,6 +139,16 @@ test("versions, get latest and by version, update properties, a disabled version
   const names = new Set();
   for await (const properties of keys.listPropertiesOfKeys()) names.add(properties.name);
   assert.ok(names.has(name));
+  // The JS SDK sends Dates as unix seconds and keyOps as key_ops; a Date with milliseconds
+  // comes back whole seconds.
+  const expiresOn = new Date(Date.now() + 86_400_123);
+  const narrowed = await keys.updateKeyProperties(name, second.properties.version, {
+    expiresOn,
+    notBefore: new Date(Date.now() - 60_000),
+    keyOps: ["sign", "verify"],
+  });
+  assert.equal(narrowed.properties.expiresOn.getTime(), Math.floor(expiresOn.getTime() / 1000) * 1000);
+  assert.deepEqual(narrowed.keyOperations, ["sign", "verify"]);
   const viaKeyClient = keys.getCryptographyClient(name, { keyVersion: second.properties.version });
   const signed = await viaKeyClient.sign("ES256", digest("ES256", Buffer.from("x")));
   assert.ok(verifiesLocally(second.key, "ES256", Buffer.from("x"), signed.result));
@@ -200,6 +210,15 @@ test("backup, purge, restore: the restored key signs as the same key", async () 
   const signed = await crypto(restored.id).sign("ES384", digest("ES384", message));
   assert.ok(verifiesLocally(key.key, "ES384", message, signed.result));
   await rejectsWithStatus(keys.restoreKeyBackup(backup), 409);
+});
+
+test("an RSA key with the public exponent given as 65537, and key_ops chosen at creation", async () => {
+  const key = await keys.createRsaKey(unique("js-rsa-e"), { publicExponent: 65537, keyOps: ["sign", "verify"] });
+  assert.deepEqual([...key.key.e], [1, 0, 1]);
+  assert.deepEqual(key.keyOperations, ["sign", "verify"]);
+  // JS differs from Python: its CryptographyClient checks key_ops (and nbf/exp, not enabled)
+  // from the key it fetched and refuses before any request; Python's asks the vault (403).
+  await assert.rejects(crypto(key.id).decrypt("RSA-OAEP", Buffer.alloc(256)), /Operation decrypt is not supported/);
 });
 
 test("rotate and the rotation policy", async () => {

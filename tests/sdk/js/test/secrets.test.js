@@ -6,7 +6,9 @@ import { secrets, fast, unique, rejectsWithStatus } from "./env.js";
 
 test("set, get latest and by version, versions, list, update; a disabled version is refused", async () => {
   const name = unique("js-db-password");
-  const first = await secrets.setSecret(name, "one", { contentType: "text/plain" });
+  const expiresOn = new Date(Date.now() + 86_400_500);
+  const first = await secrets.setSecret(name, "one", { contentType: "text/plain", expiresOn });
+  assert.equal(first.properties.expiresOn.getTime(), Math.floor(expiresOn.getTime() / 1000) * 1000);
   const second = await secrets.setSecret(name, "two", { tags: { env: "test" } });
   assert.equal((await secrets.getSecret(name)).value, "two");
   assert.equal((await secrets.getSecret(name, { version: first.properties.version })).value, "one");
