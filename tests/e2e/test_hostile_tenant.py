@@ -548,16 +548,20 @@ def test_2_a_pod_posing_as_the_pool_never_receives_a_bearer_token(world: World) 
         log = b.kn("logs", "impostor").stdout
         return [json.loads(line[5:]) for line in log.splitlines() if line.startswith("SEEN ")]
 
-    records = b.release.wait_for("the operator's calls at the impostor", seen, timeout=180)
-    for name in new_keys:
-        b.wait_ready("key", name, timeout=300)
-    records = seen()
+    try:
+        b.release.wait_for(
+            "the operator's calls at the impostor", lambda: len(seen()) >= 5, timeout=180
+        )
+        records = seen()
+    finally:
+        b.kn("delete", "pod", "impostor", "--timeout=60s")
     bearing = [r for r in records if r["authorization"]]
     assert not bearing, f"the impostor received credentials: {bearing}"
-    assert records, "no call reached the impostor; the attack proved nothing"
     clients = sorted({str(r["client"]) for r in records})
     print(f"impostor saw {len(records)} calls from clients {clients}")
-    b.kn("delete", "pod", "impostor", "--timeout=60s")
+    # With the impostor gone, the real pool serves again and the keys are made.
+    for name in new_keys:
+        b.wait_ready("key", name, timeout=300)
 
 
 def test_3_no_token_b_holds_opens_as_vault_or_pool(world: World) -> None:
