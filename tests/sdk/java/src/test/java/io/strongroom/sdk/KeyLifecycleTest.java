@@ -18,15 +18,21 @@ import com.azure.core.util.polling.SyncPoller;
 import com.azure.security.keyvault.keys.KeyClient;
 import com.azure.security.keyvault.keys.cryptography.models.SignatureAlgorithm;
 import com.azure.security.keyvault.keys.models.CreateEcKeyOptions;
+import com.azure.security.keyvault.keys.models.CreateKeyOptions;
 import com.azure.security.keyvault.keys.models.CreateRsaKeyOptions;
 import com.azure.security.keyvault.keys.models.DeletedKey;
 import com.azure.security.keyvault.keys.models.KeyCurveName;
+import com.azure.security.keyvault.keys.models.KeyOperation;
 import com.azure.security.keyvault.keys.models.KeyProperties;
 import com.azure.security.keyvault.keys.models.KeyRotationLifetimeAction;
 import com.azure.security.keyvault.keys.models.KeyRotationPolicy;
 import com.azure.security.keyvault.keys.models.KeyRotationPolicyAction;
+import com.azure.security.keyvault.keys.models.KeyType;
 import com.azure.security.keyvault.keys.models.KeyVaultKey;
 import java.nio.charset.StandardCharsets;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.time.temporal.ChronoUnit;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -67,6 +73,27 @@ class KeyLifecycleTest {
         assertEquals(64, KEYS.getCryptographyClient("versioned").sign(SignatureAlgorithm.ES256, digest)
                 .getSignature().length);
         assertTrue(KEYS.listPropertiesOfKeys().stream().anyMatch(p -> p.getName().equals("versioned")));
+    }
+
+    @Test
+    void keyOperationsDatesAndTagsRoundTrip() {
+        OffsetDateTime expires = OffsetDateTime.now(ZoneOffset.UTC).plusDays(30).truncatedTo(ChronoUnit.SECONDS);
+        KeyVaultKey key = KEYS.createEcKey(new CreateEcKeyOptions("limited")
+                .setKeyOperations(KeyOperation.SIGN)
+                .setExpiresOn(expires)
+                .setTags(Map.of("owner", "java")));
+        assertEquals(List.of(KeyOperation.SIGN), key.getKeyOperations());
+        assertEquals(expires.toInstant(), key.getProperties().getExpiresOn().toInstant());
+        assertEquals(Map.of("owner", "java"), key.getProperties().getTags());
+        KeyVaultKey widened = KEYS.updateKeyProperties(key.getProperties(), KeyOperation.SIGN, KeyOperation.VERIFY);
+        assertEquals(Set.of(KeyOperation.SIGN, KeyOperation.VERIFY), Set.copyOf(widened.getKeyOperations()));
+        assertEquals(Map.of("owner", "java"), widened.getProperties().getTags());
+
+        // The generic createKey, and a version not valid yet: the vault refuses to sign with it.
+        KeyVaultKey later = KEYS.createKey(new CreateKeyOptions("not-yet", KeyType.EC_HSM)
+                .setNotBefore(OffsetDateTime.now(ZoneOffset.UTC).plusDays(1)));
+        assertEquals(KeyType.EC_HSM, later.getKeyType());
+        expectStatus(403, () -> DevVault.INSTANCE.crypto(later.getId()).sign(SignatureAlgorithm.ES256, new byte[32]));
     }
 
     @Test
