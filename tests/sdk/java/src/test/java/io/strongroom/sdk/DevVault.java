@@ -1,10 +1,13 @@
 package io.strongroom.sdk;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
 import com.azure.core.credential.AccessToken;
 import com.azure.core.credential.TokenCredential;
+import com.azure.core.exception.HttpResponseException;
 import com.azure.core.http.HttpClient;
 import com.azure.core.http.netty.NettyAsyncHttpClientBuilder;
-import com.azure.core.exception.HttpResponseException;
 import com.azure.json.JsonProviders;
 import com.azure.json.JsonReader;
 import com.azure.security.keyvault.keys.KeyClient;
@@ -29,9 +32,6 @@ import javax.net.ssl.TrustManagerFactory;
 import org.junit.jupiter.api.function.Executable;
 import reactor.core.publisher.Mono;
 
-import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.fail;
-
 /**
  * The Azure SDK clients pointed at `strongroom dev`, as an application would build them: a
  * credential reading the dev token file, TLS trusting only the dev CA, and the challenge's
@@ -46,7 +46,7 @@ final class DevVault {
     final KeyClient keys;
     final SecretClient secrets;
 
-    private DevVault(String url, Path caFile, Path tokenFile) throws IOException, GeneralSecurityException {
+    private DevVault(String url, Path caFile, Path tokenFile) {
         this.url = url;
         // Read on every request, as a projected ServiceAccount token must be; never printed.
         this.credential = request -> Mono.fromCallable(
@@ -110,20 +110,13 @@ final class DevVault {
                     (String) info.get("vaultUrl"),
                     Path.of((String) info.get("caFile")),
                     Path.of((String) info.get("tokenFile")));
-        } catch (IOException | GeneralSecurityException e) {
+        } catch (IOException e) {
             throw new IllegalStateException("cannot read " + devJson, e);
         }
     }
 
-    /** The HTTP status of the service's refusal of `call`. */
-    static int statusOf(Executable call) {
-        return assertThrows(HttpResponseException.class, call).getResponse().getStatusCode();
-    }
-
+    /** `call` is refused by the service with HTTP `status`. */
     static void expectStatus(int status, Executable call) {
-        int got = statusOf(call);
-        if (got != status) {
-            fail("expected HTTP " + status + ", got " + got);
-        }
+        assertEquals(status, assertThrows(HttpResponseException.class, call).getResponse().getStatusCode());
     }
 }
