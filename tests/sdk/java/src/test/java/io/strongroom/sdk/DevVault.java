@@ -41,6 +41,7 @@ final class DevVault {
     static final DevVault INSTANCE = load();
 
     final String url;
+    final Path caFile;
     final TokenCredential credential;
     final HttpClient http;
     final KeyClient keys;
@@ -48,6 +49,7 @@ final class DevVault {
 
     private DevVault(String url, Path caFile, Path tokenFile) {
         this.url = url;
+        this.caFile = caFile;
         // Read on every request, as a projected ServiceAccount token must be; never printed.
         this.credential = request -> Mono.fromCallable(
                 () -> new AccessToken(Files.readString(tokenFile).strip(), OffsetDateTime.now().plusMinutes(5)));
