@@ -182,8 +182,14 @@ class KeyStore(ObjectStore[KeyEntry]):
         if bad:
             raise BadParameter(f"key_ops {', '.join(bad)} are not valid for key type {kty}")
         key_ops = list(dict.fromkeys(key_ops))
-        if body.get("public_exponent") not in (None, 65537):
-            raise BadParameter("only the public exponent 65537 is supported")
+        exponent = body.get("public_exponent")
+        # Azure takes no exponent, 0 (the service's choice: what the Java SDK sends when the
+        # caller sets none) or 65537, the only one the vault makes.
+        if exponent is not None and (type(exponent) is not int or exponent not in (0, 65537)):
+            raise BadParameter(
+                "'public_exponent' must be 65537, or 0 or absent for the default (65537); "
+                "no other RSA public exponent is supported"
+            )
         attributes = Attributes()
         attributes.update_from(body.get("attributes"))
         tags = (check_tags(body.get("tags")) or {}) | reserved
