@@ -65,21 +65,11 @@ async def apply_owned(
     `retained_component`: the object may also be one kept from an earlier resource of the
     same name (see retained_for), which this one then takes up and labels as its own.
     """
-    meta = obj["metadata"]
-    api_version, kind = obj["apiVersion"], obj["kind"]
-    found = await kube.get(api_version, kind, meta.get("namespace"), meta["name"])
-    if found is None:
-        if await kube.create_once(obj):
-            return
-        found = await kube.get(api_version, kind, meta.get("namespace"), meta["name"])
-        if found is None:
-            raise Conflict(f"{describe(obj)} changed while it was made; retrying")
-    mine = controlled_by(found, owner.uid) or (
-        retained_component is not None and retained_for(found, owner, retained_component)
-    )
-    if not mine:
-        raise conflict(obj, owner)
+    found, made = await _made_or_mine(kube, obj, owner, retained_component)
+    if made:
+        return
     # The uid makes the API server refuse the write if the object was replaced meanwhile.
+    meta = obj["metadata"]
     await kube.apply(obj | {"metadata": meta | {"uid": found["metadata"]["uid"]}})
 
 
@@ -88,11 +78,27 @@ async def create_owned(
 ) -> dict[str, Any]:
     """Create the object once and never change it (a pool secret); the one found must be
     this resource's (or retained for it). Returns what the API server holds."""
+    found, made = await _made_or_mine(kube, obj, owner, retained_component)
+    if made:
+        meta = obj["metadata"]
+        read = await kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        if read is None:
+            raise Conflict(f"{describe(obj)} changed while it was made; retrying")
+        return read
+    return found
+
+
+async def _made_or_mine(
+    kube: Kube, obj: dict[str, Any], owner: Owner, retained_component: str | None
+) -> tuple[dict[str, Any], bool]:
+    """Create the object when there is none (True), or return the one found when it is this
+    resource's (or retained for it); anything else is an ObjectConflict."""
     meta = obj["metadata"]
     api_version, kind = obj["apiVersion"], obj["kind"]
     found = await kube.get(api_version, kind, meta.get("namespace"), meta["name"])
     if found is None:
-        await kube.create_once(obj)
+        if await kube.create_once(obj):
+            return obj, True
         found = await kube.get(api_version, kind, meta.get("namespace"), meta["name"])
         if found is None:
             raise Conflict(f"{describe(obj)} changed while it was made; retrying")
@@ -101,7 +107,7 @@ async def create_owned(
     )
     if not mine:
         raise conflict(obj, owner)
-    return found
+    return found, False
 
 
 async def delete_owned(
