@@ -33,6 +33,15 @@ def vault(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def vault_secret(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "VaultSecret",
+        "metadata": {"name": name},
+        "spec": {"vaultRef": {"name": "nowhere"}, "source": {"generate": {}}, **spec},
+    }
+
+
 REJECTED = [
     (
         key("ec-with-size", kty="EC-HSM", size=2048),
@@ -113,8 +122,34 @@ def test_invalid_resources_are_rejected_with_their_message(
             {"hsmPoolRef": {"name": "elsewhere"}},
             "spec.hsmPoolRef cannot be changed",
         ),
+        (
+            "vaultsecret",
+            vault_secret("typed", contentType="text/plain"),
+            {"contentType": "application/json"},
+            "spec.contentType cannot be changed",
+        ),
+        (
+            "vaultsecret",
+            vault_secret("untyped"),
+            {"contentType": "text/plain"},
+            "spec.contentType cannot be changed",
+        ),
+        (
+            "vaultsecret",
+            vault_secret("typed-once", contentType="text/plain"),
+            {"contentType": None},
+            "spec.contentType cannot be changed",
+        ),
     ],
-    ids=["key-kty", "key-curve", "vault-purge-protection", "vault-pool"],
+    ids=[
+        "key-kty",
+        "key-curve",
+        "vault-purge-protection",
+        "vault-pool",
+        "secret-content-type",
+        "secret-content-type-set",
+        "secret-content-type-removed",
+    ],
 )
 def test_an_immutable_field_change_is_rejected(
     release: Release,

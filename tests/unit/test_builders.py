@@ -5,6 +5,7 @@ Regenerate the golden files after an intended change with
 """
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from strongroom.builders.common import Owner
 from strongroom.builders.pool import (
     OperatorSettings,
     Pool,
+    PullPolicy,
     build_children,
     build_pool_secret,
     build_tls_secret,
@@ -98,6 +100,20 @@ def test_server_and_sidecar_share_the_socket_and_only_the_sidecar_sees_the_token
     assert volumes["hsm-socket"]["emptyDir"]["medium"] == "Memory"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+
+
+@pytest.mark.parametrize("policy", ["Always", "IfNotPresent", "Never"])
+def test_both_containers_take_the_operators_pull_policy(policy: PullPolicy) -> None:
+    settings = replace(SETTINGS, image_pull_policy=policy)
+    for case in POOL_INPUTS:  # the operator's image and an allowed one alike
+        [stateful_set] = [
+            o for o in build_children(_pool(case), settings) if o["kind"] == "StatefulSet"
+        ]
+        containers = stateful_set["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["imagePullPolicy"]) for c in containers] == [
+            ("vault-server", policy),
+            ("hsm", policy),
+        ]
 
 
 def test_the_pool_takes_the_operator_by_its_client_certificate_only() -> None:

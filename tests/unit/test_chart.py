@@ -116,6 +116,7 @@ def test_the_chart_lints_cleanly() -> None:
         "pools.bogus=1",
         "pools.allowedImages=registry.example/a:1",  # a string, not a list
         "pools.allowedImages[0]=has space",
+        "pools.imagePullPolicy=Sometimes",
         "tests.mount.enabled=true",  # without a vault, secret and ServiceAccount
         "tests.mount.secret=a/b",
     ],
@@ -218,6 +219,25 @@ def test_allowed_pool_images_reach_the_operator() -> None:
         "--allowed-image=registry.example/a:1",
         "--allowed-image=registry.example/b@sha256:00",
     ]
+
+
+def _pool_pull_policy(objects: list[dict[str, Any]]) -> list[str]:
+    container = _container(_pod(find(objects, "Deployment", "strongroom-operator")), "operator")
+    return [a for a in container["args"] if a.startswith("--pool-image-pull-policy")]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((), "IfNotPresent"),
+        (("image.pullPolicy=Never",), "Never"),  # unset: the operator's own
+        (("image.pullPolicy=Never", "pools.imagePullPolicy=Always"), "Always"),
+        (("pools.imagePullPolicy=Never",), "Never"),
+    ],
+    ids=["default", "image-policy", "pool-policy-wins", "pool-policy"],
+)
+def test_the_pools_pull_policy_reaches_the_operator(values: tuple[str, ...], expected: str) -> None:
+    assert _pool_pull_policy(render(*values)) == [f"--pool-image-pull-policy={expected}"]
 
 
 def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) -> None:

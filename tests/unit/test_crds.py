@@ -104,8 +104,34 @@ def test_identity_fields_are_immutable() -> None:
     vault = _schema("Vault")["properties"]["spec"]["properties"]
     assert "self == oldSelf" in _rules(vault["hsmPoolRef"])
     assert "self == oldSelf" in _rules(vault["softDelete"]["properties"]["retentionDays"])
-    secret = _schema("VaultSecret")["properties"]["spec"]["properties"]
-    assert "self == oldSelf" in _rules(secret["vaultRef"])
+    secret = _schema("VaultSecret")["properties"]["spec"]
+    assert "self == oldSelf" in _rules(secret["properties"]["vaultRef"])
+    assert any("oldSelf.secretName" in r for r in _rules(secret))
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("Key", "size"),
+        ("Key", "curve"),
+        ("Key", "keyName"),
+        ("VaultSecret", "secretName"),
+        ("VaultSecret", "contentType"),
+    ],
+)
+def test_an_optional_immutable_field_cannot_be_set_or_removed_either(kind: str, field: str) -> None:
+    """A rule on the field itself only runs when old and new both have it; the rule on the
+    spec compares the field with a stand-in for absent, so adding or removing it is a change."""
+    spec = _schema(kind)["properties"]["spec"]
+    absent = "0" if spec["properties"][field]["type"] == "integer" else "''"
+    expected = (
+        f"(has(self.{field}) ? self.{field} : {absent}) == "
+        f"(has(oldSelf.{field}) ? oldSelf.{field} : {absent})"
+    )
+    [entry] = [e for e in spec["x-kubernetes-validations"] if e["rule"] == expected]
+    assert entry["message"].startswith(f"spec.{field} cannot be changed")
+    assert entry["reason"] == "FieldValueForbidden"
+    assert field not in spec.get("required", [])
 
 
 def test_every_rule_has_a_message_a_person_can_act_on() -> None:

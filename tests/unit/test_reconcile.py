@@ -233,3 +233,22 @@ def test_the_operator_takes_allowed_pool_images_and_no_token_for_pools(monkeypat
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args([]).allowed_image == []
+
+
+def test_the_operator_takes_the_pools_pull_policy(monkeypatch: Any) -> None:
+    import argparse
+
+    from strongroom.operator.options import add_arguments
+
+    def parse(*args: str) -> Any:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return parser.parse_args(args).pool_image_pull_policy
+
+    monkeypatch.delenv("STRONGROOM_POOL_IMAGE_PULL_POLICY", raising=False)
+    assert parse() == "IfNotPresent"
+    monkeypatch.setenv("STRONGROOM_POOL_IMAGE_PULL_POLICY", "Never")
+    assert parse() == "Never"
+    assert parse("--pool-image-pull-policy", "Always") == "Always"
+    with pytest.raises(SystemExit):
+        parse("--pool-image-pull-policy", "Sometimes")

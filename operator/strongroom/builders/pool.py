@@ -8,7 +8,7 @@ process owns a token directory.
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..models import HsmPoolSpec
 from ..models.base import ResourceRequirements
@@ -31,6 +31,9 @@ CLIENT_CA_KEY = "client-ca.crt"
 TOKEN_REVIEWER_ROLE = "strongroom-token-reviewer"  # noqa: S105 - a ClusterRole's name
 
 
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """What the operator is started with and passes on to every pool."""
@@ -39,6 +42,9 @@ class OperatorSettings:
     # Images an HsmPool may name besides `image`. A pool's image holds the pool's keys and
     # talks to the operator, so tenants choose only among what the operator's installer lists.
     allowed_images: tuple[str, ...] = ()
+    # Of both containers of every pool, set rather than left to the image's tag (a `latest`
+    # tag would otherwise pull at every start, and Never is what an air-gapped cluster needs).
+    image_pull_policy: PullPolicy = "IfNotPresent"
     audience: str = AUDIENCE
 
     def allows(self, image: str) -> bool:
@@ -292,6 +298,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
     server = {
         "name": "vault-server",
         "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
         "args": [
             "vault-server",
             "--config",
@@ -326,6 +333,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
     hsm = {
         "name": "hsm",
         "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
         "args": [
             "hsm",
             "--module",

@@ -76,7 +76,9 @@ VAULT = Resource(
     plural="vaults",
     short_names=("srv",),
     description="A vault of keys and secrets in an HsmPool, served with the Azure Key Vault API "
-    "at status.vaultUri.",
+    "at status.vaultUri. Deleting it stops the pool serving it (its keys stay in the pool's "
+    "token); when the pool is gone or being deleted it goes at once, and while the pool does "
+    "not answer it waits with Ready=False: remove its finalizer to delete it without the pool.",
     spec=VaultSpec,
     status=VaultStatus,
     columns=(

@@ -94,6 +94,13 @@ class VaultSecretSpec(Model):
                 "spec.secretName cannot be changed: make a new VaultSecret",
                 "FieldValueForbidden",
             ),
+            rule(
+                "(has(self.contentType) ? self.contentType : '') == "
+                "(has(oldSelf.contentType) ? oldSelf.contentType : '')",
+                "spec.contentType cannot be changed, set or removed: the secret is made with it; "
+                "make a new VaultSecret",
+                "FieldValueForbidden",
+            ),
         )
     }
 
@@ -111,7 +118,11 @@ class VaultSecretSpec(Model):
     )
     source: SecretSource = Field(description="Where the secret's value comes from.")
     content_type: str | None = Field(
-        None, description="A hint of what the value is (e.g. text/plain).", max_length=255
+        None,
+        description="A hint of what the value is (e.g. text/plain), given to the vault when it "
+        "generates or imports the secret. Cannot be changed, set or removed once the "
+        "VaultSecret exists: make a new VaultSecret.",
+        max_length=255,
     )
     rotation: SecretRotation | None = Field(
         None, description="When a generated secret gets a new value."

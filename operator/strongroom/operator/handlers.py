@@ -80,7 +80,9 @@ async def vault(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -
 async def vault_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     async with reporting(body, patch):
         spec = VaultSpec.model_validate(dict(body.spec))
-        await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)
+        pool_gone = await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)
+        if pool_gone is not None:
+            kopf.event(body, type="Normal", reason="PoolGone", message=pool_gone)
 
 
 @kopf.on.resume(**KEYS)

@@ -56,12 +56,17 @@ def startup(args: argparse.Namespace) -> Any:
             pools=PoolApi(ca.cert_pem.decode(), client_ca),
             ca=ca,
             client_ca=client_ca,
-            settings=OperatorSettings(image=args.image, allowed_images=tuple(args.allowed_image)),
+            settings=OperatorSettings(
+                image=args.image,
+                allowed_images=tuple(args.allowed_image),
+                image_pull_policy=args.pool_image_pull_policy,
+            ),
         )
         log.info(
-            "operator started; pools get image %s (also allowed: %s)",
+            "operator started; pools get image %s (also allowed: %s), pull policy %s",
             args.image,
             ", ".join(args.allowed_image) or "none",
+            args.pool_image_pull_policy,
         )
 
     return start

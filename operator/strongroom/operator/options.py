@@ -4,6 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -37,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_list("STRONGROOM_ALLOWED_IMAGES"),
         help="an image HsmPools may name in spec.image besides --image (repeatable; default: "
         "$STRONGROOM_ALLOWED_IMAGES, comma-separated; none)",
+    )
+    parser.add_argument(
+        "--pool-image-pull-policy",
+        choices=PULL_POLICIES,
+        default=os.environ.get("STRONGROOM_POOL_IMAGE_PULL_POLICY", "IfNotPresent"),
+        help="imagePullPolicy of the pools' containers (default: "
+        "$STRONGROOM_POOL_IMAGE_PULL_POLICY or %(default)s)",
     )
     parser.add_argument(
         "--watch-namespace",

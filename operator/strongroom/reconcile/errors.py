@@ -76,6 +76,14 @@ class ImportNotAllowed(ReconcileError):
     retry_after = 60.0
 
 
+class DeletionBlocked(ReconcileError):
+    """A deletion waits for a pool that does not answer. Retried; unlike a NotReady it is
+    posted as a Warning, as it may never end without a person."""
+
+    reason = "PoolUnreachable"
+    retry_after = 30.0
+
+
 @dataclass(frozen=True)
 class PoolApiError(Exception):
     """An answer of a pool's management API other than success."""

@@ -10,7 +10,7 @@ from ..models import API_VERSION, AccessEntry, HsmPoolSpec, VaultSpec, VaultStat
 from .certificate import ensure_certificate, serve_certificate
 from .conditions import with_condition
 from .context import Context
-from .errors import NotReady
+from .errors import DeletionBlocked, NotReady, classify
 from .owned import apply_owned
 from .poolapi import VaultAddress
 
@@ -111,14 +111,34 @@ class CertificatePending(NotReady):
     retry_after = 5.0
 
 
-async def delete_vault(ctx: Context, vault: Owner, spec: VaultSpec) -> None:
+async def delete_vault(ctx: Context, vault: Owner, spec: VaultSpec) -> str | None:
     """Stop serving the vault. Its token and keys stay in the pool: a Vault of the same name
-    in the same pool finds them again. The Service goes with its owner."""
-    body = await ctx.kube.get(API_VERSION, "HsmPool", vault.namespace, spec.hsm_pool_ref.name)
-    if body is None:
-        return  # the pool is gone, and the vault with it
+    in the same pool finds them again. The Service goes with its owner.
+
+    Returns a note for a Normal Event when the pool is gone or going, and the finalizer is
+    released without asking it (the vault's data follows the pool's deletionPolicy). Raises
+    DeletionBlocked, saying how to force the deletion, while the pool does not answer."""
+    name = spec.hsm_pool_ref.name
+    body = await ctx.kube.get(API_VERSION, "HsmPool", vault.namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        going = "no longer exists" if body is None else "is being deleted"
+        return (
+            f"HsmPool {name!r} {going}: the Vault is released without asking it; its keys "
+            "and secrets follow the pool's deletionPolicy"
+        )
     pool = Pool(Owner.of("HsmPool", body["metadata"]), HsmPoolSpec.model_validate(body["spec"]))
-    await ctx.pools.delete_vault(pool.endpoint, vault.name)
+    try:
+        await ctx.pools.delete_vault(pool.endpoint, vault.name)
+    except Exception as exc:  # noqa: BLE001 - any failure of the pool blocks the deletion
+        error = classify(exc)
+        raise DeletionBlocked(
+            f"{error.message}. The deletion of Vault {vault.name!r} waits for HsmPool "
+            f"{name!r} and is retried; to delete it without the pool (the vault stays in the "
+            f"pool's token), remove its finalizer: kubectl -n {vault.namespace} patch vault "
+            f"""{vault.name} --type=merge -p '{{"metadata":{{"finalizers":null}}}}'""",
+            reason=error.reason,
+        ) from None
+    return None
 
 
 def _is_ready(body: dict[str, Any]) -> bool:
