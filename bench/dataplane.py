@@ -116,7 +116,8 @@ def _bare_server(port: int, cert: str, key: str, body: bytes) -> None:
 def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes, seconds: float) -> float:
     os.environ["SOFTHSM2_CONF"] = str(state / "hsm" / "softhsm2.conf")
     import pkcs11
-    from pkcs11 import Mechanism, ObjectClass
+    from pkcs11 import Attribute, KeyType, Mechanism
+    from pkcs11.util.ec import encode_named_curve_parameters
 
     from strongroom.hsm.pins import read_pool_secret, user_pin
 
@@ -124,7 +125,15 @@ def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes, secon
     token = lib.get_token(token_label="dev")  # noqa: S106 - a label, not a password
     pin = user_pin(read_pool_secret(state / "pool-secret"), "dev")
     with token.open(user_pin=pin) as session:
-        key = session.get_key(ObjectClass.PRIVATE_KEY, id=bytes.fromhex(version))
+        # The vault's working keys are session objects of its server's sidecar; this loop
+        # makes its own of the same kind in the same token, as the sidecar does.
+        if mechanism_name == "ECDSA":
+            params = encode_named_curve_parameters("secp256r1")
+            _, key = session.generate_keypair(
+                KeyType.EC, store=False, public_template={Attribute.EC_PARAMS: params}
+            )
+        else:
+            _, key = session.generate_keypair(KeyType.RSA, 2048, store=False)
         mechanism = getattr(Mechanism, mechanism_name)
         count = 0
         deadline = time.monotonic() + seconds

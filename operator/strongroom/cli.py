@@ -67,6 +67,7 @@ def _vault_server(args: argparse.Namespace) -> None:
             config,
             listen,
             args.hsm_socket,
+            args.data_dir,
             authenticator,
             admin_client_name=args.admin_client_name,
         )
@@ -164,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--tls-cert", type=Path, required=True)
     server.add_argument("--tls-key", type=Path, required=True)
     server.add_argument("--hsm-socket", type=Path, required=True, help="the HSM sidecar's socket")
+    server.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="directory of the record storage (records.db), on the pool's volume",
+    )
     server.add_argument(
         "--auth",
         choices=("tokenreview", "dev"),

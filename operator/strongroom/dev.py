@@ -210,6 +210,7 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
             config,
             listen,
             state / "hsm.sock",
+            state / "records",
             issuer.authenticator(config.audiences, config.namespace),
             ready=ready,
         )

@@ -1,4 +1,5 @@
-"""HSM keys are TOKEN, PRIVATE, SENSITIVE and non-EXTRACTABLE, and cannot be exported."""
+"""Working keys are PRIVATE, SENSITIVE, non-EXTRACTABLE session objects that nothing
+exports; the token keeps root keys only; sealed records open under their own binding only."""
 
 import uuid
 
@@ -8,8 +9,8 @@ from pkcs11 import exceptions as p11
 
 from strongroom.hsm import templates
 from strongroom.hsm.engine import Engine
-from strongroom.hsm.errors import InvalidInput, KeyNotFound
-from strongroom.hsm.protocol import OPERATIONS
+from strongroom.hsm.errors import HsmError, InvalidInput, KeyNotLoaded
+from strongroom.hsm.sidecar import Sidecar
 
 KINDS = [
     ("rsa", 2048),
@@ -35,7 +36,7 @@ def stored_key(engine: Engine, key_id: str):  # type: ignore[no-untyped-def]
 def test_every_attribute_reads_back_as_required(engine: Engine, kind: str, arg: object) -> None:
     key_id = make(engine, kind, arg)
     attributes = engine.key_attributes("t", key_id)
-    assert attributes["TOKEN"] is True
+    assert attributes["TOKEN"] is False  # a session object: gone with the session
     assert attributes["PRIVATE"] is True
     assert attributes["SENSITIVE"] is True
     assert attributes["ALWAYS_SENSITIVE"] is True
@@ -60,8 +61,36 @@ def test_export_of_the_private_value_is_refused(engine: Engine, kind: str, arg: 
     assert engine.key_attributes("t", key.id.hex())["EXTRACTABLE"] is False
 
 
-def test_the_sidecar_serves_no_export_operation() -> None:
-    assert not any(word in op for op in OPERATIONS for word in ("export", "extract", "value"))
+def test_no_call_through_the_sidecar_exports_a_key(engine: Engine) -> None:
+    key_id = make(engine, "aes", 256)
+    sidecar = Sidecar(engine)
+    # Engine internals and PKCS#11 names are not operations, whatever their arguments.
+    for op in ("_private", "_key", "_session", "_secret_key", "close", "__class__", "export"):
+        with pytest.raises(HsmError, match="unknown HSM operation"):
+            sidecar.call(op, {"vault": "t", "key_id": key_id})
+    # What the served operations give back about a key holds no key material.
+    attributes = sidecar.call("key_attributes", {"vault": "t", "key_id": key_id})
+    assert set(attributes) == {a.name for a in engine_invariants()}
+    assert all(isinstance(v, bool) for v in attributes.values())
+    # Nor can the engine's own wrapping key take a working key out.
+    key = stored_key(engine, key_id)
+    with pytest.raises((p11.KeyUnextractable, p11.KeyNotWrappable)):
+        engine._secret_key("t", templates.KEK_LABEL).wrap_key(
+            key, mechanism=Mechanism.AES_KEY_WRAP_PAD
+        )
+
+
+def engine_invariants():  # type: ignore[no-untyped-def]
+    from strongroom.hsm.engine import INVARIANT_ATTRIBUTES
+
+    return INVARIANT_ATTRIBUTES
+
+
+def test_working_keys_never_reach_the_token(engine: Engine) -> None:
+    before = set(engine.token_key_ids("t"))
+    made = {make(engine, kind, arg) for kind, arg in KINDS}
+    assert not made & set(engine.token_key_ids("t"))
+    assert set(engine.token_key_ids("t")) == before
 
 
 def test_vault_keys_are_sensitive_and_never_extractable(engine: Engine) -> None:
@@ -76,9 +105,9 @@ def test_a_backup_restores_a_non_extractable_key_that_signs_alike(engine: Engine
     key_id = uuid.uuid4().hex
     generated = engine.generate_ec("t", key_id, "restorable", "P-256")
     engine.destroy_key("t", key_id)
-    with pytest.raises(KeyNotFound):
+    with pytest.raises(KeyNotLoaded):
         engine.sign("t", key_id, "ES256", b"\x01" * 32)
-    engine.restore_key("t", key_id, "restorable", "EC-HSM", generated.wrapped)
+    engine.load_key("t", key_id, "restorable", "EC-HSM", generated.wrapped)
     attributes = engine.key_attributes("t", key_id)
     assert attributes["EXTRACTABLE"] is False and attributes["SENSITIVE"] is True
     assert len(engine.sign("t", key_id, "ES256", b"\x01" * 32)) == 64
@@ -90,35 +119,75 @@ def test_wrong_digest_sizes_are_refused_before_the_hsm(engine: Engine) -> None:
         engine.sign("t", key_id, "ES256", b"\x01" * 31)
 
 
-def test_records_survive_a_crash_between_create_and_destroy(engine: Engine) -> None:
-    engine.put_record("t", "crash/a", b"old")
-    session = engine._session("t")
+def test_a_key_loads_again_after_eviction(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.hsm import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MAX_LOADED_KEYS", 1)
+    first = uuid.uuid4().hex
+    blob = engine.generate_ec("t", first, "evicted", "P-256").wrapped
+    make(engine, "ec", "P-256")  # one more than the bound: the least recently used goes
+    with pytest.raises(KeyNotLoaded):
+        engine.sign("t", first, "ES256", b"\x02" * 32)
+    engine.load_key("t", first, "evicted", "EC-HSM", blob)
+    assert len(engine.sign("t", first, "ES256", b"\x02" * 32)) == 64
+
+
+def test_a_key_of_another_vault_does_not_load(engine: Engine) -> None:
+    engine.ensure_vault("other")
+    key_id = uuid.uuid4().hex
+    blob = engine.generate_ec("other", key_id, "elsewhere", "P-256").wrapped
+    with pytest.raises(HsmError):
+        engine.load_key("t", key_id, "elsewhere", "EC-HSM", blob)
+
+
+def test_sealed_records_open_only_under_their_own_binding(engine: Engine) -> None:
+    aad = b"strongroom-record-v1\0t\0secret\0a\0v1"
+    (sealed,) = engine.seal_records("t", [aad], [b"value"])
+    assert b"value" not in sealed
+    assert engine.unseal_records("t", [aad], [sealed]) == [b"value"]
+    for other in (aad.replace(b"\0a\0", b"\0b\0"), aad[:-1] + b"2", b""):
+        with pytest.raises(HsmError):
+            engine.unseal_records("t", [other], [sealed])
+    with pytest.raises(HsmError):
+        engine.unseal_records("other-vault-that-is-not-there", [aad], [sealed])
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(HsmError):
+        engine.unseal_records("t", [aad], [tampered])
+
+
+def _legacy_record(engine: Engine, name: str, value: bytes, stamp: int) -> None:
+    """A token record as the first storage design wrote it: stamp, then value."""
+    engine._session("t").create_object(templates.record(name, stamp.to_bytes(8, "big") + value))
+
+
+def test_token_records_survive_a_crash_between_create_and_destroy(engine: Engine) -> None:
+    _legacy_record(engine, "crash/a", b"old", 1)
     # A second object for the same record, as a crash mid-update would leave.
-    session.create_object(templates.record("crash/a", (2**63).to_bytes(8, "big") + b"new"))
+    _legacy_record(engine, "crash/a", b"new", 2**63)
     engine._records.clear()
-    assert engine.list_records("t")["records"]["crash/a"] == b"new"
+    assert engine.list_token_records("t", "")["records"]["crash/a"] == b"new"
     assert len(engine._find_records("t", "crash/a")) == 1
+    engine.delete_token_record("t", "crash/a")
+    assert engine._find_records("t", "crash/a") == []
 
 
-def test_records_are_listed_in_pages_of_bounded_size(engine: Engine) -> None:
-    from strongroom.hsm.engine import MAX_RECORD_BYTES, RECORD_PAGE_BYTES
+def test_token_records_are_listed_in_pages_of_bounded_size(engine: Engine) -> None:
+    from strongroom.hsm.engine import RECORD_PAGE_BYTES
 
     for index in range(5):
-        engine.put_record("t", f"paged/{index}", bytes([index]) * (RECORD_PAGE_BYTES // 3))
-    with pytest.raises(InvalidInput):
-        engine.put_record("t", "paged/huge", b"x" * (MAX_RECORD_BYTES + 1))
+        _legacy_record(engine, f"paged/{index}", bytes([index]) * (RECORD_PAGE_BYTES // 3), 1)
     seen: dict[str, bytes] = {}
-    page = engine.list_records("t")
+    page = engine.list_token_records("t", "")
     pages = 1
     while True:
         assert sum(len(v) for v in page["records"].values()) <= RECORD_PAGE_BYTES
         seen |= page["records"]
         if page["next"] is None:
             break
-        page = engine.list_records("t", after=page["next"])
+        page = engine.list_token_records("t", page["next"])
         pages += 1
     assert pages >= 2
     assert {n for n in seen if n.startswith("paged/")} == {f"paged/{i}" for i in range(5)}
     assert seen["paged/3"] == b"\x03" * (RECORD_PAGE_BYTES // 3)
     for index in range(5):
-        engine.delete_record("t", f"paged/{index}")
+        engine.delete_token_record("t", f"paged/{index}")

@@ -3,15 +3,17 @@ token, with the policy's expiry and the owner's tag, and only when it is due."""
 
 import asyncio
 import time
-from typing import Any
+from pathlib import Path
 
 import pytest
 
 from strongroom.hsm.engine import Engine
-from strongroom.hsm.sidecar import Sidecar
+from strongroom.storage import SqliteStorage
 from strongroom.vault.config import VaultConfig
 from strongroom.vault.keys import KeyStore
 from strongroom.vault.objects import OWNER_TAG
+
+from .inprocess import InProcessHsm
 
 DAY = 86400
 POLICY = {
@@ -20,26 +22,18 @@ POLICY = {
 }
 
 
-class InProcessHsm:
-    """The sidecar's dispatch, called in this process: KeyStore's view of the HSM."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.sidecar = Sidecar(engine)
-
-    async def call(self, op: str, **args: Any) -> Any:
-        return self.sidecar.call(op, args)
-
-
 def test_a_due_rotation_makes_one_new_version_for_the_same_owner(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    store = KeyStore(VaultConfig("t", ("t.example",)), InProcessHsm(engine))  # type: ignore[arg-type]
+    storage = SqliteStorage(tmp_path / "records.db")
+    store = KeyStore(VaultConfig("t", ("t.example",)), InProcessHsm(engine), storage)  # type: ignore[arg-type]
     start = time.time()
 
     def travel(days: int) -> None:
         monkeypatch.setattr(time, "time", lambda: start + days * DAY)
 
     async def scenario() -> None:
+        await storage.open()
         entry, created = await store.create_owned("due", "uid-1", {"kty": "EC-HSM"})
         assert created
         await store.set_rotation_policy("https://t.example", "due", POLICY)
@@ -60,6 +54,13 @@ def test_a_due_rotation_makes_one_new_version_for_the_same_owner(
         travel(62)
         await store.rotate_due()
         assert len(entry.versions) == 3
-        assert set(engine.key_ids("t")) >= {v.version for v in entry.versions}
+        entry = await store.find("due")
+        assert entry is not None and len(entry.versions) == 3
+        # From the storage, not the cache: what a restart would find.
+        store._cache.clear()
+        stored = await store.find("due")
+        assert stored is not None
+        assert [v.version for v in stored.versions] == [v.version for v in entry.versions]
+        await storage.close()
 
     asyncio.run(scenario())

@@ -6,6 +6,7 @@ from pathlib import Path
 from aiohttp.test_utils import make_mocked_request
 
 from strongroom.hsm.client import HsmClient
+from strongroom.storage import SqliteStorage
 from strongroom.vault.app import DataPlane
 from strongroom.vault.auth import Throttled
 from strongroom.vault.config import ServerConfig, VaultConfig
@@ -26,7 +27,12 @@ class Busy:
 
 def test_a_spent_review_budget_answers_429_with_retry_after() -> None:
     busy = Busy()
-    plane = DataPlane(ServerConfig((VAULT,)), HsmClient(Path("/nonexistent")), busy)
+    plane = DataPlane(
+        ServerConfig((VAULT,)),
+        HsmClient(Path("/nonexistent")),
+        SqliteStorage(Path("/nonexistent/records.db")),
+        busy,
+    )
     request = make_mocked_request(
         "GET",
         "/secrets?api-version=7.5",

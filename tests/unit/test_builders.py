@@ -86,7 +86,7 @@ def test_the_pod_runs_unprivileged_with_a_read_only_root() -> None:
         assert security["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_server_and_sidecar_share_the_socket_and_only_the_sidecar_sees_the_token_store() -> None:
+def test_server_and_sidecar_share_the_socket_and_only_the_sidecar_opens_the_tokens() -> None:
     pod = _pod(_pool("default"))
     server, hsm = pod["containers"]
     assert server["args"][0] == "vault-server" and hsm["args"][0] == "hsm"
@@ -94,7 +94,12 @@ def test_server_and_sidecar_share_the_socket_and_only_the_sidecar_sees_the_token
     assert hsm["args"][hsm["args"].index("--socket") + 1] == socket
     mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in pod["containers"]}
     assert "hsm-socket" in mounts["vault-server"] & mounts["hsm"]
-    assert "tokens" in mounts["hsm"] and "tokens" not in mounts["vault-server"]
+    # The pool's volume holds the tokens (the sidecar's) and the record storage (the
+    # server's); only the sidecar has the pool secret the token PINs come from.
+    assert "tokens" in mounts["hsm"] & mounts["vault-server"]
+    data_dir = server["args"][server["args"].index("--data-dir") + 1]
+    state_dir = hsm["args"][hsm["args"].index("--state-dir") + 1]
+    assert data_dir.startswith(state_dir + "/") and not data_dir.endswith("/tokens")
     assert "pool-secret" in mounts["hsm"] and "pool-secret" not in mounts["vault-server"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["hsm-socket"]["emptyDir"]["medium"] == "Memory"

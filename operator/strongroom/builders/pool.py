@@ -21,7 +21,8 @@ SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 RUN_AS = 65532  # no name in the image; any non-root id owning the token store will do
 
 SOCKET_DIR = "/run/strongroom"
-TOKEN_DIR = "/var/lib/strongroom"  # noqa: S105 - the token store, a directory
+TOKEN_DIR = "/var/lib/strongroom"  # noqa: S105 - the pool's volume: tokens and records
+RECORDS_DIR = f"{TOKEN_DIR}/records"  # the vault server's record storage, on the same volume
 CONFIG_DIR = "/etc/strongroom/config"
 TLS_DIR = "/etc/strongroom/tls"
 POOL_SECRET_DIR = "/etc/strongroom/pool"  # noqa: S105 - a mount path
@@ -311,6 +312,8 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             f"{TLS_DIR}/tls.key",
             "--hsm-socket",
             socket,
+            "--data-dir",
+            RECORDS_DIR,
             "--client-ca",
             f"{TLS_DIR}/{CLIENT_CA_KEY}",
             "--admin-client-name",
@@ -327,6 +330,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             {"name": "hsm-socket", "mountPath": SOCKET_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "tokens", "mountPath": TOKEN_DIR},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
         ],
     }

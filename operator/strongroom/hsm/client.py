@@ -1,12 +1,17 @@
-"""The vault server's side of the HSM socket: async, pipelined, one connection."""
+"""The vault server's side of the HSM socket: async, pipelined, one connection.
+
+`HsmClient` implements the typed interface `api.Hsm`: one method per operation, each
+sending the operation's name and arguments and giving back the answer in its type.
+"""
 
 import asyncio
 import itertools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import protocol
+from .api import GeneratedKey
 from .errors import HsmError, HsmUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,7 @@ class HsmClient:
             if not future.done():
                 future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
 
-    async def call(self, op: str, **args: Any) -> Any:
+    async def _call(self, op: str, **args: Any) -> Any:
         request_id = next(self._ids)
         frame = protocol.encode({"i": request_id, "op": op, "a": args})
         if len(frame) > protocol.MAX_LINE:
@@ -97,20 +102,136 @@ class HsmClient:
             self._pending.pop(request_id, None)
             raise HsmUnavailable(f"the HSM did not answer {op} in {self._timeout:.0f}s") from exc
 
-    async def wait_ready(self, timeout: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            try:
-                await self.call("ping")
-                return
-            except HsmUnavailable:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
-
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
             self._reader_task.cancel()
         self._writer = None
+
+    # --- the operations of api.Hsm ------------------------------------------------
+
+    async def ping(self) -> str:
+        return cast(str, await self._call("ping"))
+
+    async def platform(self) -> str:
+        return cast(str, await self._call("platform"))
+
+    async def vault_names(self) -> list[str]:
+        return cast(list[str], await self._call("vault_names"))
+
+    async def has_vault(self, vault: str) -> bool:
+        return bool(await self._call("has_vault", vault=vault))
+
+    async def ensure_vault(self, vault: str) -> None:
+        await self._call("ensure_vault", vault=vault)
+
+    @staticmethod
+    def _generated(raw: Any) -> GeneratedKey:
+        return GeneratedKey(public=raw["public"], wrapped=raw["wrapped"])
+
+    async def generate_rsa(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
+        return self._generated(
+            await self._call("generate_rsa", vault=vault, key_id=key_id, label=label, bits=bits)
+        )
+
+    async def generate_ec(self, vault: str, key_id: str, label: str, curve: str) -> GeneratedKey:
+        return self._generated(
+            await self._call("generate_ec", vault=vault, key_id=key_id, label=label, curve=curve)
+        )
+
+    async def generate_aes(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
+        return self._generated(
+            await self._call("generate_aes", vault=vault, key_id=key_id, label=label, bits=bits)
+        )
+
+    async def load_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
+        await self._call(
+            "load_key", vault=vault, key_id=key_id, label=label, kty=kty, wrapped=wrapped
+        )
+
+    async def destroy_key(self, vault: str, key_id: str) -> None:
+        await self._call("destroy_key", vault=vault, key_id=key_id)
+
+    async def key_attributes(self, vault: str, key_id: str) -> dict[str, bool]:
+        return cast(dict[str, bool], await self._call("key_attributes", vault=vault, key_id=key_id))
+
+    async def token_key_ids(self, vault: str) -> list[str]:
+        return cast(list[str], await self._call("token_key_ids", vault=vault))
+
+    async def sign(self, vault: str, key_id: str, alg: str, digest: bytes) -> bytes:
+        return cast(
+            bytes, await self._call("sign", vault=vault, key_id=key_id, alg=alg, digest=digest)
+        )
+
+    async def rsa_decrypt(self, vault: str, key_id: str, alg: str, data: bytes) -> bytes:
+        return cast(
+            bytes,
+            await self._call("rsa_decrypt", vault=vault, key_id=key_id, alg=alg, data=data),
+        )
+
+    async def aes_gcm_encrypt(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, aad: bytes | None
+    ) -> tuple[bytes, bytes]:
+        cipher, tag = await self._call(
+            "aes_gcm_encrypt", vault=vault, key_id=key_id, data=data, iv=iv, aad=aad
+        )
+        return cipher, tag
+
+    async def aes_gcm_decrypt(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, aad: bytes | None, tag: bytes
+    ) -> bytes:
+        return cast(
+            bytes,
+            await self._call(
+                "aes_gcm_decrypt", vault=vault, key_id=key_id, data=data, iv=iv, aad=aad, tag=tag
+            ),
+        )
+
+    async def aes_cbc(
+        self, vault: str, key_id: str, data: bytes, iv: bytes, pad: bool, encrypt: bool
+    ) -> bytes:
+        return cast(
+            bytes,
+            await self._call(
+                "aes_cbc", vault=vault, key_id=key_id, data=data, iv=iv, pad=pad, encrypt=encrypt
+            ),
+        )
+
+    async def aes_wrap(self, vault: str, key_id: str, data: bytes) -> bytes:
+        return cast(bytes, await self._call("aes_wrap", vault=vault, key_id=key_id, data=data))
+
+    async def aes_unwrap(self, vault: str, key_id: str, data: bytes) -> bytes:
+        return cast(bytes, await self._call("aes_unwrap", vault=vault, key_id=key_id, data=data))
+
+    async def random(self, vault: str, count: int) -> bytes:
+        return cast(bytes, await self._call("random", vault=vault, count=count))
+
+    async def seal(self, vault: str, plaintext: bytes, aad: bytes) -> bytes:
+        return cast(bytes, await self._call("seal", vault=vault, plaintext=plaintext, aad=aad))
+
+    async def unseal(self, vault: str, blob: bytes, aad: bytes) -> bytes:
+        return cast(bytes, await self._call("unseal", vault=vault, blob=blob, aad=aad))
+
+    async def seal_records(
+        self, vault: str, aads: list[bytes], plaintexts: list[bytes]
+    ) -> list[bytes]:
+        return cast(
+            list[bytes],
+            await self._call("seal_records", vault=vault, aads=aads, plaintexts=plaintexts),
+        )
+
+    async def unseal_records(
+        self, vault: str, aads: list[bytes], blobs: list[bytes]
+    ) -> list[bytes]:
+        return cast(
+            list[bytes], await self._call("unseal_records", vault=vault, aads=aads, blobs=blobs)
+        )
+
+    async def list_token_records(self, vault: str, after: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any], await self._call("list_token_records", vault=vault, after=after)
+        )
+
+    async def delete_token_record(self, vault: str, name: str) -> None:
+        await self._call("delete_token_record", vault=vault, name=name)

@@ -10,10 +10,9 @@ import hashlib
 import hmac
 import logging
 import os
-import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
@@ -24,11 +23,13 @@ from pkcs11.mechanisms import MGF, GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import templates
+from .api import GeneratedKey
 from .errors import (
     HsmError,
     HsmUnavailable,
     InvalidInput,
     KeyNotFound,
+    KeyNotLoaded,
     OperationNotAllowed,
     TokenNotFound,
 )
@@ -37,12 +38,14 @@ from .tokeninit import init_free_token
 
 log = logging.getLogger(__name__)
 
-# A record's value is at most this long when written; one page of `list_records`
-# carries about this many bytes, so no answer on the socket grows with a vault.
-MAX_RECORD_BYTES = 1024 * 1024
+# One page of `list_token_records` carries about this many bytes, so no answer on the
+# socket grows with a vault; a token record larger than the second is skipped.
 RECORD_PAGE_BYTES = 1024 * 1024
-# Records written before the limit existed are read up to this size, alone in a page.
 MAX_READ_RECORD_BYTES = 2 * 1024 * 1024
+# Working keys held loaded at once (session objects); the least recently used goes first.
+MAX_LOADED_KEYS = 4096
+# The most bytes one seal_records or unseal_records call takes.
+MAX_SEAL_BATCH_BYTES = 2 * 1024 * 1024
 
 CURVES = {"P-256": "secp256r1", "P-384": "secp384r1", "P-521": "secp521r1"}
 CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
@@ -97,14 +100,6 @@ _BAD_INPUT = (
 )
 
 
-@dataclass(frozen=True)
-class GeneratedKey:
-    """What leaves the HSM when a key is made: public parts and a KEK-wrapped backup."""
-
-    public: dict[str, str | int]
-    wrapped: bytes
-
-
 def _hex(data: bytes) -> str:
     return data.hex()
 
@@ -119,7 +114,9 @@ def _mapped_errors(what: str) -> Iterator[None]:
         raise OperationNotAllowed(f"the HSM refused {what}") from exc
     except _BAD_INPUT as exc:
         raise InvalidInput(f"the HSM rejected the input of {what}") from exc
-    except (p11.NoSuchKey, p11.ObjectHandleInvalid, p11.KeyHandleInvalid) as exc:
+    except (p11.ObjectHandleInvalid, p11.KeyHandleInvalid) as exc:
+        raise KeyNotLoaded(f"the key for {what} is no longer loaded") from exc
+    except p11.NoSuchKey as exc:
         raise KeyNotFound(f"no such key for {what}") from exc
     except (
         p11.DeviceError,
@@ -147,6 +144,7 @@ class Engine:
         self._sessions: dict[str, pkcs11.Session] = {}
         self._objects: dict[tuple[str, str, str], Any] = {}
         self._records: dict[tuple[str, str], Any] = {}
+        self._loaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     # --- tokens -------------------------------------------------------------
 
@@ -219,21 +217,30 @@ class Engine:
         return cached
 
     def _key(self, vault: str, key_id: str, object_class: ObjectClass) -> Any:
-        cache_key = (vault, key_id, object_class.name)
-        cached = self._objects.get(cache_key)
-        if cached is None:
-            try:
-                cached = self._session(vault).get_key(object_class, id=bytes.fromhex(key_id))
-            except (p11.NoSuchKey, ValueError) as exc:
-                raise KeyNotFound(f"key {key_id} is not in vault {vault!r}") from exc
-            self._objects[cache_key] = cached
-        return cached
+        """A loaded working key of this class; KeyNotLoaded when it is not loaded."""
+        key = self._loaded.get((vault, key_id))
+        if key is None:
+            raise KeyNotLoaded(f"key {key_id} of vault {vault!r} is not loaded")
+        if key.object_class != object_class:
+            raise KeyNotFound(f"key {key_id} is not a {object_class.name.lower()}")
+        self._loaded.move_to_end((vault, key_id))
+        return key
 
     def _private(self, vault: str, key_id: str) -> Any:
-        try:
-            return self._key(vault, key_id, ObjectClass.PRIVATE_KEY)
-        except KeyNotFound:
-            return self._key(vault, key_id, ObjectClass.SECRET_KEY)
+        key = self._loaded.get((vault, key_id))
+        if key is None:
+            raise KeyNotLoaded(f"key {key_id} of vault {vault!r} is not loaded")
+        return key
+
+    def _remember(self, vault: str, key_id: str, key: Any) -> None:
+        """Hold a working key loaded; beyond the bound the least recently used goes."""
+        old = self._loaded.pop((vault, key_id), None)
+        if old is not None and old is not key:
+            _destroy_quietly(old)
+        self._loaded[(vault, key_id)] = key
+        while len(self._loaded) > MAX_LOADED_KEYS:
+            _, evicted = self._loaded.popitem(last=False)
+            _destroy_quietly(evicted)
 
     # --- keys ---------------------------------------------------------------
 
@@ -244,7 +251,7 @@ class Engine:
             public, private = session.generate_keypair(
                 KeyType.RSA,
                 bits,
-                store=True,
+                store=False,
                 public_template=templates.rsa_public(kid, label, bits),
                 private_template=templates.rsa_private(kid, label),
             )
@@ -252,7 +259,7 @@ class Engine:
                 "n": _hex(public[Attribute.MODULUS]),
                 "e": _hex(public[Attribute.PUBLIC_EXPONENT]),
             }
-            return GeneratedKey(parts, self._seal_new_key(vault, private))
+            return GeneratedKey(parts, self._seal_new_key(vault, key_id, private))
 
     def generate_ec(self, vault: str, key_id: str, label: str, curve: str) -> GeneratedKey:
         if curve not in CURVES:
@@ -263,14 +270,14 @@ class Engine:
             params = encode_named_curve_parameters(CURVES[curve])
             public, private = session.generate_keypair(
                 KeyType.EC,
-                store=True,
+                store=False,
                 public_template=templates.ec_public(kid, label, params),
                 private_template=templates.ec_private(kid, label),
             )
             point = _ec_point(public[Attribute.EC_POINT], CURVE_BYTES[curve])
             size = CURVE_BYTES[curve]
             parts: dict[str, str | int] = {"x": _hex(point[:size]), "y": _hex(point[size:])}
-            return GeneratedKey(parts, self._seal_new_key(vault, private))
+            return GeneratedKey(parts, self._seal_new_key(vault, key_id, private))
 
     def generate_aes(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
         if bits not in (128, 192, 256):
@@ -279,13 +286,14 @@ class Engine:
             key = self._session(vault).generate_key(
                 KeyType.AES,
                 bits,
-                store=True,
+                store=False,
                 template=templates.aes_secret(bytes.fromhex(key_id), label, bits),
             )
-            return GeneratedKey({}, self._seal_new_key(vault, key))
+            return GeneratedKey({}, self._seal_new_key(vault, key_id, key))
 
-    def _seal_new_key(self, vault: str, key: Any) -> bytes:
-        """Wrap a fresh key under the vault's KEK, then make it non-extractable for good."""
+    def _seal_new_key(self, vault: str, key_id: str, key: Any) -> bytes:
+        """Wrap a fresh key under the vault's KEK, make it non-extractable for good, and
+        hold it loaded. The wrapped blob is the only form of the key that leaves the HSM."""
         try:
             wrapped: bytes = self._secret_key(vault, templates.KEK_LABEL).wrap_key(
                 key, mechanism=Mechanism.AES_KEY_WRAP_PAD
@@ -294,12 +302,17 @@ class Engine:
         except BaseException:
             key.destroy()
             raise
-        return wrapped
+        self._remember(vault, key_id, key)
+        return bytes(wrapped)
 
-    def restore_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
-        """Unwrap a key from a backup of this vault, non-extractable from the start."""
+    def load_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
+        """Unwrap a working key under the vault's KEK into a session object, sensitive and
+        non-extractable from its first moment; a key already loaded stays as it is."""
+        if (vault, key_id) in self._loaded:
+            self._loaded.move_to_end((vault, key_id))
+            return
         base = kty.removesuffix("-HSM")
-        with _mapped_errors("restoring a key"):
+        with _mapped_errors("loading a key"):
             kid = bytes.fromhex(key_id)
             kek = self._secret_key(vault, templates.KEK_LABEL)
             if base == "RSA":
@@ -317,26 +330,30 @@ class Engine:
             if object_class is ObjectClass.PRIVATE_KEY:
                 # python-pkcs11 adds every capability; public-key ones are invalid here.
                 template |= {attr: DEFAULT for attr in _PUBLIC_CAPABILITIES}
-            kek.unwrap_key(
+            key = kek.unwrap_key(
                 object_class,
                 key_type,
                 wrapped,
-                store=True,
+                store=False,
                 mechanism=Mechanism.AES_KEY_WRAP_PAD,
                 template=templates.restored(template),
             )
+            self._remember(vault, key_id, key)
 
     def destroy_key(self, vault: str, key_id: str) -> None:
-        """Destroy every object of a key version; absent objects are not an error."""
+        """Destroy every object of a key version, loaded or in the token (the first
+        design kept keys there); absent objects are not an error."""
         with _mapped_errors("destroying a key"):
+            loaded = self._loaded.pop((vault, key_id), None)
+            if loaded is not None:
+                _destroy_quietly(loaded)
             session = self._session(vault)
             for obj in list(session.get_objects({Attribute.ID: bytes.fromhex(key_id)})):
                 obj.destroy()
-            for cls in ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY:
-                self._objects.pop((vault, key_id, cls.name), None)
 
-    def key_ids(self, vault: str) -> list[str]:
-        """Ids of every stored key object in the vault, for finding orphans."""
+    def token_key_ids(self, vault: str) -> list[str]:
+        """Ids of key objects stored in the vault's token: none but what the first design
+        left there (working keys are session objects), for migration and orphans."""
         with _mapped_errors("listing keys"):
             ids = set()
             for cls in ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY:
@@ -515,12 +532,57 @@ class Engine:
                 )
             )
 
-    # --- records: the vault's metadata and secret values ----------------------
+    def seal_records(self, vault: str, aads: list[bytes], plaintexts: list[bytes]) -> list[bytes]:
+        """Seal stored records under the vault's sealing key, each bound to its own
+        associated data (vault, kind, name, version): iv || ciphertext || tag."""
+        self._check_batch(aads, plaintexts)
+        with _mapped_errors("sealing records"):
+            key = self._secret_key(vault, templates.SEAL_LABEL)
+            out = []
+            for aad, plaintext in zip(aads, plaintexts, strict=True):
+                iv = os.urandom(12)
+                out.append(
+                    iv
+                    + bytes(
+                        key.encrypt(
+                            plaintext,
+                            mechanism=Mechanism.AES_GCM,
+                            mechanism_param=GCMParams(iv, aad, 128),
+                        )
+                    )
+                )
+            return out
 
-    # A record's value is stored behind an 8-byte write stamp: SoftHSM2 keeps
-    # CKA_VALUE of data objects read-only, so an update creates the new object
-    # before destroying the old, and a crash in between leaves two, of which
-    # the later stamp wins.
+    def unseal_records(self, vault: str, aads: list[bytes], blobs: list[bytes]) -> list[bytes]:
+        """Open sealed records; one that is not what its associated data says fails all."""
+        self._check_batch(aads, blobs)
+        if any(len(blob) < 28 for blob in blobs):
+            raise InvalidInput("a sealed record is truncated")
+        with _mapped_errors("opening records"):
+            key = self._secret_key(vault, templates.SEAL_LABEL)
+            return [
+                bytes(
+                    key.decrypt(
+                        blob[12:],
+                        mechanism=Mechanism.AES_GCM,
+                        mechanism_param=GCMParams(blob[:12], aad, 128),
+                    )
+                )
+                for aad, blob in zip(aads, blobs, strict=True)
+            ]
+
+    @staticmethod
+    def _check_batch(aads: list[bytes], items: list[bytes]) -> None:
+        if len(aads) != len(items):
+            raise InvalidInput("each record needs its associated data")
+        if sum(len(i) for i in items) > MAX_SEAL_BATCH_BYTES:
+            raise InvalidInput(f"one call seals at most {MAX_SEAL_BATCH_BYTES} bytes")
+
+    # --- token records: how the first design stored metadata and secret values ----------
+    #
+    # Each record was a private data object with an 8-byte write stamp before its value;
+    # of two with one name (a crash between create and destroy) the later stamp wins.
+    # They are read once, by the migration into the record storage, and then deleted.
 
     def _find_records(self, vault: str, name: str | None) -> list[Any]:
         attrs: dict[Attribute, Any] = {
@@ -531,26 +593,14 @@ class Engine:
             attrs[Attribute.LABEL] = name
         return list(self._session(vault).get_objects(attrs))
 
-    def put_record(self, vault: str, name: str, value: bytes) -> None:
-        if len(value) > MAX_RECORD_BYTES:
-            raise InvalidInput(f"a record is at most {MAX_RECORD_BYTES} bytes")
-        with _mapped_errors("storing a record"):
-            old = self._records.get((vault, name))
-            stale = [old] if old is not None else self._find_records(vault, name)
-            stamp = time.time_ns().to_bytes(8, "big")
-            created = self._session(vault).create_object(templates.record(name, stamp + value))
-            self._records[(vault, name)] = created
-            for obj in stale:
-                obj.destroy()
-
-    def delete_record(self, vault: str, name: str) -> None:
+    def delete_token_record(self, vault: str, name: str) -> None:
         with _mapped_errors("deleting a record"):
             old = self._records.pop((vault, name), None)
             for obj in [old] if old is not None else self._find_records(vault, name):
                 obj.destroy()
 
-    def list_records(self, vault: str, after: str = "") -> dict[str, Any]:
-        """One page of the vault's records, by name: {"records": {name: value}, "next": name}.
+    def list_token_records(self, vault: str, after: str) -> dict[str, Any]:
+        """One page of the token's records, by name: {"records": {name: value}, "next": name}.
 
         Ask again with `after` = `next` until `next` is None. The first page (no
         `after`) indexes the vault's records and removes the older of two that
@@ -586,7 +636,6 @@ class Engine:
             found.setdefault(obj[Attribute.LABEL], []).append(obj)
         for name, objects in found.items():
             if len(objects) > 1:
-                # A crash between create and destroy: the later stamp wins.
                 objects.sort(key=lambda o: bytes(o[Attribute.VALUE])[:8])
                 for stale in objects[:-1]:
                     stale.destroy()
@@ -601,6 +650,14 @@ class Engine:
         self._sessions.clear()
         self._objects.clear()
         self._records.clear()
+        self._loaded.clear()
+
+
+def _destroy_quietly(key: Any) -> None:
+    try:
+        key.destroy()
+    except p11.PKCS11Error:
+        pass  # a session object goes with its session anyway
 
 
 def _ec_point(raw: bytes, size: int) -> bytes:

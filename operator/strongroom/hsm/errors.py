@@ -21,6 +21,10 @@ class KeyNotFound(HsmError):
     """The key object does not exist in the token."""
 
 
+class KeyNotLoaded(KeyNotFound):
+    """The working key is not among the HSM's loaded keys: load it from its wrapped blob."""
+
+
 class OperationNotAllowed(HsmError):
     """The HSM refused the operation for this key (its attributes forbid it)."""
 

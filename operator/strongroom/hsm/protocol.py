@@ -22,39 +22,9 @@ ERRORS: dict[str, type[errors.HsmError]] = {
         errors.KeyNotFound,
         errors.OperationNotAllowed,
         errors.InvalidInput,
+        errors.KeyNotLoaded,
     )
 }
-
-# Engine methods the sidecar serves; nothing else is callable through the socket.
-OPERATIONS = frozenset(
-    {
-        "ping",
-        "platform",
-        "vault_names",
-        "has_vault",
-        "ensure_vault",
-        "generate_rsa",
-        "generate_ec",
-        "generate_aes",
-        "restore_key",
-        "destroy_key",
-        "key_ids",
-        "key_attributes",
-        "sign",
-        "rsa_decrypt",
-        "aes_gcm_encrypt",
-        "aes_gcm_decrypt",
-        "aes_cbc",
-        "aes_wrap",
-        "aes_unwrap",
-        "random",
-        "seal",
-        "unseal",
-        "put_record",
-        "delete_record",
-        "list_records",
-    }
-)
 
 MAX_LINE = 4 * 1024 * 1024
 _LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import aio
 from . import protocol
+from .api import OPERATIONS
 from .engine import Engine
 from .errors import HsmError
 
@@ -43,7 +44,7 @@ class Sidecar:
         self._engine = engine
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
-        if op not in protocol.OPERATIONS:
+        if op not in OPERATIONS:
             raise HsmError(f"unknown HSM operation {op!r}")
         if op == "ping":
             return "pong"

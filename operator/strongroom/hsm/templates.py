@@ -16,11 +16,12 @@ SEAL_LABEL = "strongroom:seal"
 
 
 def _private_common(key_id: bytes, label: str) -> Template:
-    # EXTRACTABLE starts true only so the HSM can wrap the new key under the
-    # vault's key-encryption key for backups; the engine sets it to false
-    # straight after, and CKA_EXTRACTABLE can never be set back to true.
+    # A working key is a session object: the token keeps root keys only, and the key
+    # itself is kept as the blob its wrapping under the vault's key-encryption key gives.
+    # EXTRACTABLE starts true only so the HSM can make that blob; the engine sets it to
+    # false straight after, and CKA_EXTRACTABLE can never be set back to true.
     return {
-        Attribute.TOKEN: True,
+        Attribute.TOKEN: False,
         Attribute.PRIVATE: True,
         Attribute.SENSITIVE: True,
         Attribute.EXTRACTABLE: True,
@@ -86,7 +87,7 @@ def aes_secret(key_id: bytes, label: str, bits: int) -> Template:
 
 
 def restored(base: Template) -> Template:
-    """A key unwrapped from a backup is non-extractable from its first moment."""
+    """A key unwrapped from its blob is non-extractable from its first moment."""
     return base | {Attribute.EXTRACTABLE: False}
 
 

@@ -20,8 +20,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from ..hsm.client import HsmClient
+from ..hsm.api import Hsm
 from ..hsm.errors import HsmError
+from ..storage import Storage
 from .audit import AuditRecord
 from .auth import AdminClient, Authenticator, Throttled
 from .config import ServerConfig, VaultConfig
@@ -36,8 +37,10 @@ from .errors import (
     from_hsm,
 )
 from .keys import KeyStore
+from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
 from .secrets import SecretStore
+from .store import ObjectStore, guarded
 
 log = logging.getLogger(__name__)
 # One encoder for every answer: json.dumps with options builds a new one per call.
@@ -50,7 +53,6 @@ MAX_BODY_BYTES = 256 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 25
 MAINTENANCE_SECONDS = 60.0
-VAULT_RECORD = "vault-config"  # a vault's own config, in its token, when the operator made it
 CRYPTO_OPERATIONS = {
     "encrypt": "encrypt",
     "decrypt": "decrypt",
@@ -63,18 +65,6 @@ CRYPTO_OPERATIONS = {
 Handler = Callable[["Call"], Awaitable[Any]]
 
 
-async def read_records(hsm: HsmClient, vault: str) -> dict[str, bytes]:
-    """Every record of a vault, read page by page: no answer grows with the vault."""
-    records: dict[str, bytes] = {}
-    after = ""
-    while True:
-        page = await hsm.call("list_records", vault=vault, after=after)
-        records |= page["records"]
-        if page["next"] is None:
-            return records
-        after = page["next"]
-
-
 @dataclass
 class Vault:
     """One served vault: its configuration and its two stores."""
@@ -83,17 +73,16 @@ class Vault:
     keys: KeyStore
     secrets: SecretStore
 
-    async def load(self, hsm: HsmClient) -> None:
-        await hsm.call("ensure_vault", vault=self.config.name)
-        records = await read_records(hsm, self.config.name)
-        self.keys.load(records)
-        self.secrets.load(records)
-        known = self.keys.version_ids()
-        for key_id in await hsm.call("key_ids", vault=self.config.name):
-            if key_id not in known:
-                # Made by a request that died before its record was written.
-                log.info("destroying orphan key object %s in vault %s", key_id, self.config.name)
-                await hsm.call("destroy_key", vault=self.config.name, key_id=key_id)
+    @classmethod
+    def make(cls, config: VaultConfig, hsm: Hsm, storage: Storage) -> "Vault":
+        return cls(config, KeyStore(config, hsm, storage), SecretStore(config, hsm, storage))
+
+    async def load(self) -> None:
+        """Make the vault's token if it is new, and bring its records into the storage
+        if they are still in the token (the first design)."""
+        hsm = self.keys.hsm
+        await guarded(hsm.ensure_vault(self.config.name))
+        await migrate(hsm, self.keys.storage, self.config.name, self.keys, self.secrets)
 
     async def maintain(self) -> None:
         await self.keys.purge_expired()
@@ -130,11 +119,13 @@ class DataPlane:
     def __init__(
         self,
         config: ServerConfig,
-        hsm: HsmClient,
+        hsm: Hsm,
+        storage: Storage,
         authenticator: Authenticator,
         admin: AdminClient | None = None,
     ) -> None:
         self.hsm = hsm
+        self.storage = storage
         self.authenticator = authenticator
         # The pool's administrator (the operator) holds every permission in every vault.
         self.admin = admin or AdminClient()
@@ -146,27 +137,47 @@ class DataPlane:
             self.add_vault(vault_config)
 
     def add_vault(self, config: VaultConfig) -> Vault:
-        vault = Vault(config, KeyStore(config, self.hsm), SecretStore(config, self.hsm))
+        vault = Vault.make(config, self.hsm, self.storage)
         self.vaults[config.name] = vault
         for host in config.hosts:
             self.by_host[host] = vault
         return vault
 
     async def start(self) -> None:
-        await self.hsm.wait_ready(60)
+        await self._wait_for_hsm(60)
+        await self.storage.open()
         for vault in self.vaults.values():
-            await vault.load(self.hsm)
-        # Vaults added through the management API are kept in their own token.
-        for name in await self.hsm.call("vault_names"):
-            if name in self.vaults:
-                continue
-            records = await read_records(self.hsm, name)
-            if VAULT_RECORD not in records:
-                continue
+            await vault.load()
+        # Vaults added through the management API keep their config in the storage; a
+        # token of the first design keeps it among its records until it is migrated.
+        names = set(await guarded(self.hsm.vault_names()))
+        names |= set(await self.storage.vaults_with_meta(VAULT_CONFIG))
+        for name in sorted(names - set(self.vaults)):
             try:
-                await self.serve_vault(VaultConfig.parse(json.loads(records[VAULT_RECORD])))
+                if await guarded(self.hsm.has_vault(name)):
+                    probe = Vault.make(
+                        VaultConfig.parse({"name": name, "hosts": ["migration.invalid"]}),
+                        self.hsm,
+                        self.storage,
+                    )
+                    await probe.load()
+                raw = await read_vault_config(self.hsm, self.storage, name)
+                if raw is None:
+                    continue
+                await self.serve_vault(VaultConfig.parse(raw))
             except (VaultError, ValueError) as exc:
                 log.warning("vault %s is not served: its stored config is refused: %s", name, exc)
+
+    async def _wait_for_hsm(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.hsm.ping()
+                return
+            except HsmError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
     def check_hosts(self, config: VaultConfig) -> None:
         """Refuse a config whose host names another vault already serves."""
@@ -182,8 +193,8 @@ class DataPlane:
         self.check_hosts(config)
         vault = self.vaults.get(config.name)
         if vault is None:
-            vault = Vault(config, KeyStore(config, self.hsm), SecretStore(config, self.hsm))
-            await vault.load(self.hsm)
+            vault = Vault.make(config, self.hsm, self.storage)
+            await vault.load()
             self.vaults[config.name] = vault
         else:
             for host in vault.config.hosts:
@@ -479,7 +490,7 @@ class DataPlane:
         count = call.json_body().get("count")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 128:
             raise BadParameter("'count' must be an integer from 1 to 128")
-        data = await self.hsm.call("random", vault=call.vault.config.name, count=count)
+        data = await guarded(self.hsm.random(call.vault.config.name, count))
         return {"value": b64url(data)}
 
 
@@ -502,49 +513,76 @@ def bearer_challenge(host: str, resource: str | None = None) -> str:
     return f'Bearer authorization="https://{host}/strongroom", resource="{resource}"'
 
 
-def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """One page of a list, with a nextLink the Azure SDKs follow."""
-    query = call.request.query
+def _page_size(call: Call) -> int:
     try:
-        size = int(query.get("maxresults", PAGE_SIZE))
-        start = (
-            int(base64.urlsafe_b64decode(query["$skiptoken"]).decode())
-            if query.get("$skiptoken")
-            else 0
-        )
-    except (ValueError, UnicodeDecodeError):
-        raise BadParameter("'maxresults' or '$skiptoken' is invalid") from None
+        size = int(call.request.query.get("maxresults", PAGE_SIZE))
+    except ValueError:
+        raise BadParameter("'maxresults' must be an integer") from None
     if not 1 <= size <= PAGE_SIZE:
         raise BadParameter(f"'maxresults' must be between 1 and {PAGE_SIZE}")
+    return size
+
+
+def _skiptoken(call: Call) -> str:
+    raw = call.request.query.get("$skiptoken")
+    if not raw:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadParameter("'$skiptoken' is invalid") from None
+
+
+def _next_link(call: Call, size: int, position: str | None) -> str | None:
+    if position is None:
+        return None
+    token = base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+    return (
+        f"{call.base}{quote(call.request.path)}?api-version="
+        f"{call.request.query.get('api-version')}&maxresults={size}&$skiptoken={token}"
+    )
+
+
+def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of a list held in memory (an object's versions), with a nextLink."""
+    size = _page_size(call)
+    token = _skiptoken(call)
+    try:
+        start = int(token) if token else 0
+    except ValueError:
+        raise BadParameter("'$skiptoken' is invalid") from None
+    if start < 0:
+        raise BadParameter("'$skiptoken' is invalid")
     chunk = items[start : start + size]
-    next_link = None
-    if start + size < len(items):
-        token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
-        next_link = (
-            f"{call.base}{quote(call.request.path)}?api-version="
-            f"{query.get('api-version')}&maxresults={size}&$skiptoken={token}"
-        )
-    return {"value": chunk, "nextLink": next_link}
+    more = start + size < len(items)
+    return {"value": chunk, "nextLink": _next_link(call, size, str(start + size) if more else None)}
+
+
+async def page_objects(call: Call, store: "ObjectStore[Any]", *, deleted: bool) -> dict[str, Any]:
+    """One page of a vault's objects of one kind, read from the storage by name: the
+    nextLink carries the last name, so no page costs more with a larger vault."""
+    size = _page_size(call)
+    entries, position = await store.page(deleted=deleted, after=_skiptoken(call), limit=size)
+    items = [
+        store.item(call.base, e, e.versions[-1])  # type: ignore[attr-defined]
+        for e in entries
+        if e.versions
+    ]
+    return {"value": items, "nextLink": _next_link(call, size, position)}
 
 
 class KeyRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
-        store = call.vault.keys
-        items = [
-            store.item(call.base, e, e.current)
-            for e in store.entries.values()
-            if e.deletion is None and e.versions
-        ]
-        return page(call, items)
+        return await page_objects(call, call.vault.keys, deleted=False)
 
     async def versions(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        entry = store.live(call.name)
+        entry = await store.live(call.name)
         return page(call, [store.item(call.base, entry, v) for v in entry.versions])
 
     async def get(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        entry, version = store.live_version(call.name, call.version)
+        entry, version = await store.live_version(call.name, call.version)
         return store.bundle(call.base, entry, version)
 
     async def create(self, call: Call) -> dict[str, Any]:
@@ -563,17 +601,11 @@ class KeyRoutes:
         return store.bundle(call.base, entry, entry.current)
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
-        store = call.vault.keys
-        items = [
-            store.item(call.base, e, e.current)
-            for e in store.entries.values()
-            if e.deletion is not None
-        ]
-        return page(call, items)
+        return await page_objects(call, call.vault.keys, deleted=True)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        entry = store.deleted(call.name)
+        entry = await store.deleted(call.name)
         return store.bundle(call.base, entry, entry.current)
 
     async def purge(self, call: Call) -> None:
@@ -598,62 +630,57 @@ class KeyRoutes:
         return store.bundle(call.base, entry, version)
 
     async def get_policy(self, call: Call) -> dict[str, Any]:
-        return call.vault.keys.rotation_policy(call.base, call.name)
+        return await call.vault.keys.rotation_policy(call.base, call.name)
 
     async def set_policy(self, call: Call) -> dict[str, Any]:
         return await call.vault.keys.set_rotation_policy(call.base, call.name, call.json_body())
 
-    def _kid(self, call: Call, version: str) -> str:
-        return f"{call.base}/keys/{call.vault.keys.live(call.name).name}/{version}"
+    async def _kid(self, call: Call, version: str) -> str:
+        entry = await call.vault.keys.live(call.name)
+        return f"{call.base}/keys/{entry.name}/{version}"
 
     async def sign(self, call: Call) -> dict[str, Any]:
         version, signature = await call.vault.keys.sign(call.name, call.version, call.json_body())
-        return {"kid": self._kid(call, version), "value": b64url(signature)}
+        return {"kid": await self._kid(call, version), "value": b64url(signature)}
 
     async def verify(self, call: Call) -> dict[str, Any]:
-        return {"value": call.vault.keys.verify(call.name, call.version, call.json_body())}
+        return {"value": await call.vault.keys.verify(call.name, call.version, call.json_body())}
 
     async def encrypt(self, call: Call) -> dict[str, Any]:
         version, result = await call.vault.keys.encrypt(
             call.name, call.version, call.json_body(), caller_may_decrypt=call.may_decrypt
         )
-        return {"kid": self._kid(call, version)} | result
+        return {"kid": await self._kid(call, version)} | result
 
     async def decrypt(self, call: Call) -> dict[str, Any]:
         version, plain = await call.vault.keys.decrypt(call.name, call.version, call.json_body())
-        return {"kid": self._kid(call, version), "value": b64url(plain)}
+        return {"kid": await self._kid(call, version), "value": b64url(plain)}
 
     async def wrapkey(self, call: Call) -> dict[str, Any]:
         version, result = await call.vault.keys.encrypt(
             call.name, call.version, call.json_body(), op="wrapKey"
         )
-        return {"kid": self._kid(call, version)} | result
+        return {"kid": await self._kid(call, version)} | result
 
     async def unwrapkey(self, call: Call) -> dict[str, Any]:
         version, plain = await call.vault.keys.decrypt(
             call.name, call.version, call.json_body(), op="unwrapKey"
         )
-        return {"kid": self._kid(call, version), "value": b64url(plain)}
+        return {"kid": await self._kid(call, version), "value": b64url(plain)}
 
 
 class SecretRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
-        store = call.vault.secrets
-        items = [
-            store.item(call.base, e, e.versions[-1])
-            for e in store.entries.values()
-            if e.deletion is None and e.versions
-        ]
-        return page(call, items)
+        return await page_objects(call, call.vault.secrets, deleted=False)
 
     async def versions(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        entry = store.live(call.name)
+        entry = await store.live(call.name)
         return page(call, [store.item(call.base, entry, v) for v in entry.versions])
 
     async def get(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        entry, version = store.readable(call.name, call.version)
+        entry, version = await store.readable(call.name, call.version)
         return store.bundle(call.base, entry, version, with_value=True)
 
     async def set(self, call: Call) -> dict[str, Any]:
@@ -672,17 +699,11 @@ class SecretRoutes:
         return store.bundle(call.base, entry, entry.versions[-1], with_value=False)
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
-        store = call.vault.secrets
-        items = [
-            store.item(call.base, e, e.versions[-1])
-            for e in store.entries.values()
-            if e.deletion is not None
-        ]
-        return page(call, items)
+        return await page_objects(call, call.vault.secrets, deleted=True)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        entry = store.deleted(call.name)
+        entry = await store.deleted(call.name)
         return store.bundle(call.base, entry, entry.versions[-1], with_value=False)
 
     async def purge(self, call: Call) -> None:
@@ -705,7 +726,7 @@ class SecretRoutes:
 async def healthz(request: web.Request) -> web.Response:
     plane: DataPlane = request.app["plane"]
     try:
-        await plane.hsm.call("ping")
+        await plane.hsm.ping()
     except HsmError:
         return web.json_response({"status": "hsm unavailable"}, status=503)
     return web.json_response({"status": "ok"})

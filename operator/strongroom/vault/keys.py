@@ -8,14 +8,16 @@ import base64
 import logging
 import os
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from ..hsm.errors import HsmError, KeyNotLoaded
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, VaultError
+from .errors import BadParameter, Conflict, Forbidden, VaultError, from_hsm
 from .objects import (
     CURVES,
     EC_ALGORITHM_CURVE,
@@ -33,7 +35,7 @@ from .objects import (
     family,
     reserved_tags,
 )
-from .store import DAY, ObjectStore
+from .store import DAY, KEY_CACHE_ENTRIES, ObjectStore, guarded, stored
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
     "256": hashes.SHA256(),
@@ -46,6 +48,7 @@ _CURVE_CLASSES: dict[str, ec.EllipticCurve] = {
     "P-521": ec.SECP521R1(),
 }
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _SIGNING = SIGN_ALGORITHMS["RSA"] + SIGN_ALGORITHMS["EC"]
 _AES = tuple(f"A{bits}{mode}" for bits in OCT_SIZES for mode in ("GCM", "CBC", "CBCPAD"))
 _AES_KW = tuple(f"A{bits}KW" for bits in OCT_SIZES)
@@ -68,6 +71,10 @@ def _body_str(body: dict[str, Any], field: str) -> str:
 
 class KeyStore(ObjectStore[KeyEntry]):
     kind = "key"
+    cache_size = KEY_CACHE_ENTRIES
+
+    def scheduled(self, entry: KeyEntry) -> bool:
+        return bool(entry.rotation_policy)
 
     def parse(self, raw: bytes) -> KeyEntry:
         return KeyEntry.load(raw)
@@ -78,8 +85,24 @@ class KeyStore(ObjectStore[KeyEntry]):
     def dump_version(self, version: Any) -> bytes:
         return KeyEntry.dump_version(version)
 
-    def version_ids(self) -> set[str]:
-        return {v.version for e in self.entries.values() for v in e.versions}
+    async def _with_key(self, version: KeyVersion, label: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run an HSM operation on a working key, loading the key from its wrapped blob
+        first when the HSM does not hold it (a restart, or evicted from its bounded set)."""
+        try:
+            return await op()
+        except KeyNotLoaded:
+            await guarded(
+                self.hsm.load_key(
+                    self.vault,
+                    version.version,
+                    label,
+                    version.kty,
+                    base64.b64decode(version.wrapped),
+                )
+            )
+        except HsmError as exc:
+            raise from_hsm(exc) from exc
+        return await guarded(op())
 
     # --- wire shapes ------------------------------------------------------------
 
@@ -111,8 +134,8 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     # --- lookup ---------------------------------------------------------------
 
-    def live_version(self, name: str, version: str | None) -> tuple[KeyEntry, KeyVersion]:
-        entry = self.live(name)
+    async def live_version(self, name: str, version: str | None) -> tuple[KeyEntry, KeyVersion]:
+        entry = await self.live(name)
         found = entry.version(version)
         if found is None:
             raise self.not_found(f"{name}/{version}")
@@ -134,7 +157,7 @@ class KeyStore(ObjectStore[KeyEntry]):
         or a deleted one, is refused with 409 and a code the caller can act on.
         """
         async with self.lock(name):
-            existing = self.owned(name, owner)
+            existing = await self.owned(name, owner)
             if existing is not None:
                 return existing, False
             entry, _ = await self._create_locked(name, body, {OWNER_TAG: owner})
@@ -144,11 +167,11 @@ class KeyStore(ObjectStore[KeyEntry]):
         self, name: str, body: dict[str, Any], reserved: dict[str, str] | None = None
     ) -> tuple[KeyEntry, KeyVersion]:
         """Make a new version; `reserved` are the operator's tags, which callers cannot set."""
-        self.check_quota(name)
         kty = body.get("kty")
         if kty not in KEY_TYPES:
             raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
-        entry = self.entries.get(name.lower())
+        entry = await self.find(name)
+        await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
                 f"Key {name} is currently in a deleted but recoverable state, and its name "
@@ -156,10 +179,11 @@ class KeyStore(ObjectStore[KeyEntry]):
                 code="Conflict",
             )
         version = await self._generate(name, kty, body, reserved or {})
+        new = entry is None
         entry = entry or KeyEntry(name=name)
         entry.versions.append(version)
         try:
-            await self._save(entry, [version])
+            await self._save(entry, [version], new=new)
         except BaseException:
             entry.versions.remove(version)
             await self._destroy_quietly(version.version)
@@ -198,23 +222,23 @@ class KeyStore(ObjectStore[KeyEntry]):
             size = 2048 if size is None else size
             if crv is not None or size not in RSA_SIZES:
                 raise BadParameter(f"RSA keys take key_size {RSA_SIZES} and no curve")
-            generated = await self._hsm("generate_rsa", key_id=version_id, label=name, bits=size)
+            generated = await guarded(self.hsm.generate_rsa(self.vault, version_id, name, size))
         elif kind == "EC":
             crv = "P-256" if crv is None else crv
             if size is not None or crv not in CURVES:
                 raise BadParameter(f"EC keys take crv {CURVES} and no key_size")
-            generated = await self._hsm("generate_ec", key_id=version_id, label=name, curve=crv)
+            generated = await guarded(self.hsm.generate_ec(self.vault, version_id, name, crv))
         else:
             size = 256 if size is None else size
             if crv is not None or size not in OCT_SIZES:
                 raise BadParameter(f"oct-HSM keys take key_size {OCT_SIZES} and no curve")
-            generated = await self._hsm("generate_aes", key_id=version_id, label=name, bits=size)
+            generated = await guarded(self.hsm.generate_aes(self.vault, version_id, name, size))
         return KeyVersion(
             version=version_id,
             kty=kty,
             key_ops=list(key_ops),
-            public=generated["public"],
-            wrapped=base64.b64encode(generated["wrapped"]).decode(),
+            public={k: str(v) for k, v in generated.public.items()},
+            wrapped=base64.b64encode(generated.wrapped).decode(),
             size=size if kind != "EC" else None,
             crv=crv if kind == "EC" else None,
             attributes=attributes,
@@ -223,14 +247,14 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     async def _destroy_quietly(self, version_id: str) -> None:
         try:
-            await self._hsm("destroy_key", key_id=version_id)
+            await self.hsm.destroy_key(self.vault, version_id)
         except Exception as exc:  # noqa: BLE001 - the orphan sweep at start-up catches the rest
             log.warning(
                 "key object %s was left for the orphan sweep: %s", version_id, type(exc).__name__
             )
 
     async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
-        entry = self.live(name)
+        entry = await self.live(name)
         current = entry.current
         reserved = reserved_tags(current.tags)
         body: dict[str, Any] = {
@@ -252,7 +276,7 @@ class KeyStore(ObjectStore[KeyEntry]):
         self, name: str, version: str | None, body: dict[str, Any]
     ) -> tuple[KeyEntry, KeyVersion]:
         async with self.lock(name):
-            entry, found = self.live_version(name, version)
+            entry, found = await self.live_version(name, version)
             tags = check_tags(body.get("tags"))
             if "key_ops" in body and body["key_ops"] is not None:
                 ops = body["key_ops"]
@@ -273,25 +297,29 @@ class KeyStore(ObjectStore[KeyEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(self.live(name))
+        return await self.seal(await self.live(name))
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.unseal(body)
         async with self.lock(entry.name):
-            self.check_free(entry)
+            await self.check_free(entry)
             restored: list[str] = []
             try:
                 for version in entry.versions:
-                    await self._hsm(
-                        "restore_key",
-                        key_id=version.version,
-                        label=entry.name,
-                        kty=version.kty,
-                        wrapped=base64.b64decode(version.wrapped),
+                    # Loading proves the blob unwraps under this vault's KEK before the
+                    # records are written.
+                    await guarded(
+                        self.hsm.load_key(
+                            self.vault,
+                            version.version,
+                            entry.name,
+                            version.kty,
+                            base64.b64decode(version.wrapped),
+                        )
                     )
                     restored.append(version.version)
                 entry.deletion = None
-                await self._save(entry, entry.versions)
+                await self._save(entry, entry.versions, new=True)
             except BaseException:
                 for version_id in restored:
                     await self._destroy_quietly(version_id)
@@ -300,8 +328,8 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     # --- rotation policy ---------------------------------------------------------
 
-    def rotation_policy(self, base: str, name: str) -> dict[str, Any]:
-        entry = self.live(name)
+    async def rotation_policy(self, base: str, name: str) -> dict[str, Any]:
+        entry = await self.live(name)
         policy = entry.rotation_policy or {
             "lifetimeActions": [
                 {"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}
@@ -322,19 +350,29 @@ class KeyStore(ObjectStore[KeyEntry]):
             parse_duration(raw_attributes["expiryTime"])
             attributes["expiryTime"] = raw_attributes["expiryTime"]
         async with self.lock(name):
-            entry = self.live(name)
+            entry = await self.live(name)
             created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
             attributes.update({"created": created, "updated": now()})
             entry.rotation_policy = {"lifetimeActions": actions, "attributes": attributes}
             await self._save(entry)
-        return self.rotation_policy(base, name)
+        return await self.rotation_policy(base, name)
 
     async def rotate_due(self) -> None:
         """Rotate every key whose policy's Rotate action is due."""
         moment = now()
-        for entry in list(self.entries.values()):
-            if entry.deletion is not None or not entry.rotation_policy or not entry.versions:
-                continue
+        after = ""
+        while True:
+            names = await stored(self.storage.scheduled(self.vault, self.kind, after, 100))
+            if not names:
+                return
+            after = names[-1]
+            for name in names:
+                entry = await self.find(name)
+                if entry is not None:
+                    await self._rotate_if_due(entry, moment)
+
+    async def _rotate_if_due(self, entry: KeyEntry, moment: int) -> None:
+        if entry.deletion is None and entry.rotation_policy and entry.versions:
             current = entry.current
             for action in entry.rotation_policy.get("lifetimeActions", []):
                 if (action.get("action") or {}).get("type", "").lower() != "rotate":
@@ -357,8 +395,8 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     # --- cryptography --------------------------------------------------------------
 
-    def _usable(self, name: str, version: str | None, op: str) -> KeyVersion:
-        _, found = self.live_version(name, version)
+    async def _usable(self, name: str, version: str | None, op: str) -> tuple[KeyEntry, KeyVersion]:
+        entry, found = await self.live_version(name, version)
         reason = found.attributes.usable_now()
         if reason is not None:
             raise Forbidden(reason)
@@ -368,7 +406,7 @@ class KeyStore(ObjectStore[KeyEntry]):
                 f"({', '.join(found.key_ops) or 'none'}).",
                 code="Forbidden",
             )
-        return found
+        return entry, found
 
     @staticmethod
     def _algorithm(body: dict[str, Any], op: str) -> str:
@@ -383,14 +421,16 @@ class KeyStore(ObjectStore[KeyEntry]):
     async def sign(self, name: str, version: str | None, body: dict[str, Any]) -> tuple[str, bytes]:
         alg = self._algorithm(body, "sign")
         digest = unb64url(body.get("value"), "value")
-        key = self._usable(name, version, "sign")
+        entry, key = await self._usable(name, version, "sign")
         self._check_sign_alg(key, alg)
         expected = int(alg[2:]) // 8
         if len(digest) != expected:
             raise BadParameter(
                 f"{alg} signs a {expected}-byte digest; the value has {len(digest)} bytes"
             )
-        signature = await self._hsm("sign", key_id=key.version, alg=alg, digest=digest)
+        signature = await self._with_key(
+            key, entry.name, lambda: self.hsm.sign(self.vault, key.version, alg, digest)
+        )
         return key.version, signature
 
     @staticmethod
@@ -401,11 +441,11 @@ class KeyStore(ObjectStore[KeyEntry]):
         if kind == "EC" and EC_ALGORITHM_CURVE[alg] != key.crv:
             raise BadParameter(f"Algorithm {alg} does not match the key's curve {key.crv}")
 
-    def verify(self, name: str, version: str | None, body: dict[str, Any]) -> bool:
+    async def verify(self, name: str, version: str | None, body: dict[str, Any]) -> bool:
         alg = self._algorithm(body, "verify")
         digest = unb64url(body.get("digest"), "digest")
         signature = unb64url(body.get("value"), "value")
-        key = self._usable(name, version, "verify")
+        _, key = await self._usable(name, version, "verify")
         self._check_sign_alg(key, alg)
         chosen = _HASHES[alg[2:]]
         prehashed = utils.Prehashed(chosen)
@@ -447,7 +487,7 @@ class KeyStore(ObjectStore[KeyEntry]):
         """
         alg = self._algorithm(body, op)
         plaintext = unb64url(body.get("value"), "value")
-        key = self._usable(name, version, op)
+        entry, key = await self._usable(name, version, op)
         kind = family(key.kty)
         if kind == "RSA":
             if alg not in RSA_ENCRYPTION:
@@ -461,7 +501,9 @@ class KeyStore(ObjectStore[KeyEntry]):
             raise BadParameter(f"Key type {key.kty} cannot {op}")
         mode = self._oct_mode(key, alg, op)
         if mode == "KW":
-            out = await self._hsm("aes_wrap", key_id=key.version, data=plaintext)
+            out = await self._with_key(
+                key, entry.name, lambda: self.hsm.aes_wrap(self.vault, key.version, plaintext)
+            )
             return key.version, {"value": b64url(out)}
         if body.get("iv") and (
             mode == "GCM" or not caller_may_decrypt or "decrypt" not in key.key_ops
@@ -474,8 +516,10 @@ class KeyStore(ObjectStore[KeyEntry]):
         if mode == "GCM":
             iv = os.urandom(12)
             aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            cipher, tag = await self._hsm(
-                "aes_gcm_encrypt", key_id=key.version, data=plaintext, iv=iv, aad=aad
+            cipher, tag = await self._with_key(
+                key,
+                entry.name,
+                lambda: self.hsm.aes_gcm_encrypt(self.vault, key.version, plaintext, iv, aad),
             )
             result = {"value": b64url(cipher), "iv": b64url(iv), "tag": b64url(tag)}
             if aad:
@@ -486,8 +530,12 @@ class KeyStore(ObjectStore[KeyEntry]):
             raise BadParameter("AES-CBC needs a 16-byte iv")
         if mode == "CBC" and len(plaintext) % 16:
             raise BadParameter(f"{alg} needs a value whose length is a multiple of 16 bytes")
-        out = await self._hsm(
-            "aes_cbc", key_id=key.version, data=plaintext, iv=iv, pad=mode == "CBCPAD", encrypt=True
+        out = await self._with_key(
+            key,
+            entry.name,
+            lambda: self.hsm.aes_cbc(
+                self.vault, key.version, plaintext, iv, pad=mode == "CBCPAD", encrypt=True
+            ),
         )
         return key.version, {"value": b64url(out), "iv": b64url(iv)}
 
@@ -496,28 +544,36 @@ class KeyStore(ObjectStore[KeyEntry]):
     ) -> tuple[str, bytes]:
         alg = self._algorithm(body, op)
         data = unb64url(body.get("value"), "value")
-        key = self._usable(name, version, op)
+        entry, key = await self._usable(name, version, op)
         kind = family(key.kty)
         if kind == "RSA":
             if alg not in RSA_ENCRYPTION:
                 raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
-            return key.version, await self._hsm(
-                "rsa_decrypt", key_id=key.version, alg=alg, data=data
+            return key.version, await self._with_key(
+                key, entry.name, lambda: self.hsm.rsa_decrypt(self.vault, key.version, alg, data)
             )
         if kind != "oct":
             raise BadParameter(f"Key type {key.kty} cannot {op}")
         mode = self._oct_mode(key, alg, op)
         if mode == "KW":
-            return key.version, await self._hsm("aes_unwrap", key_id=key.version, data=data)
+            return key.version, await self._with_key(
+                key, entry.name, lambda: self.hsm.aes_unwrap(self.vault, key.version, data)
+            )
         iv = unb64url(body.get("iv"), "iv")
         if mode == "GCM":
             tag = unb64url(body.get("tag"), "tag")
             aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            return key.version, await self._hsm(
-                "aes_gcm_decrypt", key_id=key.version, data=data, iv=iv, aad=aad, tag=tag
+            return key.version, await self._with_key(
+                key,
+                entry.name,
+                lambda: self.hsm.aes_gcm_decrypt(self.vault, key.version, data, iv, aad, tag),
             )
-        return key.version, await self._hsm(
-            "aes_cbc", key_id=key.version, data=data, iv=iv, pad=mode == "CBCPAD", encrypt=False
+        return key.version, await self._with_key(
+            key,
+            entry.name,
+            lambda: self.hsm.aes_cbc(
+                self.vault, key.version, data, iv, pad=mode == "CBCPAD", encrypt=False
+            ),
         )
 
     @staticmethod

@@ -2,8 +2,8 @@
 
 The caller must present the operator's TLS client certificate (verified against the
 client CA, subject CN the admin client name); a bearer token is never looked at here, so
-no token a pool or a workload receives opens it. A vault's config is kept in the vault's
-own token, so the vault is served again after a restart.
+no token a pool or a workload receives opens it. A vault's config is kept, sealed, in the
+pool's record storage, so the vault is served again after a restart.
 """
 
 import json
@@ -16,10 +16,11 @@ from aiohttp import web
 
 from ..hsm.errors import HsmError
 from ..tls import ServerTls
-from .app import VAULT_RECORD, DataPlane, Vault
+from .app import DataPlane, Vault
 from .audit import AuditRecord
 from .config import VaultConfig
 from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized, VaultError, from_hsm
+from .migration import delete_vault_config, write_vault_config
 from .names import check_name
 from .objects import Deletion, KeyEntry, SecretEntry, owner_of
 from .secrets import ENCODINGS
@@ -107,7 +108,7 @@ class Management:
         return admin.caller
 
     async def health(self, request: web.Request, _: str) -> tuple[int, Any]:
-        platform = await self.plane.hsm.call("platform")
+        platform = await self.plane.hsm.platform()
         return 200, {"status": "ok", "hsmPlatform": platform, "vaults": sorted(self.plane.vaults)}
 
     async def get_tls(self, request: web.Request, _: str) -> tuple[int, Any]:
@@ -156,14 +157,11 @@ class Management:
             if current.config.retention_days != config.retention_days:
                 raise Conflict("The retention of a vault cannot be changed once it is made.")
         self.plane.check_hosts(config)
-        await self.plane.hsm.call("ensure_vault", vault=name)
-        await self.plane.hsm.call(
-            "put_record",
-            vault=name,
-            name=VAULT_RECORD,
-            value=json.dumps(config.raw(), sort_keys=True).encode(),
-        )
+        await self.plane.hsm.ensure_vault(name)
+        # Loaded (made, or migrated) before its config is stored: a stored config names a
+        # vault whose records are in the storage.
         await self.plane.serve_vault(config)
+        await write_vault_config(self.plane.hsm, self.plane.storage, name, config.raw())
         return (200 if current is not None else 201), config.raw()
 
     async def delete_vault(self, request: web.Request, name: str) -> tuple[int, Any]:
@@ -171,8 +169,7 @@ class Management:
         name = _vault_name(name)
         if name in self.plane.vaults:
             self.plane.stop_serving(name)
-        if await self.plane.hsm.call("has_vault", vault=name):
-            await self.plane.hsm.call("delete_record", vault=name, name=VAULT_RECORD)
+        await delete_vault_config(self.plane.storage, name)
         return 204, None
 
     # --- keys and secrets, made once for the custom resource that owns them ---------------
@@ -191,7 +188,7 @@ class Management:
     async def get_key(self, request: web.Request, name: str) -> tuple[int, Any]:
         vault = self._served(name)
         key = check_name(request.match_info["object"], "key")
-        entry = vault.keys.entries.get(key.lower())
+        entry = await vault.keys.find(key)
         if entry is None or not entry.versions:
             raise NotFound(f"No key {key} in vault {name}.", code="KeyNotFound")
         return 200, key_state(vault, entry)
@@ -208,7 +205,7 @@ class Management:
     async def get_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
         vault = self._served(name)
         secret = check_name(request.match_info["object"], "secret")
-        entry = vault.secrets.entries.get(secret.lower())
+        entry = await vault.secrets.find(secret)
         if entry is None or not entry.versions:
             raise NotFound(f"No secret {secret} in vault {name}.", code="SecretNotFound")
         return 200, secret_state(vault, entry)

@@ -36,8 +36,9 @@ MAX_TAGS = 15
 TAG_NAME_MAX = 512
 TAG_VALUE_MAX = 256
 # Quotas: objects of one kind (keys, or secrets) in a vault, deleted ones included, and
-# versions of one object. They bound what one subject can make a pool store and load.
-MAX_OBJECTS = 10_000
+# versions of one object. They bound what one subject can make a pool store: records
+# live on disk and are read when needed, so a vault holds 100,000s at a bounded cost.
+MAX_OBJECTS = 250_000
 MAX_VERSIONS = 500
 # Unix times in attributes: anything up to the year 36812 is plenty.
 MAX_UNIX_TIME = 2**40

@@ -1,7 +1,8 @@
 """Secrets of one vault: values with versions, soft delete and backup.
 
-Values live in private data objects of the vault's token; they appear in
-answers to get and set and nowhere else: not in lists, logs or audit lines.
+Values live in sealed records of the vault's storage, read when a request needs
+them; they appear in answers to get and set and nowhere else: not in lists, logs or
+audit lines.
 """
 
 import base64
@@ -21,7 +22,7 @@ from .objects import (
     check_tags,
     reserved_tags,
 )
-from .store import ObjectStore
+from .store import ObjectStore, guarded
 
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ENCODINGS = ("base64", "hex", "alphanumeric")
@@ -82,15 +83,17 @@ class SecretStore(ObjectStore[SecretEntry]):
 
     # --- lookup ---------------------------------------------------------------
 
-    def live_version(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
-        entry = self.live(name)
+    async def live_version(
+        self, name: str, version: str | None
+    ) -> tuple[SecretEntry, SecretVersion]:
+        entry = await self.live(name)
         found = entry.version(version)
         if found is None:
             raise self.not_found(f"{name}/{version}")
         return entry, found
 
-    def readable(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
-        entry, found = self.live_version(name, version)
+    async def readable(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
+        entry, found = await self.live_version(name, version)
         reason = found.attributes.usable_now()
         if reason is not None:
             raise Forbidden(reason.replace("object", "secret"), code="Forbidden")
@@ -112,10 +115,10 @@ class SecretStore(ObjectStore[SecretEntry]):
         a retried request neither makes a second version nor a second value.
         """
         async with self.lock(name):
-            existing = self.owned(name, owner)
+            existing = await self.owned(name, owner)
             if existing is not None:
                 return existing, False
-            self.check_quota(name)
+            await self.check_quota(name, None)
             version = self._new_version(body | {"value": await value()})
             version.tags[OWNER_TAG] = owner
             entry, _ = await self._add_locked(name, version)
@@ -124,11 +127,11 @@ class SecretStore(ObjectStore[SecretEntry]):
     async def generate_value(self, length: int, encoding: str) -> str:
         """A value from the HSM's random number generator: `length` bytes of randomness."""
         if encoding != "alphanumeric":
-            return encode_random(await self._hsm("random", count=length), encoding)
+            return encode_random(await guarded(self.hsm.random(self.vault, length)), encoding)
         wanted = alphanumeric_length(length)
         value = ""
         while len(value) < wanted:
-            value += encode_random(await self._hsm("random", count=wanted), encoding)
+            value += encode_random(await guarded(self.hsm.random(self.vault, wanted)), encoding)
         return value[:wanted]
 
     @staticmethod
@@ -147,18 +150,19 @@ class SecretStore(ObjectStore[SecretEntry]):
     async def _add_locked(
         self, name: str, version: SecretVersion
     ) -> tuple[SecretEntry, SecretVersion]:
-        self.check_quota(name)
-        entry = self.entries.get(name.lower())
+        entry = await self.find(name)
+        await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
                 f"Secret {name} is currently in a deleted but recoverable state, and its "
                 "name cannot be reused; in this state, the secret can only be recovered or "
                 "purged."
             )
+        new = entry is None
         entry = entry or SecretEntry(name=name)
         entry.versions.append(version)
         try:
-            await self._save(entry, [version])
+            await self._save(entry, [version], new=new)
         except BaseException:
             entry.versions.remove(version)
             raise
@@ -168,7 +172,7 @@ class SecretStore(ObjectStore[SecretEntry]):
         self, name: str, version: str | None, body: dict[str, Any]
     ) -> tuple[SecretEntry, SecretVersion]:
         async with self.lock(name):
-            entry, found = self.live_version(name, version)
+            entry, found = await self.live_version(name, version)
             tags = check_tags(body.get("tags"))
             if "contentType" in body:
                 found.content_type = check_content_type(body["contentType"])
@@ -181,12 +185,12 @@ class SecretStore(ObjectStore[SecretEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(self.live(name))
+        return await self.seal(await self.live(name))
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.unseal(body)
         async with self.lock(entry.name):
-            self.check_free(entry)
+            await self.check_free(entry)
             entry.deletion = None
-            await self._save(entry, entry.versions)
+            await self._save(entry, entry.versions, new=True)
             return entry, entry.versions[-1]

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..hsm.client import HsmClient
+from ..storage import SqliteStorage
 from ..tls import OPERATOR_CLIENT_NAME, ServerTls
 from .app import DataPlane, make_app
 from .auth import AdminClient, Authenticator
@@ -24,6 +25,7 @@ from .management import Management
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT_SECONDS = 10.0
+RECORDS_FILE = "records.db"  # the record storage, in the data directory
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ async def serve(
     config: ServerConfig,
     listen: Listen,
     hsm_socket: Path,
+    data_dir: Path,
     authenticator: Authenticator,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
@@ -85,7 +88,8 @@ async def serve(
     # Secret in step with what it pushes through the management API.
     tls = ServerTls.from_files(listen.cert, listen.key, listen.client_ca)
     hsm = HsmClient(hsm_socket)
-    plane = DataPlane(config, hsm, authenticator, AdminClient(admin_client_name))
+    storage = SqliteStorage(data_dir / RECORDS_FILE)
+    plane = DataPlane(config, hsm, storage, authenticator, AdminClient(admin_client_name))
     await plane.start()
     management = Management(plane, tls).routes()
     runner = web.AppRunner(
@@ -119,6 +123,7 @@ async def serve(
         maintenance.cancel()
         await runner.cleanup()
         await hsm.close()
+        await storage.close()
         close = getattr(authenticator, "close", None)
         if close is not None:
             await close()

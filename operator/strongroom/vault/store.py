@@ -1,21 +1,25 @@
-"""What keys and secrets have in common: records in the vault's token, soft delete, backup.
+"""What keys and secrets have in common: sealed records in the storage, soft delete, backup.
 
-Each object is a head record `<kind>/<name>` listing its versions, and one
-record `<kind>/<name>/<version>` per version; a name's lock serializes changes
-to it. Records of the first layout (all versions in the head) still load and
-are rewritten in this one on their next change. Deleting
-marks the object deleted until its retention ends; purging removes the
-record (and, for keys, the HSM objects: see KeyStore._purged).
+Each object is a head record (name, deletion, the list of its versions, a rotation
+policy) and one record per version, sealed by the vault's sealing key in the HSM
+(AES-GCM, bound to vault, kind, name and version as associated data) and kept in the
+pool's storage (storage/). The server holds no value it is not serving: an object is
+read from the storage when a request needs it; keys, whose records hold no value
+(public parts and a wrapped blob), are kept in a bounded cache for the sign path.
+A name's lock serializes changes to it. Deleting marks the object deleted until its
+retention ends; purging removes its records (and, for keys, the HSM objects).
 """
 
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..hsm.client import HsmClient
-from ..hsm.errors import HsmError
+from ..hsm.api import Hsm
+from ..hsm.errors import HsmError, HsmUnavailable
+from ..storage import ObjectRow, Storage, StorageError, Write
 from .config import VaultConfig
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound, VaultError, from_hsm
@@ -23,11 +27,122 @@ from .objects import MAX_OBJECTS, MAX_VERSIONS, Deletion, owner_of
 
 DAY = 86400
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Bytes sealed or opened in one HSM call (the engine takes at most 2 MiB).
+SEAL_BATCH_BYTES = 1024 * 1024
+# Key objects kept parsed in memory (public parts and wrapped blobs, never a value).
+KEY_CACHE_ENTRIES = 4096
 
 
 class QuotaExceeded(VaultError):
     status = 409
     code = "QuotaExceeded"
+
+
+class StorageUnavailable(VaultError):
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class RecordUnreadable(VaultError):
+    """A stored record does not open or parse: damaged storage, never a caller's error."""
+
+    status = 500
+    code = "InternalServerError"
+
+
+async def guarded(call: Awaitable[T]) -> T:
+    """The answer of an HSM call, its errors as the vault's."""
+    try:
+        return await call
+    except HsmError as exc:
+        raise from_hsm(exc) from exc
+
+
+def record_aad(vault: str, kind: str, name: str, version: str = "") -> bytes:
+    """What a sealed record is bound to: it opens under no other vault, kind, name or
+    version (a head has the empty version; version ids are never empty)."""
+    return "\0".join(("strongroom-record-v1", vault, kind, name, version)).encode()
+
+
+class Sealer:
+    """Seals and opens one vault's records in the HSM, in batches of bounded size."""
+
+    def __init__(self, hsm: Hsm, vault: str) -> None:
+        self.hsm = hsm
+        self.vault = vault
+
+    async def _batched(self, aads: list[bytes], items: list[bytes], seal: bool) -> list[bytes]:
+        out: list[bytes] = []
+        start = 0
+        while start < len(items):
+            end, size = start, 0
+            while end < len(items) and (end == start or size + len(items[end]) <= SEAL_BATCH_BYTES):
+                size += len(items[end])
+                end += 1
+            if seal:
+                out += await guarded(
+                    self.hsm.seal_records(self.vault, aads[start:end], items[start:end])
+                )
+            else:
+                out += await guarded(
+                    self.hsm.unseal_records(self.vault, aads[start:end], items[start:end])
+                )
+            start = end
+        return out
+
+    async def seal(self, aads: list[bytes], plaintexts: list[bytes]) -> list[bytes]:
+        return await self._batched(aads, plaintexts, seal=True)
+
+    async def open(self, aads: list[bytes], blobs: list[bytes]) -> list[bytes]:
+        return await self._batched(aads, blobs, seal=False)
+
+
+async def stored(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except StorageError as exc:
+        raise StorageUnavailable(f"The vault's storage failed: {exc}") from exc
+
+
+class NameLocks:
+    """One asyncio lock per name, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __call__(self, name: str) -> "_NameLock":
+        return _NameLock(self, name.lower())
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class _NameLock:
+    def __init__(self, owner: NameLocks, key: str) -> None:
+        self._owner = owner
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        lock, users = self._owner._locks.get(self._key, (asyncio.Lock(), 0))
+        self._owner._locks[self._key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._release_user()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._owner._locks[self._key][0].release()
+        self._release_user()
+
+    def _release_user(self) -> None:
+        lock, users = self._owner._locks[self._key]
+        if users <= 1:
+            del self._owner._locks[self._key]
+        else:
+            self._owner._locks[self._key] = (lock, users - 1)
 
 
 class Entry(Protocol):
@@ -48,15 +163,18 @@ E = TypeVar("E", bound=Entry)
 class ObjectStore(Generic[E]):
     """The objects of one kind in one vault; subclasses name the kind and parse records."""
 
-    kind = "object"  # "key" or "secret": record prefix, routes and messages
+    kind = "object"  # "key" or "secret": record kind, routes and messages
+    cache_size = 0  # objects kept parsed in memory; only for kinds that hold no value
 
-    def __init__(self, config: VaultConfig, hsm: HsmClient) -> None:
+    def __init__(self, config: VaultConfig, hsm: Hsm, storage: Storage) -> None:
         self.config = config
         self.hsm = hsm
-        self.entries: dict[str, E] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        # Objects still in the first record layout: their next save writes every version.
-        self._legacy: set[str] = set()
+        self.storage = storage
+        self.sealer = Sealer(hsm, config.name)
+        self.lock = NameLocks()
+        self._cache: OrderedDict[str, E] = OrderedDict()
+        self._count: int | None = None
+        self._count_lock = asyncio.Lock()
 
     def parse(self, raw: bytes) -> E:
         """An object from one document holding every version (a backup, the first layout)."""
@@ -68,75 +186,170 @@ class ObjectStore(Generic[E]):
     def dump_version(self, version: Any) -> bytes:
         raise NotImplementedError
 
+    def scheduled(self, entry: E) -> bool:
+        """Whether the object has work of its own for the maintenance task."""
+        return False
+
     @property
     def _title(self) -> str:
         return self.kind.capitalize()
 
-    # --- persistence ----------------------------------------------------------
+    @property
+    def vault(self) -> str:
+        return self.config.name
 
-    def lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name.lower(), asyncio.Lock())
+    # --- reading --------------------------------------------------------------------
 
-    async def _hsm(self, op: str, **args: Any) -> Any:
+    async def find(self, name: str) -> E | None:
+        """The object of this name, deleted or not, or None."""
+        key = name.lower()
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        row = await stored(self.storage.get_object(self.vault, self.kind, key))
+        if row is None:
+            return None
+        entry = (await self._load_rows([row], skip=False))[0]
+        self._remember(entry)
+        return entry
+
+    async def _load_rows(self, rows: list[ObjectRow], *, skip: bool) -> list[E]:
+        """Objects from their heads. A record that does not open is an error naming the
+        object, or (`skip`, for lists) left out with its name logged."""
         try:
-            return await self.hsm.call(op, vault=self.config.name, **args)
-        except HsmError as exc:
-            raise from_hsm(exc) from exc
+            return await self._load_batch(rows)
+        except RecordUnreadable:
+            if len(rows) == 1 and not skip:
+                raise
+        loaded: list[E] = []
+        for row in rows:
+            try:
+                loaded += await self._load_batch([row])
+            except RecordUnreadable as exc:
+                if not skip:
+                    raise
+                log.warning("vault %s: %s", self.vault, exc.message)
+        return loaded
 
-    def _record(self, name: str) -> str:
-        return f"{self.kind}/{name.lower()}"
+    async def _open(
+        self, rows: list[ObjectRow], aads: list[bytes], blobs: list[bytes]
+    ) -> list[bytes]:
+        try:
+            return await self.sealer.open(aads, blobs)
+        except VaultError as exc:
+            if isinstance(exc.__cause__, HsmUnavailable):
+                raise
+            names = ", ".join(r.name for r in rows)
+            raise RecordUnreadable(
+                f"{self.kind} {names}: its stored record cannot be read (damaged storage?)"
+            ) from exc
 
-    async def _save(self, entry: E, changed: Iterable[Any] = ()) -> None:
-        """Write the changed versions, then the head that lists them."""
+    async def _load_batch(self, rows: list[ObjectRow]) -> list[E]:
+        """Objects from their heads: every version read and opened in as few HSM calls as
+        the batch size allows."""
+        heads = await self._open(
+            rows, [record_aad(self.vault, self.kind, r.name) for r in rows], [r.head for r in rows]
+        )
+        try:
+            parsed = [json.loads(h) for h in heads]
+        except ValueError as exc:
+            raise RecordUnreadable(f"{self.kind}: a stored head is not JSON") from exc
+        aads: list[bytes] = []
+        blobs: list[bytes] = []
+        for row, head in zip(rows, parsed, strict=True):
+            versions = await stored(self.storage.get_versions(self.vault, self.kind, row.name))
+            for version in head["versions"]:
+                if version not in versions:
+                    raise RecordUnreadable(
+                        f"{self._title} {head['name']}: version {version} is missing from the "
+                        "vault's storage"
+                    )
+                aads.append(record_aad(self.vault, self.kind, row.name, version))
+                blobs.append(versions[version])
+        bodies = iter(await self._open(rows, aads, blobs))
+        entries = []
+        for row, head in zip(rows, parsed, strict=True):
+            try:
+                parts = [json.loads(next(bodies)) for _ in head["versions"]]
+                entries.append(self.from_parts(head, parts))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise RecordUnreadable(
+                    f"{self.kind} {row.name}: its stored record cannot be parsed"
+                ) from exc
+        return entries
+
+    def _remember(self, entry: E) -> None:
+        if not self.cache_size:
+            return
+        self._cache[entry.name.lower()] = entry
+        self._cache.move_to_end(entry.name.lower())
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    async def page(self, *, deleted: bool, after: str, limit: int) -> tuple[list[E], str | None]:
+        """Up to `limit` objects by name after `after`, and the name to continue after."""
+        rows = await stored(
+            self.storage.page(self.vault, self.kind, deleted=deleted, after=after, limit=limit + 1)
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entries = await self._load_rows(rows, skip=True)
+        return entries, (rows[-1].name if more and rows else None)
+
+    async def count(self) -> int:
+        if self._count is None:
+            self._count = await stored(self.storage.count(self.vault, self.kind))
+        return self._count
+
+    # --- writing --------------------------------------------------------------------
+
+    async def _save(self, entry: E, changed: Iterable[Any] = (), *, new: bool = False) -> None:
+        """Write the changed versions and the head that lists them, in one durable write."""
         key = entry.name.lower()
-        versions = entry.versions if key in self._legacy else list(changed)
-        for version in versions:
-            await self._hsm(
-                "put_record",
-                name=f"{self._record(key)}/{version.version}",
-                value=self.dump_version(version),
+        changed = list(changed)
+        aads = [record_aad(self.vault, self.kind, key, v.version) for v in changed]
+        aads.append(record_aad(self.vault, self.kind, key))
+        plaintexts = [self.dump_version(v) for v in changed] + [entry.head()]
+        sealed = await self.sealer.seal(aads, plaintexts)
+        deletion = entry.deletion
+        write = Write(self.vault)
+        write.put_versions = [
+            (self.kind, key, v.version, blob) for v, blob in zip(changed, sealed, strict=False)
+        ]
+        write.put_objects = [
+            (
+                self.kind,
+                ObjectRow(
+                    key,
+                    sealed[-1],
+                    deleted=deletion is not None,
+                    purge_at=deletion.scheduled_purge_date if deletion is not None else None,
+                    scheduled=self.scheduled(entry),
+                ),
             )
-        await self._hsm("put_record", name=self._record(key), value=entry.head())
-        self._legacy.discard(key)
-        self.entries[key] = entry
+        ]
+        try:
+            await stored(self.storage.write(write))
+        except BaseException:
+            self._cache.pop(key, None)  # what is in memory may be ahead of what is stored
+            raise
+        if new and self._count is not None:
+            self._count += 1
+        self._remember(entry)
 
     async def _forget(self, entry: E) -> None:
-        """Remove an object's records: the head first, so no head names a missing version."""
+        """Remove an object and every one of its versions, in one durable write."""
         key = entry.name.lower()
-        await self._hsm("delete_record", name=self._record(key))
-        if key not in self._legacy:
-            for version in entry.versions:
-                await self._hsm("delete_record", name=f"{self._record(key)}/{version.version}")
-        self._legacy.discard(key)
+        write = Write(self.vault, delete_objects=[(self.kind, key)])
+        self._cache.pop(key, None)
+        await stored(self.storage.write(write))
+        if self._count is not None:
+            self._count -= 1
 
-    def load(self, records: dict[str, bytes]) -> None:
-        """Read this kind's objects; a record that cannot be read is skipped, with its name."""
-        prefix = f"{self.kind}/"
-        for record, raw in records.items():
-            if not record.startswith(prefix) or "/" in record[len(prefix) :]:
-                continue
-            try:
-                head = json.loads(raw)
-                listed = head["versions"]
-                legacy = all(isinstance(v, dict) for v in listed) and bool(listed)
-                parts = listed if legacy else [json.loads(records[f"{record}/{v}"]) for v in listed]
-                entry = self.from_parts(head, parts)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                log.warning(
-                    "vault %s: record %s is skipped, it cannot be read (%s)",
-                    self.config.name,
-                    record,
-                    type(exc).__name__,
-                )
-                continue
-            self.entries[entry.name.lower()] = entry
-            if legacy:
-                self._legacy.add(entry.name.lower())
-
-    def check_quota(self, name: str) -> None:
+    async def check_quota(self, name: str, entry: E | None) -> None:
         """Refuse one more version of `name` (or one more object) beyond the vault's quota."""
-        entry = self.entries.get(name.lower())
-        if entry is None and len(self.entries) >= MAX_OBJECTS:
+        if entry is None and await self.count() >= MAX_OBJECTS:
             raise QuotaExceeded(
                 f"This vault holds its quota of {MAX_OBJECTS} {self.kind}s, deleted ones "
                 f"included; purge or reuse one to make room."
@@ -155,27 +368,27 @@ class ObjectStore(Generic[E]):
             code=f"{self._title}NotFound",
         )
 
-    def live(self, name: str) -> E:
-        entry = self.entries.get(name.lower())
+    async def live(self, name: str) -> E:
+        entry = await self.find(name)
         if entry is None or entry.deletion is not None or not entry.versions:
             raise self.not_found(name)
         return entry
 
-    def deleted(self, name: str) -> E:
-        entry = self.entries.get(name.lower())
+    async def deleted(self, name: str) -> E:
+        entry = await self.find(name)
         if entry is None or entry.deletion is None:
             raise NotFound(
                 f"Deleted {self._title} not found: {name}", code=f"{self._title}NotFound"
             )
         return entry
 
-    def owned(self, name: str, owner: str) -> E | None:
+    async def owned(self, name: str, owner: str) -> E | None:
         """The object `owner` made under this name, or None; call under the name's lock.
 
         Another owner's object, or a deleted one, is refused with 409 and a code the
         caller can act on.
         """
-        entry = self.entries.get(name.lower())
+        entry = await self.find(name)
         if entry is None or not entry.versions:
             return None
         if owner_of(entry.versions[0].tags) != owner:
@@ -203,7 +416,7 @@ class ObjectStore(Generic[E]):
 
     async def delete(self, name: str) -> E:
         async with self.lock(name):
-            entry = self.live(name)
+            entry = await self.live(name)
             moment = now()
             entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
             await self._save(entry)
@@ -211,14 +424,14 @@ class ObjectStore(Generic[E]):
 
     async def recover(self, name: str) -> E:
         async with self.lock(name):
-            entry = self.deleted(name)
+            entry = await self.deleted(name)
             entry.deletion = None
             await self._save(entry)
             return entry
 
     async def purge(self, name: str, *, expired: bool = False) -> None:
         async with self.lock(name):
-            entry = self.deleted(name)
+            entry = await self.deleted(name)
             if self.config.purge_protection and not expired:
                 raise Forbidden(
                     f'Operation "purge" is not allowed because purge protection is enabled '
@@ -226,7 +439,6 @@ class ObjectStore(Generic[E]):
                     "period."
                 )
             await self._forget(entry)
-            del self.entries[entry.name.lower()]
             await self._purged(entry)
 
     async def _purged(self, entry: E) -> None:
@@ -234,8 +446,14 @@ class ObjectStore(Generic[E]):
 
     async def purge_expired(self) -> None:
         moment = now()
-        for entry in list(self.entries.values()):
-            if entry.deletion is not None and entry.deletion.scheduled_purge_date <= moment:
+        while True:
+            due = await stored(self.storage.due_purges(self.vault, self.kind, moment, 100))
+            if not due:
+                return
+            for name in due:
+                entry = await self.find(name)
+                if entry is None or entry.deletion is None:
+                    continue
                 await self.purge(entry.name, expired=True)
 
     # --- backup -------------------------------------------------------------------
@@ -246,14 +464,12 @@ class ObjectStore(Generic[E]):
     async def seal(self, entry: E) -> str:
         """A backup blob: the record, sealed by the vault's own key inside the HSM."""
         blob = json.dumps({"kind": self.kind, "entry": json.loads(entry.dump())}).encode()
-        return b64url(await self._hsm("seal", plaintext=blob, aad=self._aad()))
+        return b64url(await guarded(self.hsm.seal(self.vault, blob, self._aad())))
 
     async def unseal(self, body: dict[str, Any]) -> E:
         sealed = unb64url(body.get("value"), "value")
         try:
-            blob = await self.hsm.call(
-                "unseal", vault=self.config.name, blob=sealed, aad=self._aad()
-            )
+            blob = await self.hsm.unseal(self.vault, sealed, self._aad())
             data = json.loads(blob)
             if data.get("kind") != self.kind:
                 raise ValueError
@@ -263,9 +479,64 @@ class ObjectStore(Generic[E]):
                 "The backup blob is invalid, or was not made by this vault."
             ) from None
 
-    def check_free(self, entry: E) -> None:
-        if entry.name.lower() in self.entries:
+    async def check_free(self, entry: E) -> None:
+        if await self.find(entry.name) is not None:
             raise Conflict(f"{self._title} {entry.name} already exists; restore needs a free name.")
-        self.check_quota(entry.name)
+        await self.check_quota(entry.name, None)
         if len(entry.versions) > MAX_VERSIONS:
             raise QuotaExceeded(f"A {self.kind} has at most {MAX_VERSIONS} versions.")
+
+    # --- migration from the first design ---------------------------------------------
+
+    def import_legacy(self, records: dict[str, bytes]) -> list[E]:
+        """This kind's objects from the token records of the first design; a record that
+        cannot be read is skipped, with its name."""
+        prefix = f"{self.kind}/"
+        found: list[E] = []
+        for record, raw in records.items():
+            if not record.startswith(prefix) or "/" in record[len(prefix) :]:
+                continue
+            try:
+                head = json.loads(raw)
+                listed = head["versions"]
+                legacy = all(isinstance(v, dict) for v in listed) and bool(listed)
+                parts = listed if legacy else [json.loads(records[f"{record}/{v}"]) for v in listed]
+                found.append(self.from_parts(head, parts))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning(
+                    "vault %s: record %s is skipped, it cannot be read (%s)",
+                    self.vault,
+                    record,
+                    type(exc).__name__,
+                )
+        return found
+
+    async def migration_write(self, entries: list[E], write: Write) -> None:
+        """Add the sealed records of `entries` to `write`."""
+        aads: list[bytes] = []
+        plaintexts: list[bytes] = []
+        for entry in entries:
+            key = entry.name.lower()
+            for version in entry.versions:
+                aads.append(record_aad(self.vault, self.kind, key, version.version))
+                plaintexts.append(self.dump_version(version))
+            aads.append(record_aad(self.vault, self.kind, key))
+            plaintexts.append(entry.head())
+        sealed = iter(await self.sealer.seal(aads, plaintexts))
+        for entry in entries:
+            key = entry.name.lower()
+            for version in entry.versions:
+                write.put_versions.append((self.kind, key, version.version, next(sealed)))
+            deletion = entry.deletion
+            write.put_objects.append(
+                (
+                    self.kind,
+                    ObjectRow(
+                        key,
+                        next(sealed),
+                        deleted=deletion is not None,
+                        purge_at=deletion.scheduled_purge_date if deletion else None,
+                        scheduled=self.scheduled(entry),
+                    ),
+                )
+            )
