@@ -359,8 +359,9 @@ class DevIssuer:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The issuer's public key as a JWKS document, as an OIDC issuer publishes it."""
-        public = jwk.from_public_key(self._key.public_key())
-        return {"keys": [public | {"alg": "ES256", "use": "sig"}]}
+        public = self._key.public_key()
+        alg = jwk.signature_algorithms(public)[0]
+        return {"keys": [jwk.from_public_key(public) | {"alg": alg, "use": "sig"}]}
 
     def authenticator(
         self, shared_audiences: tuple[str, ...] = (SHARED_AUDIENCE,), namespace: str | None = None
