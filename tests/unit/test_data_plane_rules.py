@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from strongroom.hsm import errors, protocol
-from strongroom.hsm.engine import oaep_decode, pkcs1_v15_decode
 from strongroom.hsm.pins import read_pool_secret, so_pin, user_pin
+from strongroom.hsm.rsapad import oaep_decode, pkcs1_v15_decode
 from strongroom.vault.config import AccessEntry, ServerConfig
 from strongroom.vault.encoding import b64url, unb64url
 from strongroom.vault.errors import BadParameter, Forbidden, NotFound, ServiceUnavailable, from_hsm

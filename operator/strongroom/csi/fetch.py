@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .. import jwk
 from .tokens import TokenVerifier
 from .volume import VaultObject
 
@@ -39,11 +39,6 @@ MAX_CONCURRENT = 32
 MAX_CACHE_BYTES = 32 * 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 5.0
-CURVES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(),
-    "P-384": ec.SECP384R1(),
-    "P-521": ec.SECP521R1(),
-}
 
 
 class FetchError(Exception):
@@ -61,10 +56,6 @@ class _Cached:
     size: int
 
 
-def _b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def render(obj: VaultObject, body: dict[str, Any]) -> bytes:
     """The file content of a fetched object in the requested format."""
     if obj.kind == "secret":
@@ -77,25 +68,21 @@ def render(obj: VaultObject, body: dict[str, Any]) -> bytes:
             except ValueError:
                 raise FetchError(f"secret {obj.name} is not base64, as format asks", 400) from None
         return value.encode()
-    jwk = body.get("key") or {}
-    public = {
-        k: v for k, v in jwk.items() if k in ("kid", "kty", "key_ops", "n", "e", "crv", "x", "y")
-    }
+    document = body.get("key")
+    if not isinstance(document, dict):
+        raise FetchError(f"the vault returned no public key for key {obj.name}", 502)
     if obj.format == "jwk":
-        return json.dumps(public, indent=2).encode() + b"\n"
-    kty = str(jwk.get("kty", "")).removesuffix("-HSM")
-    if kty == "RSA":
-        key: Any = rsa.RSAPublicNumbers(
-            int.from_bytes(_b64url(jwk["e"]), "big"), int.from_bytes(_b64url(jwk["n"]), "big")
-        ).public_key()
-    elif kty == "EC":
-        key = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(_b64url(jwk["x"]), "big"),
-            int.from_bytes(_b64url(jwk["y"]), "big"),
-            CURVES[jwk["crv"]],
-        ).public_key()
-    else:
-        raise FetchError(f"key {obj.name} is {jwk.get('kty')} and has no public key to mount", 400)
+        return json.dumps(jwk.public_members(document), indent=2).encode() + b"\n"
+    kty = str(document.get("kty", "")).removesuffix("-HSM")
+    if kty not in ("RSA", "EC"):
+        raise FetchError(
+            f"key {obj.name} is {document.get('kty')} and has no public key to mount", 400
+        )
+    try:
+        key = jwk.public_key(document)
+    except jwk.JwkError as exc:
+        message = f"the vault returned key {obj.name} with a bad public key: {exc}"
+        raise FetchError(message, 502) from None
     return bytes(
         key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
