@@ -73,6 +73,14 @@ REJECTED = [
         },
         "spec.source takes exactly one of generate, fromSecret or external",
     ),
+    (
+        vault_secret("half-a-duration", rotation={"rotateAfter": "P1DT"}),
+        "spec.rotation.rotateAfter is an ISO 8601 duration of whole minutes or more",
+    ),
+    (
+        vault_secret("seconds", rotation={"rotateAfter": "PT30S"}),
+        "spec.rotation.rotateAfter in body should match",
+    ),
 ]
 
 
