@@ -45,7 +45,7 @@ class ExternalSource(Model):
 
 
 class SecretSource(Model):
-    """Where the value comes from. Set exactly one."""
+    """Where the value comes from. Set exactly one; which one cannot be changed."""
 
     model_config = Model.model_config | {
         "json_schema_extra": rules(
@@ -53,7 +53,15 @@ class SecretSource(Model):
                 "[has(self.generate), has(self.fromSecret), has(self.external)]"
                 ".filter(x, x).size() == 1",
                 "spec.source takes exactly one of generate, fromSecret or external",
-            )
+            ),
+            rule(
+                "has(self.generate) == has(oldSelf.generate) && "
+                "has(self.fromSecret) == has(oldSelf.fromSecret) && "
+                "has(self.external) == has(oldSelf.external)",
+                "spec.source cannot switch between generate, fromSecret and external: the "
+                "secret was made from the first; make a new VaultSecret",
+                "FieldValueForbidden",
+            ),
         )
     }
 
@@ -65,7 +73,14 @@ class SecretSource(Model):
         "The Secret must opt in: its annotation strongroom.io/allow-import lists the names of "
         "the VaultSecrets that may import it, comma-separated, or is * for any in the "
         "namespace. Otherwise nothing is read and the VaultSecret is Ready=False with reason "
-        "ImportNotAllowed (also when the Secret does not exist).",
+        "ImportNotAllowed (also when the Secret does not exist). Cannot be changed.",
+        json_schema_extra=rules(
+            immutable(
+                "spec.source.fromSecret",
+                "the value is imported once, when the secret is made; set a new value through "
+                "the vault's API, or make a new VaultSecret",
+            )
+        ),
     )
     external: ExternalSource | None = Field(
         None,
@@ -134,7 +149,10 @@ class VaultSecretSpec(Model):
         max_length=127,
         json_schema_extra=rules(rule(KEY_VAULT_NAME_RULE, KEY_VAULT_NAME_MESSAGE)),
     )
-    source: SecretSource = Field(description="Where the secret's value comes from.")
+    source: SecretSource = Field(
+        description="Where the secret's value comes from: generate, fromSecret or external, "
+        "which cannot be changed once the VaultSecret exists."
+    )
     content_type: str | None = Field(
         None,
         description="A hint of what the value is (e.g. text/plain), given to the vault when it "
