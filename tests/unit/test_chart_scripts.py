@@ -234,6 +234,24 @@ def test_the_watching_fetcher_answers_each_request_at_most_once_per_interval(
         watcher.join(timeout=5)
     assert not watcher.is_alive()
 
+    # Restarted with a request made meanwhile: it is answered.
+    output.unlink()
+    stop.clear()
+    restarted = threading.Thread(
+        target=fetch_jwks.watch,
+        args=(fetch, request, 1.0),
+        kwargs={"poll": 0.02, "running": lambda: not stop.is_set()},
+        daemon=True,
+    )
+    monkeypatch.setattr(_ApiServer, "document", {"keys": [{"kty": "EC", "kid": "k2"}]})
+    restarted.start()
+    try:
+        _wait_for(output.exists)
+    finally:
+        stop.set()
+        restarted.join(timeout=5)
+    assert json.loads(output.read_text())["keys"][0]["kid"] == "k2"
+
 
 def _wait_for(done: Callable[[], bool], timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout

@@ -299,6 +299,8 @@ def test_the_file_source_asks_the_fetcher_and_waits_for_its_answer(tmp_path: Pat
 
     async def body() -> str | None:
         await keys.start()
+        # The init container has just written the file: the first read does not ask.
+        assert not request.exists() and len(keys.verifier) == 1
         published.append(new)  # rotated at the API server; the file does not have it yet
         await asyncio.sleep(1)
         subject = await keys.subject(new.token())
@@ -318,12 +320,11 @@ def test_a_fetcher_that_does_not_answer_keeps_the_keys_read_before(
     old = SigningKey("old")
     document, request = tmp_path / "jwks.json", tmp_path / "refresh"
     _write(document, old)
-    source = FileJwks(document, wait=0.3)
-    keys = IssuerKeys(source, AUDIENCE)
+    keys = IssuerKeys(FileJwks(document, request, wait=0.3), AUDIENCE)
 
     async def body() -> tuple[bool, str | None]:
         await keys.start()  # the init container's copy, read without asking
-        source.request = request  # from now on each read asks a fetcher that never answers
+        # From now on each read asks a fetcher that never answers.
         refreshed = await keys.refresh("periodic")
         subject = await keys.subject(old.token())
         await keys.close()

@@ -79,8 +79,9 @@ def watch(
     running: Callable[[], bool] = lambda: True,
 ) -> None:
     """Fetch each time `request` is touched after the last fetch began, at most once per
-    `min_interval` seconds, until `running()` is false."""
-    handled, last = _asked_ns(request), float("-inf")
+    `min_interval` seconds, until `running()` is false. A request found at start (made
+    while this container was starting or restarting) is answered."""
+    handled, last = 0, float("-inf")
     while running():
         asked = _asked_ns(request)
         if asked > handled and time.monotonic() - last >= min_interval:

@@ -174,18 +174,21 @@ def parse_jwks(raw: bytes, where: str) -> dict[str, Any]:
 class FileJwks:
     """The JWKS in a file, read again at each call.
 
-    With `request`, a call first asks the chart's JWKS fetcher (the `jwks-refresh`
-    container, which holds the API token the plugin does not) for a fresh copy by
-    touching that file, and waits up to `wait` seconds for the fetcher to rewrite `path`.
+    With `request`, each call but the first (the init container has just written the
+    file) asks the chart's JWKS fetcher (the `jwks-refresh` container, which holds the API
+    token the plugin does not) for a fresh copy by touching that file, and waits up to
+    `wait` seconds for the fetcher to rewrite `path`.
     """
 
     def __init__(self, path: Path, request: Path | None = None, wait: float = 5.0) -> None:
         self.path = path
         self.request = request
         self.wait = wait
+        self._calls = 0
 
     async def __call__(self) -> dict[str, Any]:
-        if self.request is not None:
+        self._calls += 1
+        if self.request is not None and self._calls > 1:
             # The fetcher writes a new file (os.replace) for each answer: a new inode.
             before = self._stamp()
             await asyncio.to_thread(self._ask)
