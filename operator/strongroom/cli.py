@@ -92,7 +92,7 @@ def _dev(args: argparse.Namespace) -> None:
 def _csi_node(args: argparse.Namespace) -> None:
     import asyncio
 
-    from .csi.server import serve
+    from .csi.server import JwksOptions, serve
 
     asyncio.run(
         serve(
@@ -105,8 +105,23 @@ def _csi_node(args: argparse.Namespace) -> None:
             (args.registration_socket, args.kubelet_endpoint) if args.registration_socket else None,
             staging_dir=args.staging_dir,
             vault_addresses=dict(args.vault_address),
+            jwks=JwksOptions(
+                args.jwks_refresh_request,
+                args.jwks_refresh_seconds,
+                args.jwks_min_refresh_seconds,
+            ),
         )
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError("expected 1-86400 seconds")
+    return value
 
 
 def _vault_address(text: str) -> tuple[str, str]:
@@ -235,7 +250,27 @@ def parser() -> argparse.ArgumentParser:
     csi.add_argument(
         "--jwks-file",
         type=Path,
-        help="the ServiceAccount issuer's JWKS: pods of one subject share fetches",
+        help="the ServiceAccount issuer's JWKS: pods of one subject share fetches. "
+        "Read again every --jwks-refresh-seconds, and when a token names an unknown key id",
+    )
+    csi.add_argument(
+        "--jwks-refresh-request",
+        type=Path,
+        help="a file to touch to ask the JWKS fetcher beside the plugin for a fresh "
+        "--jwks-file before each reading (the chart's jwks-refresh container watches it)",
+    )
+    csi.add_argument(
+        "--jwks-refresh-seconds",
+        type=_seconds,
+        default=300.0,
+        help="read the issuer's keys again this often (default %(default)s)",
+    )
+    csi.add_argument(
+        "--jwks-min-refresh-seconds",
+        type=_seconds,
+        default=30.0,
+        help="a token naming an unknown key id makes the plugin read the keys again, at most "
+        "once in this many seconds (default %(default)s)",
     )
     csi.add_argument(
         "--no-tmpfs",

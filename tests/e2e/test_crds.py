@@ -73,6 +73,14 @@ REJECTED = [
         },
         "spec.source takes exactly one of generate, fromSecret or external",
     ),
+    (
+        vault_secret("half-a-duration", rotation={"rotateAfter": "P1DT"}),
+        "spec.rotation.rotateAfter is an ISO 8601 duration of whole minutes or more",
+    ),
+    (
+        vault_secret("seconds", rotation={"rotateAfter": "PT30S"}),
+        "spec.rotation.rotateAfter in body should match",
+    ),
 ]
 
 
@@ -140,6 +148,18 @@ def test_invalid_resources_are_rejected_with_their_message(
             {"contentType": None},
             "spec.contentType cannot be changed",
         ),
+        (
+            "vaultsecret",
+            vault_secret("switched"),
+            {"source": {"generate": None, "external": {}}},
+            "spec.source cannot switch between generate, fromSecret and external",
+        ),
+        (
+            "vaultsecret",
+            vault_secret("imported", source={"fromSecret": {"name": "a", "key": "k"}}),
+            {"source": {"fromSecret": {"name": "b"}}},
+            "spec.source.fromSecret cannot be changed",
+        ),
     ],
     ids=[
         "key-kty",
@@ -149,6 +169,8 @@ def test_invalid_resources_are_rejected_with_their_message(
         "secret-content-type",
         "secret-content-type-set",
         "secret-content-type-removed",
+        "secret-source-kind",
+        "secret-source-imported-from",
     ],
 )
 def test_an_immutable_field_change_is_rejected(

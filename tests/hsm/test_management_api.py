@@ -6,6 +6,7 @@ import signal
 import ssl
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -146,3 +147,109 @@ def test_a_host_served_by_another_vault_is_refused_before_any_token_is_made(
     assert status == 409 and "already served by vault 'dev'" in answer["error"]["message"]
     status, answer = manage(dev, "GET", "/_strongroom/v1/health")
     assert "clash" not in answer["vaults"]
+
+
+# --- rotating a generated secret ------------------------------------------------------------
+
+ROTATE_HOST = "rotating-vault.team-a.svc"
+
+
+def _secret_value(dev: DevServer, name: str, version: str = "") -> str:
+    status, body = call(
+        dev, "GET", f"/secrets/{name}/{version}?api-version=7.5", None, host=ROTATE_HOST, admin=True
+    )
+    assert status == 200, body
+    value: str = body["value"]
+    return value
+
+
+def test_a_rotation_names_the_version_it_replaces_so_a_retry_makes_nothing(
+    dev: DevServer,
+) -> None:
+    base = "/_strongroom/v1/vaults/rotating"
+    body = vault_body() | {"hosts": [ROTATE_HOST]}
+    status, answer = manage(dev, "PUT", base, body)
+    assert status in (200, 201), answer
+    owner = "6a0e-owner-uid"
+    generate = {"length": 24, "encoding": "hex"}
+    status, made = manage(
+        dev,
+        "PUT",
+        f"{base}/secrets/rotated",
+        {"owner": owner, "generate": generate, "contentType": "text/plain"},
+    )
+    assert status == 201, made
+    first = made["versions"][-1]["version"]
+    first_value = _secret_value(dev, "rotated")
+    rotate = f"{base}/secrets/rotated/rotate"
+    ask = {"owner": owner, "ifCurrentVersion": first, "generate": generate}
+
+    status, rotated = manage(dev, "POST", rotate, ask)
+    assert status == 201, rotated
+    assert [v["version"] for v in rotated["versions"]][0] == first
+    assert len(rotated["versions"]) == 2
+    second = rotated["versions"][-1]["version"]
+    assert rotated["id"].endswith(f"/secrets/rotated/{second}")
+    assert rotated["owner"] == owner and rotated["contentType"] == "text/plain"
+    assert "value" not in rotated and first_value not in json.dumps(rotated)
+    second_value = _secret_value(dev, "rotated")
+    assert len(second_value) == 48 and second_value != first_value
+    assert _secret_value(dev, "rotated", first) == first_value  # the old version stays readable
+
+    # The same request again (the operator retrying after the first was made): nothing made.
+    for _ in range(3):
+        status, again = manage(dev, "POST", rotate, ask)
+        assert status == 200, again
+        assert [v["version"] for v in again["versions"]] == [first, second]
+    assert _secret_value(dev, "rotated") == second_value
+
+    # From the new current version: one more, once, even when asked concurrently.
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: manage(dev, "POST", rotate, ask | {"ifCurrentVersion": second}), range(8)
+            )
+        )
+    assert sorted(code for code, _ in answers) == [200] * 7 + [201]
+    status, state = manage(dev, "GET", f"{base}/secrets/rotated")
+    assert status == 200 and len(state["versions"]) == 3
+
+
+def test_a_rotation_is_refused_clearly_when_it_cannot_be_made(dev: DevServer) -> None:
+    base = "/_strongroom/v1/vaults/rotating"
+    body = vault_body() | {"hosts": [ROTATE_HOST]}
+    status, answer = manage(dev, "PUT", base, body)
+    assert status in (200, 201), answer
+    owner = "7b1f-owner-uid"
+    generate = {"length": 16, "encoding": "base64"}
+    status, made = manage(dev, "PUT", f"{base}/secrets/refused", {"owner": owner, "value": "v1"})
+    assert status == 201, made
+    current = made["versions"][-1]["version"]
+    rotate = f"{base}/secrets/refused/rotate"
+    ask = {"owner": owner, "ifCurrentVersion": current, "generate": generate}
+    for changed, code, words in (
+        ({"ifCurrentVersion": None}, 400, "ifCurrentVersion"),
+        ({"owner": None}, 400, "owner"),
+        ({"generate": None}, 400, "generate"),
+        ({"generate": {"length": 8}}, 400, "16-4096"),
+        ({"generate": {"encoding": "rot13"}}, 400, "encoding"),
+        ({"value": "chosen by the caller"}, 400, "generated in the HSM"),
+        ({"owner": "someone-else"}, 409, "another owner"),
+    ):
+        status, refused = manage(dev, "POST", rotate, ask | changed)
+        assert status == code, (changed, refused)
+        assert set(refused) == {"error"} and words in refused["error"]["message"], refused
+    status, missing = manage(dev, "POST", f"{base}/secrets/nothing-here/rotate", ask)
+    assert status == 404 and missing["error"]["code"] == "SecretNotFound"
+    # A workload's token does not open the management API, whatever it may do in the vault.
+    status, refused = call(dev, "POST", rotate, dev.token, ask)
+    assert status == 401 and "client certificate" in refused["error"]["message"]
+    # A deleted secret is not rotated: recover it first.
+    status, _ = call(
+        dev, "DELETE", "/secrets/refused?api-version=7.5", None, host=ROTATE_HOST, admin=True
+    )
+    assert status == 200
+    status, refused = manage(dev, "POST", rotate, ask)
+    assert status == 409 and refused["error"]["code"] == "SecretDeleted"
+    status, state = manage(dev, "GET", f"{base}/secrets/refused")
+    assert status == 200 and [v["version"] for v in state["versions"]] == [current]

@@ -417,6 +417,49 @@ def test_a_generated_secret_is_made_once_and_its_status_holds_no_value(
     assert len(password) == 43 and password.isalnum()
 
 
+def test_a_generated_secret_rotates_when_due_once_and_the_old_version_stays(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = new_vault(dev)
+    resource = secret_owner("rotating")
+    spec = secret_spec(
+        vault, {"generate": {"length": 24, "encoding": "hex"}}, rotation={"rotateAfter": "PT5M"}
+    )
+
+    async def scenario(ctx: Context) -> list[VaultSecretStatus]:
+        made = await secret_reconcile.reconcile_secret(ctx, resource, spec, VaultSecretStatus(), 1)
+        assert made.current_version_created is not None
+        created = made.current_version_created.timestamp()
+        early = await secret_reconcile.reconcile_secret(
+            ctx, resource, spec, made, 1, now=created + 299
+        )
+        due = await secret_reconcile.reconcile_secret(
+            ctx, resource, spec, early, 1, now=created + 300
+        )
+        # The operator killed before writing that status: the next reconcile starts from the
+        # old one and finds the rotation made (the new version is minutes from due).
+        retried = await secret_reconcile.reconcile_secret(ctx, resource, spec, early, 1)
+        return [made, early, due, retried]
+
+    made, early, due, retried = run(dev, vault, scenario, monkeypatch=monkeypatch)
+    assert made.next_rotation is not None and made.current_version_created is not None
+    assert made.next_rotation - made.current_version_created == timedelta(minutes=5)
+    assert early.current_version == made.current_version
+    assert due.current_version != made.current_version
+    assert retried.current_version == due.current_version
+    assert due.next_rotation is not None and due.current_version_created is not None
+    assert due.next_rotation - due.current_version_created == timedelta(minutes=5)
+    code, listed = data_plane(dev, vault, "GET", "/secrets/rotating/versions")
+    assert code == 200, listed
+    assert sorted(last(item["id"]) for item in listed["value"]) == sorted(
+        [made.current_version, due.current_version]
+    )
+    before = data_plane(dev, vault, "GET", f"/secrets/rotating/{made.current_version}")[1]["value"]
+    after = secret_value(dev, vault, "rotating")
+    assert len(after) == 48 and after != before
+    assert after not in repr(due.wire()) and after not in dev.log_text()
+
+
 def test_a_secret_is_imported_once_from_a_kubernetes_secret(
     dev: DevServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -376,6 +376,18 @@ def test_the_csi_node_plugin_mounts_what_it_must(default: list[dict[str, Any]]) 
     assert "--node-id=$(NODE_NAME)" in args
     assert "--share-seconds=30" in args
     assert "--jwks-file=/jwks/jwks.json" in args
+    # The plugin asks the jwks-refresh container for fresh issuer keys through a file of its
+    # own emptyDir; the keys come back in the jwks emptyDir, which the plugin only reads.
+    assert "--jwks-refresh-request=/jwks-requests/refresh" in args
+    assert mounts["jwks"]["readOnly"] is True and "readOnly" not in mounts["jwks-requests"]
+    refresh = {m["name"]: m for m in _container(pod, "jwks-refresh")["volumeMounts"]}
+    assert refresh["jwks-requests"]["readOnly"] is True and "readOnly" not in refresh["jwks"]
+    assert _container(pod, "jwks-refresh")["command"][-2:] == [
+        "/jwks/jwks.json",
+        "--watch=/jwks-requests/refresh",
+    ]
+    for name in ("jwks", "jwks-requests"):
+        assert _volume(pod, name)["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
 
 
 def test_the_csi_node_plugin_trusts_the_public_ca_certificate_only(
@@ -406,16 +418,20 @@ def test_the_csi_node_plugin_can_read_no_vault_and_no_secret(
             "name": "system:service-account-issuer-discovery",
         }
     ]
-    # The API token is in the init container that fetches the JWKS, not in the plugin.
+    # The API token is in the unprivileged containers that fetch the JWKS (at start, and
+    # again when the plugin asks), not in the plugin.
     users = [
         c["name"]
         for c in pod["containers"] + pod["initContainers"]
         if any(m["name"] == "api-credentials" for m in c["volumeMounts"])
     ]
-    assert users == ["fetch-jwks"]
-    fetch = _container(pod, "fetch-jwks")
-    assert fetch["securityContext"]["runAsNonRoot"] is True
-    assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert users == ["jwks-refresh", "fetch-jwks"]
+    for name in users:
+        fetch = _container(pod, name)
+        assert fetch["securityContext"]["runAsNonRoot"] is True
+        assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert fetch["securityContext"]["allowPrivilegeEscalation"] is False
+        assert "privileged" not in fetch["securityContext"]
 
 
 def test_a_jwks_from_a_config_map_needs_no_api_access() -> None:
@@ -423,6 +439,11 @@ def test_a_jwks_from_a_config_map_needs_no_api_access() -> None:
     assert list(_bound_rules(objects, "strongroom-csi-node")) == []
     pod = _pod(find(objects, "DaemonSet", "strongroom-csi-node"))
     assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["csi-node"]
+    args = _container(pod, "csi-node")["args"]
+    assert "--jwks-file=/jwks/jwks.json" in args
+    # The kubelet updates a ConfigMap volume in place: the plugin reads it again on its own.
+    assert not [a for a in args if a.startswith("--jwks-refresh-request")]
     assert _volume(pod, "jwks")["configMap"] == {
         "name": "issuer",
         "items": [{"key": "jwks.json", "path": "jwks.json"}],
@@ -434,7 +455,7 @@ def test_without_a_jwks_the_plugin_gets_no_jwks_file() -> None:
     objects = render("csiNode.jwks.source=none")
     assert list(_bound_rules(objects, "strongroom-csi-node")) == []
     container = _container(_pod(find(objects, "DaemonSet", "strongroom-csi-node")), "csi-node")
-    assert not [a for a in container["args"] if a.startswith("--jwks-file")]
+    assert not [a for a in container["args"] if a.startswith("--jwks")]
 
 
 def test_changed_values_reach_the_csi_node_plugin() -> None:

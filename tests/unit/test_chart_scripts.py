@@ -4,7 +4,8 @@ import importlib.util
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -178,3 +179,82 @@ def test_helm_test_fails_and_says_why(
     monkeypatch.setattr(check_install.time, "sleep", lambda _: None)
     assert check_install.main(["check-install.py", NS, "op", "csi", "csi.strongroom.io"]) == 1
     assert reason in capsys.readouterr().err
+
+
+def test_the_watching_fetcher_answers_each_request_at_most_once_per_interval(
+    api_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca = api_server
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "token").write_text(TOKEN + "\n")
+    (credentials / "ca.crt").write_bytes(ca.read_bytes())
+    monkeypatch.setattr(fetch_jwks, "CREDENTIALS", credentials)
+    output, request = tmp_path / "jwks.json", tmp_path / "refresh"
+    fetches: list[float] = []
+
+    def fetch() -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            document: dict[str, Any] = fetch_jwks.fetch_once(url, output)
+        finally:
+            fetches.append(started)  # once the fetch is over, written or failed
+        return document
+
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=fetch_jwks.watch,
+        args=(fetch, request, 1.0),
+        kwargs={"poll": 0.02, "running": lambda: not stop.is_set()},
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        time.sleep(0.2)
+        assert fetches == [] and not output.exists()  # nothing asked, nothing fetched
+        request.touch()
+        _wait_for(lambda: len(fetches) == 1)
+        assert json.loads(output.read_text()) == _ApiServer.document
+        # Asked again at once: answered once the interval has passed, not before.
+        first = output.stat().st_ino
+        time.sleep(0.05)
+        request.touch()
+        _wait_for(lambda: len(fetches) == 2, timeout=5)
+        assert fetches[1] - fetches[0] >= 1.0
+        assert output.stat().st_ino != first  # a new file: the plugin's sign of an answer
+        # A failed fetch leaves the keys there are.
+        monkeypatch.setattr(_ApiServer, "document", {"keys": []})
+        before = output.read_text()
+        time.sleep(0.05)
+        request.touch()
+        _wait_for(lambda: len(fetches) == 3, timeout=5)
+        assert output.read_text() == before
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert not watcher.is_alive()
+
+    # Restarted with a request made meanwhile: it is answered.
+    output.unlink()
+    stop.clear()
+    restarted = threading.Thread(
+        target=fetch_jwks.watch,
+        args=(fetch, request, 1.0),
+        kwargs={"poll": 0.02, "running": lambda: not stop.is_set()},
+        daemon=True,
+    )
+    monkeypatch.setattr(_ApiServer, "document", {"keys": [{"kty": "EC", "kid": "k2"}]})
+    restarted.start()
+    try:
+        _wait_for(output.exists)
+    finally:
+        stop.set()
+        restarted.join(timeout=5)
+    assert json.loads(output.read_text())["keys"][0]["kid"] == "k2"
+
+
+def _wait_for(done: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

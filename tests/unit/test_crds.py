@@ -107,6 +107,17 @@ def test_identity_fields_are_immutable() -> None:
     secret = _schema("VaultSecret")["properties"]["spec"]
     assert "self == oldSelf" in _rules(secret["properties"]["vaultRef"])
     assert any("oldSelf.secretName" in r for r in _rules(secret))
+    # The source a secret was made from: which kind, and the Secret it was imported from.
+    source = secret["properties"]["source"]
+    assert any(
+        all(f"has(self.{kind}) == has(oldSelf.{kind})" in r for kind in KINDS)
+        for r in _rules(source)
+    )
+    assert "self == oldSelf" in _rules(source["properties"]["fromSecret"])
+    assert "self == oldSelf" not in _rules(source["properties"]["generate"])
+
+
+KINDS = ("generate", "fromSecret", "external")
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,24 @@
 """Fetch the cluster's ServiceAccount issuer keys (JWKS) for `strongroom csi-node --jwks-file`.
 
-The CSI node plugin's init container runs it with a token of the plugin's own
-ServiceAccount, mounted in that container only: `python -c <this> <output file>`.
+The CSI node plugin's pod runs it with a token of the plugin's own ServiceAccount,
+mounted in its containers only, never in the plugin's:
+
+- `python fetch-jwks.py OUTPUT`: once, in the init container, before the plugin starts;
+- `python fetch-jwks.py OUTPUT --watch REQUEST`: in the `jwks-refresh` container,
+  fetching again each time the plugin touches REQUEST (`csi-node --jwks-refresh-request`:
+  every few minutes, and when a token names a key id the plugin does not know), at most
+  once per --min-interval seconds. Each successful fetch rewrites OUTPUT, which is the
+  plugin's answer; a failed one leaves OUTPUT as it was, and the plugin keeps its keys.
 """
 
+import argparse
 import json
 import os
 import ssl
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +56,70 @@ def write_atomically(path: Path, document: dict[str, Any]) -> None:
     os.replace(partial, path)
 
 
+def fetch_once(api: str, output: Path) -> dict[str, Any]:
+    """Fetch with the mounted token (the kubelet renews it in place) and write `output`."""
+    token = (CREDENTIALS / "token").read_text().strip()
+    document = fetch_jwks(api, CREDENTIALS / "ca.crt", token)
+    write_atomically(output, document)
+    return document
+
+
+def _asked_ns(request: Path) -> int:
+    try:
+        return request.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def watch(
+    fetch: Callable[[], dict[str, Any]],
+    request: Path,
+    min_interval: float,
+    poll: float = 0.5,
+    running: Callable[[], bool] = lambda: True,
+) -> None:
+    """Fetch each time `request` is touched after the last fetch began, at most once per
+    `min_interval` seconds, until `running()` is false. A request found at start (made
+    while this container was starting or restarting) is answered."""
+    handled, last = 0, float("-inf")
+    while running():
+        asked = _asked_ns(request)
+        if asked > handled and time.monotonic() - last >= min_interval:
+            handled, last = asked, time.monotonic()
+            try:
+                document = fetch()
+            except (OSError, ValueError) as exc:
+                # The exception names the URL and the status, never the token.
+                print(f"fetch-jwks: asked for fresh keys: {exc}", file=sys.stderr, flush=True)
+            else:
+                kids = sorted(str(k.get("kid")) for k in document["keys"] if isinstance(k, dict))
+                print(
+                    f"fetch-jwks: {len(document['keys'])} keys ({', '.join(kids[:8])})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        time.sleep(poll)
+
+
 def main(argv: list[str]) -> int:
-    output = Path(argv[1])
+    parser = argparse.ArgumentParser(prog="fetch-jwks")
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--watch", type=Path, metavar="REQUEST")
+    parser.add_argument("--min-interval", type=float, default=10.0)
+    args = parser.parse_args(argv[1:])
     api = api_url(dict(os.environ))
+    if args.watch is not None:
+        watch(lambda: fetch_once(api, args.output), args.watch, args.min_interval)
+        return 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            token = (CREDENTIALS / "token").read_text().strip()
-            document = fetch_jwks(api, CREDENTIALS / "ca.crt", token)
+            document = fetch_once(api, args.output)
         except (OSError, ValueError) as exc:
             # The exception names the URL and the status, never the token.
             print(f"fetch-jwks: attempt {attempt}: {exc}", file=sys.stderr)
             time.sleep(2 * attempt)
             continue
-        write_atomically(output, document)
-        print(f"fetch-jwks: {len(document['keys'])} keys written to {output}", file=sys.stderr)
+        print(f"fetch-jwks: {len(document['keys'])} keys written to {args.output}", file=sys.stderr)
         return 0
     return 1
 

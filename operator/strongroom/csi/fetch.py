@@ -28,7 +28,7 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 
 from .. import jwk
-from .tokens import TokenVerifier
+from .tokens import IssuerKeys
 from .volume import VaultObject
 
 API_VERSION = "7.6"
@@ -94,7 +94,7 @@ class Fetcher:
     def __init__(
         self,
         ca_file: str | None,
-        verifier: TokenVerifier | None,
+        verifier: IssuerKeys | None,
         share_seconds: float = 30.0,
         timeout: float = 15.0,
         addresses: dict[str, str] | None = None,
@@ -119,9 +119,9 @@ class Fetcher:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.vault_calls = 0
 
-    def _identity(self, token: str) -> str:
+    async def _identity(self, token: str) -> str:
         if self._verifier is not None:
-            subject = self._verifier.subject(token)
+            subject = await self._verifier.subject(token)
             if subject is not None:
                 return "sub:" + subject
         return "token:" + hashlib.sha256(token.encode()).hexdigest()
@@ -135,7 +135,7 @@ class Fetcher:
 
     async def fetch(self, vault_url: str, obj: VaultObject, token: str) -> bytes:
         collection = "secrets" if obj.kind == "secret" else "keys"
-        key = (self._identity(token), vault_url, collection, obj.name, obj.version)
+        key = (await self._identity(token), vault_url, collection, obj.name, obj.version)
         cached = self._cache.get(key)
         if cached is not None and cached.until > time.monotonic():
             return render(obj, cached.body)

@@ -10,6 +10,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,22 @@ from .generated import (
     pluginregistration_pb2_grpc,
 )
 from .publisher import STAGING_DIR, Publisher, PublishError
-from .tokens import TokenVerifier
+from .tokens import FileJwks, IssuerKeys
 from .volume import EPHEMERAL_KEY, InvalidVolume, parse_volume, pod_token
 
 log = logging.getLogger(__name__)
 
 DRIVER_NAME = "csi.strongroom.io"
+AUDIENCE = "strongroom.io/vault"
+
+
+@dataclass(frozen=True)
+class JwksOptions:
+    """How the issuer's keys are kept fresh (see tokens.IssuerKeys and tokens.FileJwks)."""
+
+    refresh_request: Path | None = None
+    refresh_seconds: float = 300.0
+    min_refresh_seconds: float = 30.0
 
 
 def _abort_code(name: str) -> grpc.StatusCode:
@@ -239,11 +250,21 @@ async def serve(
     stop: asyncio.Event | None = None,
     staging_dir: Path = STAGING_DIR,
     vault_addresses: dict[str, str] | None = None,
+    jwks: JwksOptions | None = None,
 ) -> None:
     """Serve CSI on `endpoint`; with `registration` (socket, endpoint the kubelet dials), also
     register with the kubelet through its plugin registration directory."""
-    verifier = TokenVerifier.from_file(jwks_file, "strongroom.io/vault") if jwks_file else None
-    fetcher = Fetcher(ca_file, verifier, share_seconds, addresses=vault_addresses)
+    jwks = jwks or JwksOptions()
+    keys = None
+    if jwks_file is not None:
+        keys = IssuerKeys(
+            FileJwks(jwks_file, jwks.refresh_request),
+            AUDIENCE,
+            refresh_seconds=jwks.refresh_seconds,
+            min_refresh_seconds=jwks.min_refresh_seconds,
+        )
+        await keys.start()
+    fetcher = Fetcher(ca_file, keys, share_seconds, addresses=vault_addresses)
     server = grpc.aio.server(interceptors=[LoggingInterceptor()])
     csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)  # type: ignore[no-untyped-call]
     csi_pb2_grpc.add_ControllerServicer_to_server(Controller(), server)  # type: ignore[no-untyped-call]
@@ -281,3 +302,5 @@ async def serve(
         registration[0].unlink(missing_ok=True)  # type: ignore[index]
     await server.stop(5)
     await fetcher.close()
+    if keys is not None:
+        await keys.close()

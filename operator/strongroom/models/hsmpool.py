@@ -26,7 +26,10 @@ class Storage(Model):
     """The volume that holds the pool's token store (every vault's keys and secrets)."""
 
     size: Quantity = Field(
-        "1Gi", description="Size of the token store's PersistentVolumeClaim (e.g. 1Gi)."
+        "1Gi",
+        description="Size of the token store's PersistentVolumeClaim (e.g. 1Gi). It can grow "
+        "later when its StorageClass allows volume expansion, never shrink: otherwise the "
+        "change is refused and the pool is Ready=False with reason ChildRefused.",
     )
     storage_class_name: str | None = Field(
         None,

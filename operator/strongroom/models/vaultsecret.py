@@ -1,5 +1,6 @@
 """VaultSecret: a secret in a vault, with versions. Its value is never in the resource."""
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -14,13 +15,17 @@ from .base import (
     rule,
     rules,
 )
-from .key import DURATION_PATTERN
+
+# An ISO 8601 duration of whole minutes or more: P30D, P1Y, PT12H, P1DT6H, PT5M.
+ROTATE_AFTER_PATTERN = r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?)?$"
 
 Encoding = Literal["base64", "hex", "alphanumeric"]
 
 
 class GenerateSource(Model):
-    """The vault makes the value from the HSM's random number generator."""
+    """The vault makes the value from the HSM's random number generator, when it makes the
+    secret and at each rotation (spec.rotation); a change of length or encoding applies from
+    the next version the vault makes."""
 
     length: int = Field(32, ge=16, le=4096, description="Bytes of randomness (16-4096).")
     encoding: Encoding = Field(
@@ -40,7 +45,7 @@ class ExternalSource(Model):
 
 
 class SecretSource(Model):
-    """Where the value comes from. Set exactly one."""
+    """Where the value comes from. Set exactly one; which one cannot be changed."""
 
     model_config = Model.model_config | {
         "json_schema_extra": rules(
@@ -48,7 +53,15 @@ class SecretSource(Model):
                 "[has(self.generate), has(self.fromSecret), has(self.external)]"
                 ".filter(x, x).size() == 1",
                 "spec.source takes exactly one of generate, fromSecret or external",
-            )
+            ),
+            rule(
+                "has(self.generate) == has(oldSelf.generate) && "
+                "has(self.fromSecret) == has(oldSelf.fromSecret) && "
+                "has(self.external) == has(oldSelf.external)",
+                "spec.source cannot switch between generate, fromSecret and external: the "
+                "secret was made from the first; make a new VaultSecret",
+                "FieldValueForbidden",
+            ),
         )
     }
 
@@ -60,7 +73,14 @@ class SecretSource(Model):
         "The Secret must opt in: its annotation strongroom.io/allow-import lists the names of "
         "the VaultSecrets that may import it, comma-separated, or is * for any in the "
         "namespace. Otherwise nothing is read and the VaultSecret is Ready=False with reason "
-        "ImportNotAllowed (also when the Secret does not exist).",
+        "ImportNotAllowed (also when the Secret does not exist). Cannot be changed.",
+        json_schema_extra=rules(
+            immutable(
+                "spec.source.fromSecret",
+                "the value is imported once, when the secret is made; set a new value through "
+                "the vault's API, or make a new VaultSecret",
+            )
+        ),
     )
     external: ExternalSource | None = Field(
         None,
@@ -73,9 +93,22 @@ class SecretRotation(Model):
     """When the vault makes a new generated value."""
 
     rotate_after: str = Field(
-        description="Make a new version this long after the current one (ISO 8601, e.g. P30D).",
-        pattern=DURATION_PATTERN,
+        description="Make a new version this long after the current one was created (ISO 8601, "
+        "whole minutes or more: P30D, PT12H, P1DT6H; a month is 30 days, a year 365). The "
+        "vault draws the new value from its HSM; the old versions stay readable by version. "
+        "The operator checks once a minute, so a rotation happens within a minute of "
+        "status.nextRotation. Pods that mount the secret through csi.strongroom.io get the new "
+        "value at their next republish. A secret keeps at most 500 versions: at that point "
+        "rotation stops with Ready=False, reason QuotaExceeded.",
+        pattern=ROTATE_AFTER_PATTERN,
         max_length=32,
+        json_schema_extra=rules(
+            rule(
+                "self.matches('[0-9][YMWDH]$')",
+                "spec.rotation.rotateAfter is an ISO 8601 duration of whole minutes or more, "
+                "such as P30D, PT12H or PT5M",
+            )
+        ),
     )
 
 
@@ -116,7 +149,10 @@ class VaultSecretSpec(Model):
         max_length=127,
         json_schema_extra=rules(rule(KEY_VAULT_NAME_RULE, KEY_VAULT_NAME_MESSAGE)),
     )
-    source: SecretSource = Field(description="Where the secret's value comes from.")
+    source: SecretSource = Field(
+        description="Where the secret's value comes from: generate, fromSecret or external, "
+        "which cannot be changed once the VaultSecret exists."
+    )
     content_type: str | None = Field(
         None,
         description="A hint of what the value is (e.g. text/plain), given to the vault when it "
@@ -133,4 +169,17 @@ class VaultSecretStatus(HasConditions):
     """What the operator observed of the secret. Never its value."""
 
     id: str | None = Field(None, description="The current version's id (URL) in the vault.")
-    current_version: str | None = Field(None, description="The version in use.")
+    current_version: str | None = Field(
+        None,
+        description="The version in use: the newest, which a read without a version (and "
+        "csi.strongroom.io) gets.",
+    )
+    current_version_created: datetime | None = Field(
+        None, description="When the vault made the current version."
+    )
+    next_rotation: datetime | None = Field(
+        None,
+        description="With spec.rotation: when the current version is due to be replaced by a "
+        "new generated one (currentVersionCreated + rotateAfter). The operator makes it within "
+        "a minute of this time. Unset without spec.rotation.",
+    )

@@ -114,8 +114,19 @@ async def vault_secret(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
         spec = VaultSecretSpec.model_validate(dict(body.spec))
         status = VaultSecretStatus.model_validate(dict(body.status))
         owner = Owner.of("VaultSecret", body.meta)
+        seen = status.current_version
         status = await reconcile_secret(_context(memo), owner, spec, status, _generation(body))
         patch.status.update(status.wire())
+        if status.next_rotation is None and "nextRotation" in body.status:
+            patch.status["nextRotation"] = None  # spec.rotation was removed
+        if seen is not None and status.current_version != seen:
+            kopf.event(
+                body,
+                type="Normal",
+                reason="NewVersion",
+                message=f"The secret's current version is now {status.current_version} "
+                f"(was {seen}).",
+            )
 
 
 @kopf.on.delete(**SECRETS)

@@ -147,6 +147,19 @@ class PoolApi:
         )
         return answer
 
+    async def rotate_secret(
+        self, vault: VaultAddress, name: str, owner: str, current: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A new generated version if the current one is still `current`; a retry after the
+        rotation was made changes nothing (`body` has `generate`, and `contentType`)."""
+        answer: dict[str, Any] = await self._call(
+            "POST",
+            vault.endpoint,
+            f"/vaults/{vault.vault}/secrets/{name}/rotate",
+            body | {"owner": owner, "ifCurrentVersion": current},
+        )
+        return answer
+
     async def delete_secret(self, vault: VaultAddress, name: str) -> None:
         # The answer to a delete holds no value; it is dropped all the same.
         await self._data_plane("DELETE", vault, f"/secrets/{name}")

@@ -7,11 +7,19 @@ the operator never holds them. An imported value passes through the operator's
 memory once, on its way from the Kubernetes Secret to the vault, and only when the
 Secret names the importing VaultSecret in its `strongroom.io/allow-import`
 annotation: the operator reads every Secret, its users may not.
+
+A generated secret with `spec.rotation` gets a new version once its current one is
+older than `rotateAfter`, checked at each reconcile (the handlers' timer runs one a
+minute). The pool adds the version only if the current one is still the version the
+operator saw, so a retried or concurrent rotation makes one version, not two.
 """
 
 import base64
 import binascii
+import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..builders.common import Owner
@@ -31,6 +39,7 @@ class SecretState:
     id: str
     versions: tuple[str, ...]
     deleted: bool
+    current_created: int | None = None
 
     @property
     def current_version(self) -> str:
@@ -38,12 +47,14 @@ class SecretState:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> "SecretState":
+        created = raw["versions"][-1].get("created") if raw["versions"] else None
         return cls(
             name=raw["name"],
             owner=raw.get("owner"),
             id=raw["id"],
             versions=tuple(v["version"] for v in raw["versions"]),
             deleted=raw.get("deleted") is not None,
+            current_created=created if isinstance(created, int) else None,
         )
 
 
@@ -133,26 +144,74 @@ def check_owner(state: SecretState, uid: str, spec: VaultSecretSpec, vault: str)
         )
 
 
+_ROTATE_AFTER = re.compile(
+    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?"
+)
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def rotate_after_seconds(text: str) -> int:
+    """Seconds in spec.rotation.rotateAfter (P30D, PT12H, P1DT6H, PT5M; a month is 30 days,
+    a year 365, as the vault counts them)."""
+    match = _ROTATE_AFTER.fullmatch(text)
+    if match is None or not any(match.groups()):
+        raise InvalidSpec(
+            f"spec.rotation.rotateAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"
+        )
+    years, months, weeks, days, hours, minutes = (int(part or 0) for part in match.groups())
+    total = (years * 365 + months * 30 + weeks * 7 + days) * DAY + hours * HOUR + minutes * MINUTE
+    if total < MINUTE:
+        raise InvalidSpec(f"spec.rotation.rotateAfter {text!r} is shorter than a minute")
+    return total
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """Whether to rotate now, and when the current version is due (unix seconds)."""
+
+    due: bool
+    next_at: int | None
+
+
+def rotation_plan(spec: VaultSecretSpec, state: SecretState, now: float) -> RotationPlan:
+    """Pure: a generated, live secret with spec.rotation is due once its current version is
+    `rotateAfter` old. Without a known creation time nothing is due."""
+    if spec.rotation is None or source_of(spec) != "generate" or state.deleted:
+        return RotationPlan(False, None)
+    if state.current_created is None:
+        return RotationPlan(False, None)
+    next_at = state.current_created + rotate_after_seconds(spec.rotation.rotate_after)
+    return RotationPlan(now >= next_at, next_at)
+
+
+def _moment(unix: int | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
 def should_delete(state: SecretState | None, uid: str) -> bool:
     """Pure: soft-delete only a live secret that this resource made (never an external one)."""
     return state is not None and state.owner == uid and not state.deleted
 
 
 def secret_status(
-    state: SecretState, vault: str, status: VaultSecretStatus, generation: int
+    state: SecretState,
+    vault: str,
+    status: VaultSecretStatus,
+    generation: int,
+    next_rotation: int | None = None,
 ) -> VaultSecretStatus:
+    message = f"Secret {state.name} in vault {vault}, version {state.current_version}."
+    if next_rotation is not None:
+        message += f" Next rotation at {_moment(next_rotation):%Y-%m-%dT%H:%M:%SZ}."
     return status.model_copy(
         update={
             "id": state.id,
             "current_version": state.current_version,
+            "current_version_created": _moment(state.current_created),
+            "next_rotation": _moment(next_rotation),
             "observed_generation": generation,
             "conditions": with_condition(
-                status.conditions,
-                "Ready",
-                True,
-                "SecretReady",
-                f"Secret {state.name} in vault {vault}, version {state.current_version}.",
-                generation,
+                status.conditions, "Ready", True, "SecretReady", message, generation
             ),
         }
     )
@@ -167,6 +226,7 @@ async def reconcile_secret(
     spec: VaultSecretSpec,
     status: VaultSecretStatus,
     generation: int,
+    now: float | None = None,
 ) -> VaultSecretStatus:
     vault = await vault_address(ctx, owner.namespace, spec.vault_ref.name)
     name = secret_name(owner, spec)
@@ -198,7 +258,16 @@ async def reconcile_secret(
                 f"Secret {name} is deleted in vault {vault.vault}", reason="SecretDeleted"
             )
         await ctx.pools.recover_secret(vault, name)
-    return secret_status(state, vault.vault, status, generation)
+        return secret_status(state, vault.vault, status, generation)
+    now = time.time() if now is None else now
+    plan = rotation_plan(spec, state, now)
+    if plan.due:
+        raw = await ctx.pools.rotate_secret(
+            vault, name, owner.uid, state.current_version, generate_body(spec)
+        )
+        state = SecretState.parse(raw)
+        plan = rotation_plan(spec, state, now)
+    return secret_status(state, vault.vault, status, generation, plan.next_at)
 
 
 async def delete_secret(ctx: Context, owner: Owner, spec: VaultSecretSpec) -> None:

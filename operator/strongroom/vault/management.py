@@ -60,6 +60,10 @@ class Management:
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
                 self._wrap("SecretEnsure", self.put_secret),
             ),
+            web.post(
+                f"{PREFIX}/vaults/{{name}}/secrets/{{object}}/rotate",
+                self._wrap("SecretRotate", self.rotate_secret),
+            ),
         ]
 
     def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
@@ -233,6 +237,27 @@ class Management:
 
         entry, created = await vault.secrets.set_owned(secret, owner, body, value)
         return (201 if created else 200), secret_state(vault, entry)
+
+    async def rotate_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+        """Give the owner's generated secret a new version from the HSM's random number
+        generator, if its current version is still `ifCurrentVersion`: 201 made now, 200 not
+        (the current version is another one, e.g. a retry of a rotation that was made)."""
+        vault = self._served(name)
+        secret = check_name(request.match_info["object"], "secret")
+        body = await _json_object(request)
+        owner = _owner(body)
+        if_current = body.pop("ifCurrentVersion", None)
+        if not isinstance(if_current, str) or not if_current:
+            raise BadParameter("'ifCurrentVersion' (the version to rotate away from) is required.")
+        if "value" in body:
+            raise BadParameter("A rotation is generated in the HSM: give 'generate', not 'value'.")
+        length, encoding = _generate_params(body.pop("generate", None))
+
+        async def value() -> str:
+            return await vault.secrets.generate_value(length, encoding)
+
+        entry, rotated = await vault.secrets.rotate_owned(secret, owner, if_current, body, value)
+        return (201 if rotated else 200), secret_state(vault, entry)
 
 
 def base_url(vault: Vault) -> str:

@@ -124,6 +124,34 @@ class SecretStore(ObjectStore[SecretEntry]):
             entry, _ = await self._add_locked(name, version)
             return entry, True
 
+    async def rotate_owned(
+        self,
+        name: str,
+        owner: str,
+        if_current: str,
+        body: dict[str, Any],
+        value: Callable[[], Awaitable[str]],
+    ) -> tuple[SecretEntry, bool]:
+        """Add a version to `owner`'s secret if its current version is still `if_current`;
+        True when it was added now.
+
+        The check and the add happen under the secret's lock, and `value` is asked for only
+        when the version is added: a retried rotation finds a newer current version and adds
+        nothing, so one rotation makes one version whatever the retries.
+        """
+        async with self.lock(name):
+            existing = await self.owned(name, owner)
+            if existing is None:
+                raise self.not_found(name)
+            current = existing.versions[-1]
+            if current.version != if_current:
+                return existing, False
+            inherited = {"contentType": current.content_type}
+            version = self._new_version(inherited | body | {"value": await value()})
+            version.tags[OWNER_TAG] = owner
+            entry, _ = await self._add_locked(name, version)
+            return entry, True
+
     async def generate_value(self, length: int, encoding: str) -> str:
         """A value from the HSM's random number generator: `length` bytes of randomness."""
         if encoding != "alphanumeric":
