@@ -105,6 +105,13 @@ def test_the_test_lock_keeps_every_runtime_pin() -> None:
         assert set(test[name].hashes) == set(pin.hashes), f"{name}: the hashes differ"
 
 
+def test_the_test_vectors_are_those_of_the_locked_cryptography() -> None:
+    """tests/unit/test_rsapad.py reads pyca's published vectors: the release made with the
+    cryptography the package runs on."""
+    test = pins(TEST)
+    assert test["cryptography-vectors"].version == test["cryptography"].version
+
+
 @pytest.mark.parametrize("other", [BUILD, EXAMPLE_APP], ids=["build", "example-app"])
 def test_packages_shared_with_the_test_lock_have_its_versions(other: Path) -> None:
     """setup installs the build lock into the test virtualenv, and the example app uses the

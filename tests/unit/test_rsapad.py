@@ -1,95 +1,177 @@
 """The RSA decryption paddings of `strongroom.hsm.rsapad`, against published test vectors
 and against cases built to the same recipes.
 
-Published vectors: Project Wycheproof (github.com/C2SP/wycheproof, Apache-2.0), the files
-`testvectors_v1/rsa_oaep_2048_sha1_mgf1sha1_test.json`,
-`testvectors_v1/rsa_oaep_2048_sha256_mgf1sha256_test.json` and
-`testvectors_v1/rsa_pkcs1_2048_test.json` at commit
-dac1dd4729fd1f8dd9e1e9f3dce51d783da6c166 (their SHA-256 digests are in `WYCHEPROOF`).
-They are not part of this repository: the tests read them from the directory named by
-$STRONGROOM_WYCHEPROOF (which must then hold them), else from
-`wycheproof/testvectors_v1` in the `shared/` folder beside the checkout, and are skipped,
-saying so, when neither has them. The built cases below run everywhere.
+Published vectors: those of the `cryptography_vectors` package (pyca/cryptography's test
+vectors on PyPI, a pinned test dependency, at the version of `cryptography`), under
+`asymmetric/RSA/`:
+
+- `pkcs-1v2-1d2-vec/oaep-vect.txt`: RSA Laboratories' PKCS #1 v2.1 RSA-OAEP vectors
+  (SHA-1, MGF1-SHA-1, empty label), 10 keys of 1024 to 2048 bits, 6 messages each, with
+  the seeds;
+- `oaep-custom/oaep-sha256-sha256.txt`: pyca's RSA-OAEP SHA-256 / MGF1-SHA-256 vectors,
+  10 keys of 2048 bits, 6 messages each;
+- `pkcs1v15crypt-vectors.txt`: RSA Laboratories' PKCS #1 v1.5 encryption vectors, 15 keys
+  of 1024 to 2048 bits, 20 messages each, with the padding strings;
+- `oaep-label.txt`: BoringSSL's RSA-OAEP SHA-512 vector with a label.
 
 Each vector is decrypted as the engine does it: raw RSA with the vector's private key
-(m = c^d mod n, from cryptography's private numbers), the result left-padded to the
-modulus's length, then the decoder. Vectors whose invalidity is in the ciphertext itself
-(not the modulus's length, or not below the modulus) never reach a decoder:
-`Engine.rsa_decrypt` refuses them on public values before any RSA, and the tests check
-that each such vector is one that check refuses.
+(m = c^d mod n, d from the vector), the result left-padded to the modulus's length, then
+the decoder. Every published ciphertext is one `Engine.rsa_decrypt` lets through to the
+HSM (exactly k bytes, below n). The invalid cases are the published encodings with bytes
+changed: OAEP refuses each with its one fixed error, PKCS #1 v1.5 answers each with a
+synthetic message (implicit rejection).
 """
 
 import functools
 import hashlib
-import json
 import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import cryptography_vectors
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from strongroom.hsm.errors import InvalidInput
 from strongroom.hsm.rsapad import OAEP_FAILED, oaep_decode, pkcs1_v15_decode
 
-ROOT = Path(__file__).resolve().parents[2]
-WYCHEPROOF = {
-    "rsa_oaep_2048_sha1_mgf1sha1_test.json": (
-        "2c7b3694cd9265eb88ddb586ca29aefcea02938bde772e19a71a4fa601fc71c5"
-    ),
-    "rsa_oaep_2048_sha256_mgf1sha256_test.json": (
-        "83dce701e3d8640ac56e6d7bf37a5a8f9bd6a336e1e932a1e9bfe4ba9c5ea3a9"
-    ),
-    "rsa_pkcs1_2048_test.json": "28466c4390f1f8943754a990ba36397ebbac628117d91b57f87e1ba200b932f3",
-}
-HASH_NAMES = {"SHA-1": "sha1", "SHA-256": "sha256"}
+RSA_VECTORS = Path(cryptography_vectors.__file__).resolve().parent / "asymmetric" / "RSA"
 KEY_SECRET = b"a secret of the key, as the engine derives one"
+K = 256
 
 
-def _vector_dir() -> Path | None:
-    configured = os.environ.get("STRONGROOM_WYCHEPROOF")
-    if configured:
-        return Path(configured)
-    beside = ROOT.parent / "shared" / "wycheproof" / "testvectors_v1"
-    return beside if all((beside / name).is_file() for name in WYCHEPROOF) else None
+@dataclass(frozen=True)
+class Vector:
+    """One published encryption: the key's private numbers (as the file gives them), the
+    message, the ciphertext, and the seed (OAEP) or padding string (PKCS #1 v1.5) the
+    encryption used, when the file gives it."""
+
+    fields: tuple[tuple[str, int], ...]
+    message: bytes
+    ciphertext: bytes
+    seed: bytes | None
 
 
-def _vectors(name: str) -> list[Any]:
-    """One pytest.param per test of a Wycheproof file: (its group, the test)."""
-    directory = _vector_dir()
-    if directory is None:
-        reason = (
-            f"Wycheproof's {name} is not here: set STRONGROOM_WYCHEPROOF to a directory "
-            "holding it, or put it in shared/wycheproof/testvectors_v1 beside the checkout"
-        )
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=reason), id="absent")]
-    raw = (directory / name).read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == WYCHEPROOF[name], f"{name} is another version"
-    document = json.loads(raw)
-    return [
-        pytest.param(group, test, id=f"tc{test['tcId']}")
-        for group in document["testGroups"]
-        for test in group["tests"]
-    ]
+def _sections(text: str) -> Iterator[tuple[str, str]]:
+    """The file as ("Example", title) where a key pair starts, (section, "") at "Public key"
+    and "Private key", and (heading, hex digits) for each "# Heading:" and the hex lines
+    under it, up to the next comment or blank line. Other comments, and the description
+    before the first comment, are passed over."""
+    heading: str | None = None
+    digits: list[str] = []
+    lines = text.splitlines()
+    first_comment = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    for line in [*lines[first_comment:], ""]:
+        stripped = line.strip()
+        if heading is not None and (not stripped or stripped.startswith("#")):
+            assert digits, f"no value under {heading!r}"
+            value = "".join(digits)
+            assert re.fullmatch(r"[0-9a-f]+", value), f"{heading}: not hex"
+            yield heading, value
+            heading, digits = None, []
+        if stripped.startswith("#"):
+            title = stripped.lstrip("#").strip()
+            if title.endswith(":"):
+                heading = title[:-1].strip()
+            elif re.fullmatch(r"Example(?: \d+: .*)?", title):
+                yield "Example", title
+            elif title in ("Public key", "Private key"):
+                yield title, ""
+        elif stripped:
+            assert heading is not None, f"a value under no heading: {stripped[:40]!r}"
+            digits.append(stripped.replace(" ", "").lower())
 
 
-def _private_key(group: dict[str, Any]) -> rsa.RSAPrivateKey:
-    return _key_of(tuple(sorted(group["privateKey"].items())))
+PRIVATE_FIELDS = {
+    "Modulus": "n",
+    "Public exponent": "e",
+    "Exponent": "d",
+    "Prime 1": "p",
+    "Prime 2": "q",
+    "Prime exponent 1": "dmp1",
+    "Prime exponent 2": "dmq1",
+    "Coefficient": "iqmp",
+}
+
+
+def _read(relative: str) -> dict[str, Vector]:
+    """The vectors of a file in RSA Laboratories' layout (which pyca's oaep-custom files
+    follow), by "<key>.<message>", both counted from 1 as the files do."""
+    vectors: dict[str, Vector] = {}
+    keys = 0
+    section = ""
+    public: dict[str, int] = {}
+    private: dict[str, int] = {}
+    pending: dict[str, bytes] = {}
+    count = 0
+    for heading, value in _sections((RSA_VECTORS / relative).read_text()):
+        if heading == "Example":
+            keys, count, section, public, private = keys + 1, 0, "", {}, {}
+        elif heading in ("Public key", "Private key"):
+            section = heading
+        elif heading == "Message":
+            assert not pending, f"{relative}: a message without its encryption"
+            pending = {"message": bytes.fromhex(value)}
+        elif heading == "Seed":
+            assert set(pending) == {"message"}, f"{relative}: a seed out of place"
+            pending["seed"] = bytes.fromhex(value)
+        elif heading == "Encryption":
+            assert "message" in pending, f"{relative}: an encryption without its message"
+            assert set(private) == set(PRIVATE_FIELDS.values()), f"{relative}: key {keys}"
+            assert public == {"n": private["n"], "e": private["e"]}, f"{relative}: key {keys}"
+            count += 1
+            vectors[f"{keys}.{count}"] = Vector(
+                fields=tuple(sorted(private.items())),
+                message=pending["message"],
+                ciphertext=bytes.fromhex(value),
+                seed=pending.get("seed"),
+            )
+            pending = {}
+        elif section == "Public key":
+            public[{"Modulus": "n", "Exponent": "e"}[heading]] = int(value, 16)
+        elif section == "Private key":
+            private[PRIVATE_FIELDS[heading]] = int(value, 16)
+        else:
+            raise AssertionError(f"{relative}: {heading!r} outside a key")
+    assert not pending, f"{relative}: a message without its encryption"
+    return vectors
+
+
+OAEP_SHA1 = _read("pkcs-1v2-1d2-vec/oaep-vect.txt")
+OAEP_SHA256 = _read("oaep-custom/oaep-sha256-sha256.txt")
+PKCS1_V15 = _read("pkcs1v15crypt-vectors.txt")
+
+
+def _bits(vectors: dict[str, Vector]) -> list[int]:
+    """The modulus sizes of the file's keys, in its order."""
+    sizes = {name.split(".")[0]: dict(v.fields)["n"].bit_length() for name, v in vectors.items()}
+    return list(sizes.values())
+
+
+def test_every_published_vector_was_read() -> None:
+    """The files' own counts and key sizes: a parser that dropped vectors would test fewer."""
+    assert len(OAEP_SHA1) == 10 * 6 and len(OAEP_SHA256) == 10 * 6
+    assert len(PKCS1_V15) == 15 * 20
+    assert _bits(OAEP_SHA1) == [*range(1024, 1032), 1536, 2048]
+    assert _bits(OAEP_SHA256) == [2048] * 10
+    assert _bits(PKCS1_V15) == [1024] * 6 + [*range(1025, 1032), 1536, 2048]
 
 
 @functools.cache
-def _key_of(numbers: tuple[tuple[str, str], ...]) -> rsa.RSAPrivateKey:
-    fields = {name: int(value, 16) for name, value in numbers}
-    public = rsa.RSAPublicNumbers(fields["publicExponent"], fields["modulus"])
+def _private_key(fields: tuple[tuple[str, int], ...]) -> rsa.RSAPrivateKey:
+    """The key of the file's numbers; cryptography checks that they are one RSA key."""
+    numbers = dict(fields)
     return rsa.RSAPrivateNumbers(
-        p=fields["prime1"],
-        q=fields["prime2"],
-        d=fields["privateExponent"],
-        dmp1=fields["exponent1"],
-        dmq1=fields["exponent2"],
-        iqmp=fields["coefficient"],
-        public_numbers=public,
+        p=numbers["p"],
+        q=numbers["q"],
+        d=numbers["d"],
+        dmp1=numbers["dmp1"],
+        dmq1=numbers["dmq1"],
+        iqmp=numbers["iqmp"],
+        public_numbers=rsa.RSAPublicNumbers(numbers["e"], numbers["n"]),
     ).private_key()
 
 
@@ -108,69 +190,107 @@ def _raw_rsa(ciphertext: bytes, key: rsa.RSAPrivateKey) -> bytes:
     return pow(int.from_bytes(ciphertext, "big"), numbers.d, n).to_bytes(size, "big")
 
 
-def _check_oaep_vector(group: dict[str, Any], test: dict[str, Any]) -> None:
-    assert group["mgf"] == "MGF1" and group["mgfSha"] == group["sha"]
-    hash_name = HASH_NAMES[group["sha"]]
-    key = _private_key(group)
-    ciphertext, label = bytes.fromhex(test["ct"]), bytes.fromhex(test["label"])
-    if "InvalidCiphertext" in test["flags"]:
-        assert test["result"] == "invalid"
-        assert _engine_refuses_before_rsa(ciphertext, key)
-        return
+def _flip(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
+
+
+def _params(vectors: dict[str, Vector]) -> list[object]:
+    return [pytest.param(vector, id=name) for name, vector in vectors.items()]
+
+
+def _check_oaep(vector: Vector, hash_name: str) -> None:
+    key = _private_key(vector.fields)
+    assert not _engine_refuses_before_rsa(vector.ciphertext, key)
+    encoded = _raw_rsa(vector.ciphertext, key)
+    if vector.seed is not None:
+        # The published encoding is the one this file's own encoder builds from the seed.
+        assert encoded == _oaep_encode(vector.message, hash_name, seed=vector.seed, k=len(encoded))
+    assert oaep_decode(encoded, hash_name) == vector.message
+    # Another label, or another hash, and the same encoding is refused.
+    other = "sha256" if hash_name == "sha1" else "sha1"
+    h_len = hashlib.new(hash_name).digest_size
+    changed = {
+        "another label": (encoded, hash_name, b"a label"),
+        "another hash": (encoded, other, b""),
+    }
+    # Any byte changed: the first (not 0), the seed's, l_hash's, the message's last.
+    for index in (0, 1, h_len, h_len + 1, 2 * h_len, len(encoded) // 2, len(encoded) - 1):
+        changed[f"byte {index} flipped"] = (_flip(encoded, index), hash_name, b"")
+    for what, (data, name, label) in changed.items():
+        with pytest.raises(InvalidInput) as failed:
+            oaep_decode(data, name, label)
+        assert str(failed.value) == OAEP_FAILED, what
+
+
+@pytest.mark.parametrize("vector", _params(OAEP_SHA1))
+def test_rsa_laboratories_oaep_sha1_vectors(vector: Vector) -> None:
+    _check_oaep(vector, "sha1")
+
+
+@pytest.mark.parametrize("vector", _params(OAEP_SHA256))
+def test_pyca_oaep_sha256_vectors(vector: Vector) -> None:
+    _check_oaep(vector, "sha256")
+
+
+def test_boringssl_oaep_sha512_vector_with_a_label() -> None:
+    fields: dict[str, str] = {}
+    for line in (RSA_VECTORS / "oaep-label.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition(" = ")
+            fields[name] = value
+    assert fields["RSAPadding"] == "OAEP" and fields["OAEPDigest"] == "SHA512"
+    key = serialization.load_der_private_key(bytes.fromhex(fields["KEY"]), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    ciphertext, label = bytes.fromhex(fields["Input"]), bytes.fromhex(fields["OAEPLabel"])
     assert not _engine_refuses_before_rsa(ciphertext, key)
     encoded = _raw_rsa(ciphertext, key)
-    if test["result"] == "valid":
-        assert oaep_decode(encoded, hash_name, label) == bytes.fromhex(test["msg"])
-        if label:
-            # Azure's RSA-OAEP has no label: a labelled ciphertext is refused like any other.
-            with pytest.raises(InvalidInput) as unlabelled:
-                oaep_decode(encoded, hash_name)
-            assert str(unlabelled.value) == OAEP_FAILED
-        return
-    assert test["result"] == "invalid", test["result"]
-    with pytest.raises(InvalidInput) as failed:
-        oaep_decode(encoded, hash_name, label)
-    assert str(failed.value) == OAEP_FAILED
+    assert fields["Output"] == '"Hello World"'
+    assert oaep_decode(encoded, "sha512", label) == b"Hello World"
+    for wrong_label in (b"", _flip(label, 0)):
+        with pytest.raises(InvalidInput) as failed:
+            oaep_decode(encoded, "sha512", wrong_label)
+        assert str(failed.value) == OAEP_FAILED
 
 
-@pytest.mark.parametrize(("group", "test"), _vectors("rsa_oaep_2048_sha1_mgf1sha1_test.json"))
-def test_wycheproof_rsa_oaep_sha1(group: dict[str, Any], test: dict[str, Any]) -> None:
-    _check_oaep_vector(group, test)
+def _broken_pkcs1(encoded: bytes) -> dict[str, bytes]:
+    """The encoding with bytes changed so that it is no EME-PKCS1-v1_5 encoding at all."""
+    body = encoded[2:]
+    return {
+        "first byte not 0": b"\x01" + encoded[1:],
+        "block type 1": encoded[:1] + b"\x01" + body,
+        "block type 3": encoded[:1] + b"\x03" + body,
+        "a 0 among the first 8 padding bytes": encoded[:9] + b"\x00" + encoded[10:],
+        "padding of 7 bytes": encoded[:9] + b"\x00" + bytes(len(encoded) - 10),
+        "no 0 after the padding": encoded[:2] + body.replace(b"\x00", b"\xff"),
+        "all 0": bytes(len(encoded)),
+    }
 
 
-@pytest.mark.parametrize(("group", "test"), _vectors("rsa_oaep_2048_sha256_mgf1sha256_test.json"))
-def test_wycheproof_rsa_oaep_sha256(group: dict[str, Any], test: dict[str, Any]) -> None:
-    _check_oaep_vector(group, test)
-
-
-@pytest.mark.parametrize(("group", "test"), _vectors("rsa_pkcs1_2048_test.json"))
-def test_wycheproof_rsa_pkcs1_v15(group: dict[str, Any], test: dict[str, Any]) -> None:
-    key = _private_key(group)
-    ciphertext, message = bytes.fromhex(test["ct"]), bytes.fromhex(test["msg"])
-    if "InvalidCiphertextFormat" in test["flags"]:
-        assert test["result"] == "invalid"
-        assert _engine_refuses_before_rsa(ciphertext, key)
-        return
-    assert not _engine_refuses_before_rsa(ciphertext, key)
-    encoded = _raw_rsa(ciphertext, key)
-    decoded = pkcs1_v15_decode(encoded, ciphertext, KEY_SECRET)
-    if test["result"] == "valid":
-        assert decoded == message
-        return
-    assert test["result"] == "invalid" and "InvalidPkcs1Padding" in test["flags"]
+@pytest.mark.parametrize("vector", _params(PKCS1_V15))
+def test_rsa_laboratories_pkcs1_v15_vectors(vector: Vector) -> None:
+    key = _private_key(vector.fields)
+    assert not _engine_refuses_before_rsa(vector.ciphertext, key)
+    encoded = _raw_rsa(vector.ciphertext, key)
+    assert vector.seed is not None
+    assert encoded == b"\x00\x02" + vector.seed + b"\x00" + vector.message
+    assert pkcs1_v15_decode(encoded, vector.ciphertext, KEY_SECRET) == vector.message
     # Implicit rejection: no error, a message as long as a real one could be, the same one
     # each time, not the message the padding once carried, and made of the ciphertext and
     # the key's secret alone: nothing of the decrypted block shows through.
-    assert decoded == pkcs1_v15_decode(encoded, ciphertext, KEY_SECRET)
-    assert len(decoded) <= len(encoded) - 11
-    assert decoded != message
-    assert decoded == pkcs1_v15_decode(bytes(len(encoded)), ciphertext, KEY_SECRET)
-    assert decoded != pkcs1_v15_decode(encoded, ciphertext, b"another key's secret")
+    synthetic = pkcs1_v15_decode(bytes(len(encoded)), vector.ciphertext, KEY_SECRET)
+    assert len(synthetic) <= len(encoded) - 11
+    assert synthetic != vector.message
+    assert synthetic != pkcs1_v15_decode(encoded, vector.ciphertext, b"another key's secret")
+    for what, broken in _broken_pkcs1(encoded).items():
+        assert len(broken) == len(encoded), what
+        decoded = pkcs1_v15_decode(broken, vector.ciphertext, KEY_SECRET)
+        assert decoded == pkcs1_v15_decode(broken, vector.ciphertext, KEY_SECRET), what
+        assert decoded == synthetic, what
 
 
-# Cases built to Wycheproof's recipes, on this module's own EME-OAEP encoder (RFC 8017,
-# 7.1.1 step 2), so that they need no file.
-K = 256
+# Cases built to the recipes of Project Wycheproof's RSA-OAEP tests, on this module's own
+# EME-OAEP encoder (RFC 8017, 7.1.1 step 2), itself checked above against the published
+# encodings.
 
 
 def _mgf1(seed: bytes, length: int, hash_name: str) -> bytes:
@@ -193,21 +313,18 @@ def _oaep_encode(
     padding_string: bytes | None = None,
     separator: bytes = b"\x01",
     first: bytes = b"\x00",
+    k: int = K,
 ) -> bytes:
     h_len = hashlib.new(hash_name).digest_size
     l_hash = hashlib.new(hash_name, label).digest() if l_hash is None else l_hash
     if padding_string is None:
-        padding_string = bytes(K - len(message) - 2 * h_len - 2)
+        padding_string = bytes(k - len(message) - 2 * h_len - 2)
     db = l_hash + padding_string + separator + message
-    assert len(db) == K - h_len - 1
+    assert len(db) == k - h_len - 1
     seed = os.urandom(h_len) if seed is None else seed
     masked_db = _xor(db, _mgf1(seed, len(db), hash_name))
     masked_seed = _xor(seed, _mgf1(masked_db, h_len, hash_name))
     return first + masked_seed + masked_db
-
-
-def _flip(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
 @pytest.mark.parametrize("hash_name", ["sha1", "sha256"])
