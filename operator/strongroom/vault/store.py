@@ -264,7 +264,8 @@ class ObjectStore(Generic[E]):
         opened = await self._open(rows, aads, blobs)
         bodies = iter(opened[len(rows) :])
         entries = []
-        for row, raw_head, versions in zip(rows, opened, stored_versions, strict=True):
+        heads = opened[: len(rows)]
+        for row, raw_head, versions in zip(rows, heads, stored_versions, strict=True):
             by_version = {version: next(bodies) for version in versions}
             try:
                 head = json.loads(raw_head)
