@@ -22,6 +22,8 @@ class ObjectRow:
     deleted: bool = False
     purge_at: int | None = None  # when a deleted object is due to be purged
     scheduled: bool = False  # the object has work of its own to check (a rotation policy)
+    # Read with the head when asked for: {version: sealed body}. Not written from here.
+    versions: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -56,10 +58,13 @@ class Storage(Protocol):
     async def write(self, change: Write) -> None:
         """Apply `change` atomically; durable when this returns."""
 
-    async def get_object(self, vault: str, kind: str, name: str) -> ObjectRow | None: ...
+    async def get_object(self, vault: str, kind: str, name: str) -> ObjectRow | None:
+        """An object's head and every one of its versions, in one read."""
 
-    async def get_versions(self, vault: str, kind: str, name: str) -> dict[str, bytes]:
-        """Every stored version of an object: {version: sealed body}."""
+    async def get_versions(
+        self, vault: str, kind: str, names: list[str]
+    ) -> dict[str, dict[str, bytes]]:
+        """Every stored version of each named object: {name: {version: sealed body}}."""
 
     async def page(
         self, vault: str, kind: str, *, deleted: bool, after: str, limit: int

@@ -205,19 +205,42 @@ class SqliteStorage:
     # --- reads ------------------------------------------------------------------
 
     async def get_object(self, vault: str, kind: str, name: str) -> ObjectRow | None:
-        rows = await self._read(
-            "SELECT name, head, deleted, purge_at, scheduled FROM objects "
-            "WHERE vault=? AND kind=? AND name=?",
-            (vault, kind, name),
-        )
-        return _row(rows[0]) if rows else None
+        reader = self._reader
+        if reader is None:
+            raise StorageError("the record database is not open")
 
-    async def get_versions(self, vault: str, kind: str, name: str) -> dict[str, bytes]:
-        rows = await self._read(
-            "SELECT version, body FROM versions WHERE vault=? AND kind=? AND name=?",
-            (vault, kind, name),
-        )
-        return {version: bytes(body) for version, body in rows}
+        def read() -> ObjectRow | None:
+            rows = reader.execute(
+                "SELECT name, head, deleted, purge_at, scheduled FROM objects "
+                "WHERE vault=? AND kind=? AND name=?",
+                (vault, kind, name),
+            ).fetchall()
+            if not rows:
+                return None
+            versions = reader.execute(
+                "SELECT version, body FROM versions WHERE vault=? AND kind=? AND name=?",
+                (vault, kind, name),
+            ).fetchall()
+            return _row(rows[0], {v: bytes(b) for v, b in versions})
+
+        found: ObjectRow | None = await self._run(self._reader_thread, read)
+        return found
+
+    async def get_versions(
+        self, vault: str, kind: str, names: list[str]
+    ) -> dict[str, dict[str, bytes]]:
+        out: dict[str, dict[str, bytes]] = {name: {} for name in names}
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT name, version, body FROM versions WHERE vault=? AND kind=? "  # noqa: S608 - placeholders only
+                f"AND name IN ({marks})",
+                (vault, kind, *chunk),
+            )
+            for name, version, body in rows:
+                out[name][version] = bytes(body)
+        return out
 
     async def page(
         self, vault: str, kind: str, *, deleted: bool, after: str, limit: int
@@ -260,6 +283,6 @@ class SqliteStorage:
         return [r[0] for r in rows]
 
 
-def _row(raw: tuple[Any, ...]) -> ObjectRow:
+def _row(raw: tuple[Any, ...], versions: dict[str, bytes] | None = None) -> ObjectRow:
     name, head, deleted, purge_at, scheduled = raw
-    return ObjectRow(name, bytes(head), bool(deleted), purge_at, bool(scheduled))
+    return ObjectRow(name, bytes(head), bool(deleted), purge_at, bool(scheduled), versions)

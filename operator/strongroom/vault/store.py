@@ -246,34 +246,38 @@ class ObjectStore(Generic[E]):
             ) from exc
 
     async def _load_batch(self, rows: list[ObjectRow]) -> list[E]:
-        """Objects from their heads: every version read and opened in as few HSM calls as
-        the batch size allows."""
-        heads = await self._open(
-            rows, [record_aad(self.vault, self.kind, r.name) for r in rows], [r.head for r in rows]
+        """Objects from their rows: heads and every stored version opened in one HSM call
+        (or as few as the batch size allows), then checked against each head's list."""
+        missing = [r.name for r in rows if r.versions is None]
+        fetched = (
+            await stored(self.storage.get_versions(self.vault, self.kind, missing))
+            if missing
+            else {}
         )
-        try:
-            parsed = [json.loads(h) for h in heads]
-        except ValueError as exc:
-            raise RecordUnreadable(f"{self.kind}: a stored head is not JSON") from exc
-        aads: list[bytes] = []
-        blobs: list[bytes] = []
-        for row, head in zip(rows, parsed, strict=True):
-            versions = await stored(self.storage.get_versions(self.vault, self.kind, row.name))
-            for version in head["versions"]:
-                if version not in versions:
-                    raise RecordUnreadable(
-                        f"{self._title} {head['name']}: version {version} is missing from the "
-                        "vault's storage"
-                    )
+        stored_versions = [r.versions if r.versions is not None else fetched[r.name] for r in rows]
+        aads = [record_aad(self.vault, self.kind, r.name) for r in rows]
+        blobs = [r.head for r in rows]
+        for row, versions in zip(rows, stored_versions, strict=True):
+            for version, blob in versions.items():
                 aads.append(record_aad(self.vault, self.kind, row.name, version))
-                blobs.append(versions[version])
-        bodies = iter(await self._open(rows, aads, blobs))
+                blobs.append(blob)
+        opened = await self._open(rows, aads, blobs)
+        bodies = iter(opened[len(rows) :])
         entries = []
-        for row, head in zip(rows, parsed, strict=True):
+        heads = opened[: len(rows)]
+        for row, raw_head, versions in zip(rows, heads, stored_versions, strict=True):
+            by_version = {version: next(bodies) for version in versions}
             try:
-                parts = [json.loads(next(bodies)) for _ in head["versions"]]
+                head = json.loads(raw_head)
+                listed = head["versions"]
+                parts = [json.loads(by_version[version]) for version in listed]
                 entries.append(self.from_parts(head, parts))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except KeyError as exc:
+                raise RecordUnreadable(
+                    f"{self.kind} {row.name}: a version its head lists is missing from the "
+                    "vault's storage"
+                ) from exc
+            except (ValueError, TypeError, AttributeError) as exc:
                 raise RecordUnreadable(
                     f"{self.kind} {row.name}: its stored record cannot be parsed"
                 ) from exc
