@@ -6,11 +6,12 @@ makes it only when no key of that name exists, so a re-run (or an operator
 killed between the HSM's create and the status write) finds the key it made.
 """
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.durations import InvalidDuration, parse_duration
+from ..api.vocabulary import KEY_OPS, family
 from ..builders.common import Owner
 from ..models import KeySpec, KeyStatus
 from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
@@ -20,32 +21,17 @@ from .errors import InvalidSpec, PoolApiError, ReconcileError
 from .poolapi import VaultAddress
 from .vault import vault_address, vault_address_for_delete
 
-# What each family of key may do; the vault's default when spec.keyOps is unset.
-KEY_OPS = {
-    "RSA": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
-    "EC": ("sign", "verify"),
-    "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
-}
-DAY = 86400
-_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
-
-
-def family(kty: str) -> str:
-    return kty.removesuffix("-HSM")
-
 
 def key_name(owner: Owner, spec: KeySpec) -> str:
     return spec.key_name or owner.name
 
 
 def duration_seconds(text: str) -> int:
-    """Seconds in a duration as the spec takes it (P90D, P1Y2M; a month is 30 days, as the
-    vault counts it)."""
-    match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        raise InvalidSpec(f"{text!r} is not an ISO 8601 duration of days or more, such as P90D")
-    years, months, weeks, days = (int(part or 0) for part in match.groups())
-    return ((years * 365) + (months * 30) + (weeks * 7) + days) * DAY
+    """Seconds in a duration of the spec, counted as the vault counts them."""
+    try:
+        return parse_duration(text)
+    except InvalidDuration as exc:
+        raise InvalidSpec(str(exc)) from None
 
 
 def _timestamp(moment: datetime | None) -> int | None:

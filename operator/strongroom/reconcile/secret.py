@@ -16,12 +16,12 @@ operator saw, so a retried or concurrent rotation makes one version, not two.
 
 import base64
 import binascii
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ..api.durations import InvalidDuration, parse_duration
 from ..builders.common import Owner
 from ..models import VaultSecretSpec, VaultSecretStatus
 from .conditions import with_condition
@@ -144,25 +144,16 @@ def check_owner(state: SecretState, uid: str, spec: VaultSecretSpec, vault: str)
         )
 
 
-_ROTATE_AFTER = re.compile(
-    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?"
-)
-MINUTE, HOUR, DAY = 60, 3600, 86400
+MINUTE = 60
 
 
 def rotate_after_seconds(text: str) -> int:
-    """Seconds in spec.rotation.rotateAfter (P30D, PT12H, P1DT6H, PT5M; a month is 30 days,
-    a year 365, as the vault counts them)."""
-    match = _ROTATE_AFTER.fullmatch(text)
-    if match is None or not any(match.groups()):
-        raise InvalidSpec(
-            f"spec.rotation.rotateAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"
-        )
-    years, months, weeks, days, hours, minutes = (int(part or 0) for part in match.groups())
-    total = (years * 365 + months * 30 + weeks * 7 + days) * DAY + hours * HOUR + minutes * MINUTE
-    if total < MINUTE:
-        raise InvalidSpec(f"spec.rotation.rotateAfter {text!r} is shorter than a minute")
-    return total
+    """Seconds in spec.rotation.rotateAfter (P30D, PT12H, P1DT6H, PT5M), counted as the
+    vault counts durations; a minute at least."""
+    try:
+        return parse_duration(text, at_least=MINUTE)
+    except InvalidDuration as exc:
+        raise InvalidSpec(f"spec.rotation.rotateAfter: {exc}") from None
 
 
 @dataclass(frozen=True)

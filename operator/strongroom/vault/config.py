@@ -5,43 +5,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.vocabulary import KEY_PERMISSIONS, SECRET_PERMISSIONS
+
 # The audience every vault of every pool accepts from its own namespace's ServiceAccounts:
 # what the CSI driver's token requests ask for.
 SHARED_AUDIENCE = "strongroom.io/vault"
-KEY_PERMISSIONS = frozenset(
-    {
-        "get",
-        "list",
-        "update",
-        "create",
-        "delete",
-        "recover",
-        "purge",
-        "backup",
-        "restore",
-        "encrypt",
-        "decrypt",
-        "sign",
-        "verify",
-        "wrapKey",
-        "unwrapKey",
-        "rotate",
-        "getrotationpolicy",
-        "setrotationpolicy",
-    }
-)
-SECRET_PERMISSIONS = frozenset(
-    {
-        "get",
-        "list",
-        "set",
-        "delete",
-        "recover",
-        "purge",
-        "backup",
-        "restore",
-    }
-)
 
 
 @dataclass(frozen=True)
