@@ -1,14 +1,18 @@
 """The vocabulary the vault server and the operator share: one duration parser, one list of
-permissions and key operations, and the layering that keeps them shared."""
+permissions and key operations, the management API's bodies, and the layering that keeps
+them shared."""
 
 import ast
+import json
 import re
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
+import pydantic
 import pytest
 
 import strongroom
+from strongroom.api import management as wire
 from strongroom.api import vocabulary
 from strongroom.api.durations import (
     DAYS_OR_MORE_PATTERN,
@@ -18,12 +22,14 @@ from strongroom.api.durations import (
 )
 from strongroom.reconcile import key as key_reconcile
 from strongroom.reconcile import secret as secret_reconcile
-from strongroom.reconcile.errors import InvalidSpec
+from strongroom.reconcile.errors import InvalidSpec, PoolApiError
+from strongroom.reconcile.poolapi import read_answer
 from strongroom.vault import keys as vault_keys
 from strongroom.vault import objects as vault_objects
 from strongroom.vault.errors import BadParameter
 
 DAY = 86400
+CANARY = "canary-3c1f-never-in-a-message"
 
 
 @pytest.mark.parametrize(
@@ -117,6 +123,131 @@ def test_permissions_and_key_operations_exist_once() -> None:
     # Every operation a key may have is one the CRD lets a Key ask for, and the reverse.
     operations = {op for ops in vocabulary.KEY_OPS.values() for op in ops}
     assert operations == set(get_args(vocabulary.KeyOperation))
+
+
+# --- the management API's bodies ----------------------------------------------------------
+
+
+def refused(model: type[pydantic.BaseModel], body: Any) -> str:
+    """Why `body`, sent as JSON, is refused: as the vault server reads a request."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        model.model_validate_json(json.dumps(body))
+    message = wire.problems(caught.value)
+    assert CANARY not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        ({"kty": "EC"}, "owner: Field required"),
+        ({"owner": "", "kty": "EC"}, "owner: String should have at least 1 character"),
+        ({"owner": "u" * 129, "kty": "EC"}, "owner: String should have at most 128"),
+        ({"owner": "u"}, "kty: Field required"),
+        ({"owner": "u", "kty": "RSA", "key_size": "2048"}, "key_size: Input should be a valid"),
+        ({"owner": "u", "kty": "RSA", "key_size": True}, "key_size: Input should be a valid"),
+        ({"owner": "u", "kty": "EC", "key_ops": "sign"}, "key_ops: Input should be a valid array"),
+        ({"owner": "u", "kty": "EC", "attributes": {"exp": "soon"}}, "attributes.exp:"),
+        ({"owner": "u", "kty": "EC", "attributes": {"enabled": 1}}, "attributes.enabled:"),
+        ({"owner": "u", "kty": "EC", "tags": {"a": 1}}, "tags.a: Input should be a valid string"),
+    ],
+)
+def test_a_bad_key_body_names_the_field(body: dict[str, Any], words: str) -> None:
+    assert words in refused(wire.KeyPut, body)
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        ({"value": CANARY}, "owner: Field required"),
+        ({"owner": "u"}, "'value' or 'generate'"),
+        ({"owner": "u", "value": CANARY, "generate": {}}, "'value' or 'generate'"),
+        ({"owner": "u", "value": 5}, "value: Input should be a valid string"),
+        ({"owner": "u", "generate": {"length": 8}}, "generate.length: 16-4096 bytes of"),
+        ({"owner": "u", "generate": {"length": 4097}}, "generate.length: 16-4096 bytes"),
+        ({"owner": "u", "generate": {"length": "32"}}, "generate.length: Input should be a"),
+        ({"owner": "u", "generate": {"encoding": "rot13"}}, "generate.encoding: Input should be"),
+        ({"owner": "u", "generate": []}, "generate: Input should be an object"),
+        ({"owner": "u", "value": CANARY, "contentType": 5}, "contentType: Input should be"),
+    ],
+)
+def test_a_bad_secret_body_names_the_field_and_never_the_value(
+    body: dict[str, Any], words: str
+) -> None:
+    assert words in refused(wire.SecretPut, body)
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        ({"owner": "u", "generate": {}}, "ifCurrentVersion: Field required"),
+        ({"owner": "u", "ifCurrentVersion": ""}, "ifCurrentVersion: String should have at"),
+        ({"owner": "u", "ifCurrentVersion": "v"}, "generate: Field required"),
+        (
+            {"owner": "u", "ifCurrentVersion": "v", "generate": {}, "value": CANARY},
+            "a rotation is generated in the HSM: give 'generate', not 'value'",
+        ),
+    ],
+)
+def test_a_bad_rotation_body_names_the_field(body: dict[str, Any], words: str) -> None:
+    assert words in refused(wire.SecretRotate, body)
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        ({}, "hosts: Field required"),
+        ({"hosts": []}, "hosts: List should have at least 1 item"),
+        ({"hosts": [""]}, "hosts: each host name is 1-253 characters"),
+        ({"hosts": ["h"], "retentionDays": 3}, "retentionDays: Input should be greater"),
+        ({"hosts": ["h"], "retentionDays": "30"}, "retentionDays: Input should be a valid"),
+        ({"hosts": ["h"], "purgeProtection": "false"}, "purgeProtection: Input should be a valid"),
+        ({"hosts": ["h"], "audience": ""}, "audience: String should have at least 1"),
+        ({"hosts": ["h"], "access": [{"keys": ["get"]}]}, "access[0].subject: Field required"),
+        (
+            {"hosts": ["h"], "access": [{"subject": "s", "keys": ["get", "export"]}]},
+            "access[0].keys: unknown keys permission(s): export",
+        ),
+        (
+            {"hosts": ["h"], "access": [{"subject": "s", "secrets": ["sign"]}]},
+            "access[0].secrets: unknown secrets permission(s): sign",
+        ),
+    ],
+)
+def test_a_bad_vault_body_names_the_field(body: dict[str, Any], words: str) -> None:
+    assert words in refused(wire.VaultSettings, body)
+
+
+def test_permissions_match_case_insensitively_and_keep_all() -> None:
+    grant = wire.AccessGrant.model_validate(
+        {"subject": "s", "keys": ["Sign", "WRAPKEY", "ALL"], "secrets": ["get"]}
+    )
+    assert grant.keys == ["sign", "wrapKey", "all"] and grant.secrets == ["get"]
+
+
+def test_json_that_is_not_an_object_is_refused() -> None:
+    for raw, words in ((b'{"hosts": ', "Invalid JSON"), (b"[1]", "Input should be an object")):
+        with pytest.raises(pydantic.ValidationError) as caught:
+            wire.VaultSettings.model_validate_json(raw)
+        assert words in wire.problems(caught.value)
+
+
+def test_what_is_set_is_what_is_sent() -> None:
+    """Unset optional fields stay off the wire; fields set to None are sent as null."""
+    settings = wire.VaultSettings(hosts=["A.example"], retention_days=7)
+    assert settings.wire() == {"hosts": ["a.example"], "retentionDays": 7}
+    body = wire.KeyCreate(kty="EC", crv="P-256", attributes=wire.NewAttributes(nbf=None))
+    assert body.wire() == {"kty": "EC", "crv": "P-256", "attributes": {"nbf": None}}
+    served = wire.ServedTls.model_validate({"dnsNames": ["a"], "notAfter": "2030-01-02T03:04:05Z"})
+    assert served.wire() == {"dnsNames": ["a"], "notAfter": "2030-01-02T03:04:05Z"}
+
+
+def test_a_pool_answer_of_the_wrong_shape_is_a_pool_error_not_a_bad_spec() -> None:
+    with pytest.raises(PoolApiError) as caught:
+        read_answer(wire.SecretState, {"name": "s", "versions": []})
+    assert caught.value.status == 502 and caught.value.code == "InvalidAnswer"
+    assert "id: Field required" in caught.value.message
+    assert "versions: List should have at least 1 item" in caught.value.message
 
 
 # --- layering -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api import management as wire
 from ..api.durations import InvalidDuration, parse_duration
 from ..api.vocabulary import KEY_OPS, family
 from ..builders.common import Owner
@@ -18,7 +19,7 @@ from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
 from .conditions import with_condition
 from .context import Context
 from .errors import InvalidSpec, PoolApiError, ReconcileError
-from .poolapi import VaultAddress
+from .poolapi import VaultAddress, read_answer
 from .vault import vault_address, vault_address_for_delete
 
 
@@ -64,26 +65,31 @@ class KeyState:
         return self.versions[-1]
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "KeyState":
+    def of(cls, answer: wire.KeyState) -> "KeyState":
         versions = tuple(
             KeyVersionState(
-                version=v["version"],
-                created=int(v["attributes"]["created"]),
-                enabled=bool(v["attributes"]["enabled"]),
-                nbf=v["attributes"].get("nbf"),
-                exp=v["attributes"].get("exp"),
-                key_ops=tuple(v.get("keyOps") or ()),
+                version=v.version,
+                created=v.attributes.created,
+                enabled=v.attributes.enabled,
+                nbf=v.attributes.nbf,
+                exp=v.attributes.exp,
+                key_ops=tuple(v.key_ops),
             )
-            for v in raw["versions"]
+            for v in answer.versions
         )
         return cls(
-            name=raw["name"],
-            owner=raw.get("owner"),
-            jwk=dict(raw.get("key") or {}),
+            name=answer.name,
+            owner=answer.owner,
+            jwk=dict(answer.key),
             versions=versions,
-            rotation_policy=raw.get("rotationPolicy"),
-            deleted=raw.get("deleted") is not None,
+            rotation_policy=answer.rotation_policy,
+            deleted=answer.deleted is not None,
         )
+
+    @classmethod
+    def parse(cls, raw: object) -> "KeyState":
+        """The key from the pool's answer, which must be a management API KeyState."""
+        return cls.of(read_answer(wire.KeyState, raw))
 
 
 # --- pure decisions ----------------------------------------------------------------------
@@ -127,22 +133,24 @@ def desired_key_ops(spec: KeySpec) -> tuple[str, ...]:
 
 
 def create_body(spec: KeySpec, now: int) -> dict[str, Any]:
-    """What the vault is asked to make: the key, with the spec's attributes from the start."""
-    body: dict[str, Any] = {"kty": spec.kty, "key_ops": list(desired_key_ops(spec))}
-    if family(spec.kty) == "EC":
-        body["crv"] = spec.curve or "P-256"
-    else:
-        body["key_size"] = spec.size or (256 if spec.kty == "oct-HSM" else 2048)
+    """What the vault is asked to make: the key, with the spec's attributes from the start
+    (the management API's KeyCreate, without the owner the pool client adds)."""
     expires = _timestamp(spec.expires)
     policy = spec.rotation_policy
     if policy is not None and policy.expiry_time is not None:
         expires = now + duration_seconds(policy.expiry_time)
-    body["attributes"] = {
-        "enabled": spec.enabled,
-        "nbf": _timestamp(spec.not_before),
-        "exp": expires,
-    }
-    return body
+    attributes = wire.NewAttributes(
+        enabled=spec.enabled, nbf=_timestamp(spec.not_before), exp=expires
+    )
+    key_ops = list(desired_key_ops(spec))
+    if family(spec.kty) == "EC":
+        body = wire.KeyCreate(
+            kty=spec.kty, crv=spec.curve or "P-256", key_ops=key_ops, attributes=attributes
+        )
+    else:
+        size = spec.size or (256 if spec.kty == "oct-HSM" else 2048)
+        body = wire.KeyCreate(kty=spec.kty, key_size=size, key_ops=key_ops, attributes=attributes)
+    return body.wire()
 
 
 def check_owner(state: KeyState, uid: str, vault: str) -> None:
