@@ -1,24 +1,14 @@
 """The one entry point: `strongroom <role>`."""
 
 import argparse
-import logging
 import os
 import socket
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, logs
 
 DEV_STATE = Path.home() / ".cache" / "strongroom" / "dev"
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-        '"message":"%(message)s"}',
-        stream=sys.stderr,
-    )
 
 
 def _hsm(args: argparse.Namespace) -> None:
@@ -322,7 +312,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    _logging(args.log_level)
+    logs.configure(args.log_level)
     try:
         args.run(args)
     except KeyboardInterrupt:

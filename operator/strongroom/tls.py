@@ -144,12 +144,6 @@ class ServedCertificate:
     dns_names: tuple[str, ...]
     not_after: datetime.datetime
 
-    def raw(self) -> dict[str, object]:
-        return {
-            "dnsNames": list(self.dns_names),
-            "notAfter": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-
 
 class ServerTls:
     """A vault server's TLS: its certificate, replaceable while it runs, and client certificates

@@ -253,3 +253,95 @@ def test_a_rotation_is_refused_clearly_when_it_cannot_be_made(dev: DevServer) ->
     assert status == 409 and refused["error"]["code"] == "SecretDeleted"
     status, state = manage(dev, "GET", f"{base}/secrets/refused")
     assert status == 200 and [v["version"] for v in state["versions"]] == [current]
+
+
+CANARY = "canary-5e0d-never-in-an-error"
+
+
+@pytest.mark.parametrize(
+    "path,body,words",
+    [
+        ("/vaults/bad", {"hosts": ["h"], "retentionDays": "30"}, "retentionDays: Input should be"),
+        (
+            "/vaults/bad",
+            {"hosts": ["h"], "access": [{"subject": "s", "keys": ["export"]}]},
+            "access[0].keys: unknown keys permission(s): export",
+        ),
+        ("/vaults/dev/keys/k", {"kty": "EC"}, "owner: Field required"),
+        ("/vaults/dev/keys/k", {"owner": "u", "kty": "RSA", "key_size": "2k"}, "key_size:"),
+        ("/vaults/dev/keys/k", {"owner": "u", "kty": "XX"}, "'kty' must be one of"),
+        ("/vaults/dev/secrets/s", {"owner": "u"}, "'value' or 'generate'"),
+        ("/vaults/dev/secrets/s", {"owner": "u", "value": CANARY, "generate": {}}, "'generate'"),
+        ("/vaults/dev/secrets/s", {"owner": 7, "value": CANARY}, "owner: Input should be"),
+        ("/vaults/dev/secrets/s", {"owner": "u", "generate": {"length": 8}}, "generate.length:"),
+        ("/vaults/dev/secrets/s", {"owner": "u", "generate": {"encoding": "x"}}, "encoding:"),
+        ("/tls", {"certificate": "PEM"}, "privateKey: Field required"),
+        ("/vaults/dev/secrets/s", [CANARY], "Input should be an object"),
+    ],
+)
+def test_a_bad_body_is_a_400_that_names_the_field(
+    dev: DevServer, path: str, body: Any, words: str
+) -> None:
+    status, answer = manage(dev, "PUT", f"/_strongroom/v1{path}", body)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "BadParameter"
+    assert words in answer["error"]["message"]
+    assert CANARY not in answer["error"]["message"]
+
+
+def test_a_body_that_is_not_json_is_a_400(dev: DevServer) -> None:
+    request = urllib.request.Request(  # noqa: S310
+        dev.url + "/_strongroom/v1/vaults/dev/secrets/s",
+        f'{{"owner": "u", "value": "{CANARY}"'.encode(),
+        {"Content-Type": "application/json"},
+        method="PUT",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, context=dev.admin_context(), timeout=30)  # noqa: S310
+    assert caught.value.code == 400
+    message = json.loads(caught.value.read())["error"]["message"]
+    assert "Invalid JSON" in message and CANARY not in message
+
+
+def test_the_answers_keep_their_shape(dev: DevServer) -> None:
+    """The fields of each answer, as the operator has always read them."""
+    status, health = manage(dev, "GET", "/_strongroom/v1/health")
+    assert status == 200 and set(health) == {"status", "hsmPlatform", "vaults"}
+    status, tls = manage(dev, "GET", "/_strongroom/v1/tls")
+    assert status == 200 and set(tls) == {"dnsNames", "notAfter"}
+    assert tls["notAfter"].endswith("Z") and len(tls["notAfter"]) == len("2030-01-01T00:00:00Z")
+    status, vaults = manage(dev, "GET", "/_strongroom/v1/vaults")
+    assert status == 200 and set(vaults) == {"value"}
+    [served] = [v for v in vaults["value"] if v["name"] == "dev"]
+    assert set(served) == {"name", "hosts", "access", "retentionDays", "purgeProtection"}
+    assert set(served["access"][0]) == {"subject", "keys", "secrets"}
+    owner = "uid-shape"
+    status, key = manage(
+        dev,
+        "PUT",
+        "/_strongroom/v1/vaults/dev/keys/shape",
+        {"owner": owner, "kty": "EC-HSM", "crv": "P-256", "attributes": {"nbf": None}},
+    )
+    assert status == 201, key
+    assert set(key) == {"name", "owner", "key", "versions", "rotationPolicy", "deleted"}
+    assert key["owner"] == owner and key["rotationPolicy"] is None and key["deleted"] is None
+    [version] = key["versions"]
+    assert set(version) == {"version", "keyOps", "attributes"}
+    assert {"enabled", "created", "updated", "recoveryLevel"} <= set(version["attributes"])
+    assert version["attributes"]["exportable"] is False  # passed on as the data plane has it
+    status, again = manage(
+        dev, "PUT", "/_strongroom/v1/vaults/dev/keys/shape", {"owner": owner, "kty": "EC-HSM"}
+    )
+    assert status == 200 and again["versions"] == key["versions"]
+    status, secret = manage(
+        dev,
+        "PUT",
+        "/_strongroom/v1/vaults/dev/secrets/shape",
+        {"owner": owner, "generate": {"length": 16, "encoding": "hex"}, "contentType": "text/x"},
+    )
+    assert status == 201, secret
+    assert set(secret) == {"name", "owner", "id", "contentType", "versions", "deleted"}
+    assert secret["contentType"] == "text/x" and secret["deleted"] is None
+    assert set(secret["versions"][0]) == {"version", "created", "enabled"}
+    status, value = call(dev, "GET", "/secrets/shape?api-version=7.5", dev.token)
+    assert status == 200 and len(value["value"]) == 32  # 16 bytes in hex

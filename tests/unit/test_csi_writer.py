@@ -42,12 +42,15 @@ def test_writing_the_same_payload_twice_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_removed_objects_disappear_and_old_generations_are_collected(tmp_path: Path) -> None:
-    write_payload(tmp_path, payload(1))
-    write_payload(tmp_path, payload(2))
-    write_payload(tmp_path, {"a": File(b"only a")})
+    written = []
+    for files in (payload(1), payload(2), {"a": File(b"only a")}):
+        assert write_payload(tmp_path, files) is True
+        written.append(os.readlink(tmp_path / DATA))
+    assert len(set(written)) == 3  # each write made a generation of its own
     assert sorted(e for e in os.listdir(tmp_path) if not e.startswith("..")) == ["a"]
     generations = [e for e in os.listdir(tmp_path) if e.startswith("..") and e != DATA]
-    assert len(generations) <= 2  # the current one and the one before
+    # Exactly the current one and the one before; the first is collected.
+    assert sorted(generations) == sorted(written[1:])
 
 
 @pytest.mark.parametrize("plant", ["symlink-out", "regular-file", "data-escape", "fake-gen-link"])

@@ -178,7 +178,7 @@ class PoolDouble:
             "name": name,
             "owner": owner,
             "id": f"https://{vault.host}/secrets/{name}/a",
-            "versions": [{"version": "a"}],
+            "versions": [{"version": "a", "created": 1_800_000_000, "enabled": True}],
             "deleted": None,
         }
 

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..api.durations import DAYS_OR_MORE_PATTERN
+from ..api.vocabulary import KeyOperation
 from .base import (
     KEY_VAULT_NAME_MESSAGE,
     KEY_VAULT_NAME_RULE,
@@ -19,13 +21,12 @@ from .base import (
 KeyType = Literal["RSA", "RSA-HSM", "EC", "EC-HSM", "oct-HSM"]
 KeySize = Literal[2048, 3072, 4096, 128, 192, 256]
 Curve = Literal["P-256", "P-384", "P-521"]
-KeyOperation = Literal["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
 
 RSA_SIZES = (2048, 3072, 4096)
 OCT_SIZES = (128, 192, 256)
 
 # An ISO 8601 duration of days or more, as Key Vault rotation policies take (P90D, P1Y2M).
-DURATION_PATTERN = r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$"
+DURATION_PATTERN = DAYS_OR_MORE_PATTERN
 
 
 class RotationPolicy(Model):

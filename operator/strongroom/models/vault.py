@@ -4,32 +4,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..api.vocabulary import KeyPermission, SecretPermission
 from .base import HasConditions, LocalRef, Model, immutable, rule, rules
 
-KeyPermission = Literal[
-    "all",
-    "get",
-    "list",
-    "update",
-    "create",
-    "delete",
-    "recover",
-    "purge",
-    "backup",
-    "restore",
-    "encrypt",
-    "decrypt",
-    "sign",
-    "verify",
-    "wrapKey",
-    "unwrapKey",
-    "rotate",
-    "getrotationpolicy",
-    "setrotationpolicy",
-]
-SecretPermission = Literal[
-    "all", "get", "list", "set", "delete", "recover", "purge", "backup", "restore"
-]
+# As the vault takes them: its permissions, or "all" for every one of a kind.
+KeyGrant = Literal["all", KeyPermission]
+SecretGrant = Literal["all", SecretPermission]
 Role = Literal[
     "Administrator",
     "CryptoOfficer",
@@ -85,12 +65,12 @@ class AccessEntry(Model):
         "SecretsUser (read secrets), Reader (see keys and secrets, not secret values).",
         max_length=6,
     )
-    keys: list[KeyPermission] | None = Field(
+    keys: list[KeyGrant] | None = Field(
         None,
         description="Key permissions granted besides the roles ('all' for every one).",
         max_length=20,
     )
-    secrets: list[SecretPermission] | None = Field(
+    secrets: list[SecretGrant] | None = Field(
         None,
         description="Secret permissions granted besides the roles ('all' for every one).",
         max_length=10,

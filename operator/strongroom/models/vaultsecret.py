@@ -1,10 +1,11 @@
 """VaultSecret: a secret in a vault, with versions. Its value is never in the resource."""
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 
+from ..api.durations import MINUTES_OR_MORE_PATTERN
+from ..api.vocabulary import SecretEncoding
 from .base import (
     KEY_VAULT_NAME_MESSAGE,
     KEY_VAULT_NAME_RULE,
@@ -17,9 +18,9 @@ from .base import (
 )
 
 # An ISO 8601 duration of whole minutes or more: P30D, P1Y, PT12H, P1DT6H, PT5M.
-ROTATE_AFTER_PATTERN = r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?)?$"
+ROTATE_AFTER_PATTERN = MINUTES_OR_MORE_PATTERN
 
-Encoding = Literal["base64", "hex", "alphanumeric"]
+Encoding = SecretEncoding
 
 
 class GenerateSource(Model):

@@ -12,11 +12,13 @@ from typing import Any
 
 from cryptography import x509
 
+from ..api import management as wire
 from ..builders.pool import Pool, build_tls_secret
 from ..models import API_VERSION
 from ..tls import Issued, issue_server_cert
 from .context import Context
 from .owned import apply_owned
+from .poolapi import read_answer
 
 RENEW_BEFORE = datetime.timedelta(days=30)
 
@@ -122,17 +124,11 @@ async def ensure_certificate(ctx: Context, pool: Pool) -> Certificate:
     )
 
 
-def serves(answer: dict[str, Any], certificate: Certificate) -> bool:
+def serves(answer: wire.ServedTls, certificate: Certificate) -> bool:
     """Pure: whether a pool's GET /tls answer is this certificate (same names, same expiry)."""
-    try:
-        not_after = datetime.datetime.fromisoformat(str(answer["notAfter"]))
-    except (KeyError, ValueError):
-        return False
-    names = answer.get("dnsNames")
     return (
-        isinstance(names, list)
-        and sorted(names) == sorted(certificate.hosts)
-        and not_after == certificate.not_after
+        sorted(answer.dns_names) == sorted(certificate.hosts)
+        and answer.not_after == certificate.not_after
     )
 
 
@@ -140,8 +136,8 @@ async def serve_certificate(ctx: Context, pool: Pool, certificate: Certificate) 
     """Push the certificate to the running pool unless it serves it already; returns the
     names the pool serves afterwards. The pod reads the Secret when it starts; a running pod
     gets a new certificate only this way."""
-    answer = await ctx.pools.get_tls(pool.endpoint)
+    answer = read_answer(wire.ServedTls, await ctx.pools.get_tls(pool.endpoint))
     if not serves(answer, certificate):
         await ctx.pools.put_tls(pool.endpoint, certificate.cert_pem, certificate.key_pem)
-        answer = await ctx.pools.get_tls(pool.endpoint)
-    return [str(name) for name in answer.get("dnsNames") or []]
+        answer = read_answer(wire.ServedTls, await ctx.pools.get_tls(pool.endpoint))
+    return answer.dns_names

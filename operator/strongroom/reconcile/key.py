@@ -6,32 +6,21 @@ makes it only when no key of that name exists, so a re-run (or an operator
 killed between the HSM's create and the status write) finds the key it made.
 """
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api import management as wire
+from ..api.durations import InvalidDuration, parse_duration
+from ..api.vocabulary import KEY_OPS, family
 from ..builders.common import Owner
 from ..models import KeySpec, KeyStatus
 from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
 from .conditions import with_condition
 from .context import Context
 from .errors import InvalidSpec, PoolApiError, ReconcileError
-from .poolapi import VaultAddress
+from .poolapi import VaultAddress, read_answer
 from .vault import vault_address, vault_address_for_delete
-
-# What each family of key may do; the vault's default when spec.keyOps is unset.
-KEY_OPS = {
-    "RSA": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
-    "EC": ("sign", "verify"),
-    "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
-}
-DAY = 86400
-_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
-
-
-def family(kty: str) -> str:
-    return kty.removesuffix("-HSM")
 
 
 def key_name(owner: Owner, spec: KeySpec) -> str:
@@ -39,13 +28,11 @@ def key_name(owner: Owner, spec: KeySpec) -> str:
 
 
 def duration_seconds(text: str) -> int:
-    """Seconds in a duration as the spec takes it (P90D, P1Y2M; a month is 30 days, as the
-    vault counts it)."""
-    match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        raise InvalidSpec(f"{text!r} is not an ISO 8601 duration of days or more, such as P90D")
-    years, months, weeks, days = (int(part or 0) for part in match.groups())
-    return ((years * 365) + (months * 30) + (weeks * 7) + days) * DAY
+    """Seconds in a duration of the spec, counted as the vault counts them."""
+    try:
+        return parse_duration(text)
+    except InvalidDuration as exc:
+        raise InvalidSpec(str(exc)) from None
 
 
 def _timestamp(moment: datetime | None) -> int | None:
@@ -78,26 +65,31 @@ class KeyState:
         return self.versions[-1]
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "KeyState":
+    def of(cls, answer: wire.KeyState) -> "KeyState":
         versions = tuple(
             KeyVersionState(
-                version=v["version"],
-                created=int(v["attributes"]["created"]),
-                enabled=bool(v["attributes"]["enabled"]),
-                nbf=v["attributes"].get("nbf"),
-                exp=v["attributes"].get("exp"),
-                key_ops=tuple(v.get("keyOps") or ()),
+                version=v.version,
+                created=v.attributes.created,
+                enabled=v.attributes.enabled,
+                nbf=v.attributes.nbf,
+                exp=v.attributes.exp,
+                key_ops=tuple(v.key_ops),
             )
-            for v in raw["versions"]
+            for v in answer.versions
         )
         return cls(
-            name=raw["name"],
-            owner=raw.get("owner"),
-            jwk=dict(raw.get("key") or {}),
+            name=answer.name,
+            owner=answer.owner,
+            jwk=dict(answer.key),
             versions=versions,
-            rotation_policy=raw.get("rotationPolicy"),
-            deleted=raw.get("deleted") is not None,
+            rotation_policy=answer.rotation_policy,
+            deleted=answer.deleted is not None,
         )
+
+    @classmethod
+    def parse(cls, raw: object) -> "KeyState":
+        """The key from the pool's answer, which must be a management API KeyState."""
+        return cls.of(read_answer(wire.KeyState, raw))
 
 
 # --- pure decisions ----------------------------------------------------------------------
@@ -141,22 +133,24 @@ def desired_key_ops(spec: KeySpec) -> tuple[str, ...]:
 
 
 def create_body(spec: KeySpec, now: int) -> dict[str, Any]:
-    """What the vault is asked to make: the key, with the spec's attributes from the start."""
-    body: dict[str, Any] = {"kty": spec.kty, "key_ops": list(desired_key_ops(spec))}
-    if family(spec.kty) == "EC":
-        body["crv"] = spec.curve or "P-256"
-    else:
-        body["key_size"] = spec.size or (256 if spec.kty == "oct-HSM" else 2048)
+    """What the vault is asked to make: the key, with the spec's attributes from the start
+    (the management API's KeyCreate, without the owner the pool client adds)."""
     expires = _timestamp(spec.expires)
     policy = spec.rotation_policy
     if policy is not None and policy.expiry_time is not None:
         expires = now + duration_seconds(policy.expiry_time)
-    body["attributes"] = {
-        "enabled": spec.enabled,
-        "nbf": _timestamp(spec.not_before),
-        "exp": expires,
-    }
-    return body
+    attributes = wire.NewAttributes(
+        enabled=spec.enabled, nbf=_timestamp(spec.not_before), exp=expires
+    )
+    key_ops = list(desired_key_ops(spec))
+    if family(spec.kty) == "EC":
+        body = wire.KeyCreate(
+            kty=spec.kty, crv=spec.curve or "P-256", key_ops=key_ops, attributes=attributes
+        )
+    else:
+        size = spec.size or (256 if spec.kty == "oct-HSM" else 2048)
+        body = wire.KeyCreate(kty=spec.kty, key_size=size, key_ops=key_ops, attributes=attributes)
+    return body.wire()
 
 
 def check_owner(state: KeyState, uid: str, vault: str) -> None:

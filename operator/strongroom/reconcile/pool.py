@@ -5,6 +5,7 @@ import secrets
 
 import aiohttp
 
+from ..api import management as wire
 from ..builders.common import MANAGED_BY
 from ..builders.pool import (
     COMPONENT,
@@ -20,6 +21,7 @@ from .conditions import with_condition
 from .context import Context
 from .errors import ImageNotAllowed, NotReady, PoolApiError
 from .owned import apply_owned, create_owned, delete_owned
+from .poolapi import read_answer
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -48,7 +50,7 @@ async def reconcile_pool(
         }
     )
     try:
-        health = await ctx.pools.health(pool.endpoint)
+        health = read_answer(wire.Health, await ctx.pools.health(pool.endpoint))
     except (PoolApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise PoolStarting(
             base.model_copy(
@@ -70,7 +72,7 @@ async def reconcile_pool(
     return base.model_copy(
         update={
             "phase": "Ready",
-            "hsm_platform": str(health.get("hsmPlatform", "")) or None,
+            "hsm_platform": health.hsm_platform or None,
             "conditions": with_condition(
                 status.conditions, "Ready", True, "PoolReady", "The pool's HSM answers.", generation
             ),

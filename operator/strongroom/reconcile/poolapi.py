@@ -4,14 +4,17 @@ import json
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import ValidationError
 
+from ..api import management as wire
+from ..api.management import PREFIX
 from ..tls import OPERATOR_CLIENT_NAME, Issued, issue_client_cert, load_cert_chain_pem
 from .errors import PoolApiError
 
-PREFIX = "/_strongroom/v1"
+Answer = TypeVar("Answer", bound=wire.WireModel)
 API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
 CLIENT_CERT_DAYS = 30
 
@@ -73,13 +76,18 @@ class PoolApi:
             ssl=self._ssl,
         ) as response:
             raw = await response.read()
-            answer = json.loads(raw) if raw else None
             if response.status >= 300:
-                error = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
+                try:
+                    error = wire.ErrorBody.model_validate_json(raw).error
+                except ValidationError:  # not the pool's answer: a proxy's, or none
+                    error = wire.ErrorDetail()
+                raise PoolApiError(response.status, error.code, error.message)
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError:
                 raise PoolApiError(
-                    response.status, str(error.get("code", "")), str(error.get("message", ""))
-                )
-            return answer
+                    502, "InvalidAnswer", f"{method} {url.split('?')[0]} answered no JSON"
+                ) from None
 
     async def health(self, endpoint: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", endpoint, "/health")
@@ -93,12 +101,8 @@ class PoolApi:
 
     async def put_tls(self, endpoint: str, certificate_pem: str, private_key_pem: str) -> None:
         """Make the pool serve this certificate from its next handshake on."""
-        await self._call(
-            "PUT",
-            endpoint,
-            "/tls",
-            {"certificate": certificate_pem, "privateKey": private_key_pem},
-        )
+        update = wire.TlsUpdate(certificate=certificate_pem, private_key=private_key_pem)
+        await self._call("PUT", endpoint, "/tls", update.wire())
 
     async def get_tls(self, endpoint: str) -> dict[str, Any]:
         """What the pool's certificate names (`dnsNames`) and its `notAfter`."""
@@ -179,3 +183,16 @@ class PoolApi:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def read_answer(model: type[Answer], raw: object) -> Answer:
+    """A pool's answer as the management API model it must be. One that is not fails as a
+    pool error (retried), never as an invalid spec: the spec is not what is wrong."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise PoolApiError(
+            502,
+            "InvalidAnswer",
+            f"The pool's answer is not a {model.__name__}: {wire.problems(exc)}",
+        ) from None

@@ -16,17 +16,19 @@ operator saw, so a retried or concurrent rotation makes one version, not two.
 
 import base64
 import binascii
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ..api import management as wire
+from ..api.durations import InvalidDuration, parse_duration
 from ..builders.common import Owner
 from ..models import VaultSecretSpec, VaultSecretStatus
 from .conditions import with_condition
 from .context import Context
 from .errors import ImportNotAllowed, InvalidSpec, NotReady
+from .poolapi import read_answer
 from .vault import vault_address, vault_address_for_delete
 
 
@@ -46,16 +48,20 @@ class SecretState:
         return self.versions[-1]
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "SecretState":
-        created = raw["versions"][-1].get("created") if raw["versions"] else None
+    def of(cls, answer: wire.SecretState) -> "SecretState":
         return cls(
-            name=raw["name"],
-            owner=raw.get("owner"),
-            id=raw["id"],
-            versions=tuple(v["version"] for v in raw["versions"]),
-            deleted=raw.get("deleted") is not None,
-            current_created=created if isinstance(created, int) else None,
+            name=answer.name,
+            owner=answer.owner,
+            id=answer.id,
+            versions=tuple(v.version for v in answer.versions),
+            deleted=answer.deleted is not None,
+            current_created=answer.versions[-1].created,
         )
+
+    @classmethod
+    def parse(cls, raw: object) -> "SecretState":
+        """The secret from the pool's answer, which must be a management API SecretState."""
+        return cls.of(read_answer(wire.SecretState, raw))
 
 
 def secret_name(owner: Owner, spec: VaultSecretSpec) -> str:
@@ -75,16 +81,25 @@ def source_of(spec: VaultSecretSpec) -> Source:
     return "external"
 
 
+def create_body(spec: VaultSecretSpec, value: str | None = None) -> dict[str, Any]:
+    """What the vault is asked to set: `value`, or one it generates from its HSM (the
+    management API's SecretCreate, without the owner the pool client adds)."""
+    generate = spec.source.generate
+    if value is not None:
+        body = wire.SecretCreate(value=value)
+    else:
+        assert generate is not None
+        body = wire.SecretCreate(
+            generate=wire.SecretGenerate(length=generate.length, encoding=generate.encoding)
+        )
+    if spec.content_type is not None:
+        body = body.model_copy(update={"content_type": spec.content_type})
+    return body.wire()
+
+
 def generate_body(spec: VaultSecretSpec) -> dict[str, Any]:
     """What the vault is asked to make; it draws the value from its HSM."""
-    generate = spec.source.generate
-    assert generate is not None
-    body: dict[str, Any] = {
-        "generate": {"length": generate.length, "encoding": generate.encoding},
-    }
-    if spec.content_type is not None:
-        body["contentType"] = spec.content_type
-    return body
+    return create_body(spec)
 
 
 ALLOW_IMPORT = "strongroom.io/allow-import"
@@ -144,25 +159,16 @@ def check_owner(state: SecretState, uid: str, spec: VaultSecretSpec, vault: str)
         )
 
 
-_ROTATE_AFTER = re.compile(
-    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?"
-)
-MINUTE, HOUR, DAY = 60, 3600, 86400
+MINUTE = 60
 
 
 def rotate_after_seconds(text: str) -> int:
-    """Seconds in spec.rotation.rotateAfter (P30D, PT12H, P1DT6H, PT5M; a month is 30 days,
-    a year 365, as the vault counts them)."""
-    match = _ROTATE_AFTER.fullmatch(text)
-    if match is None or not any(match.groups()):
-        raise InvalidSpec(
-            f"spec.rotation.rotateAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"
-        )
-    years, months, weeks, days, hours, minutes = (int(part or 0) for part in match.groups())
-    total = (years * 365 + months * 30 + weeks * 7 + days) * DAY + hours * HOUR + minutes * MINUTE
-    if total < MINUTE:
-        raise InvalidSpec(f"spec.rotation.rotateAfter {text!r} is shorter than a minute")
-    return total
+    """Seconds in spec.rotation.rotateAfter (P30D, PT12H, P1DT6H, PT5M), counted as the
+    vault counts durations; a minute at least."""
+    try:
+        return parse_duration(text, at_least=MINUTE)
+    except InvalidDuration as exc:
+        raise InvalidSpec(f"spec.rotation.rotateAfter: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -246,9 +252,7 @@ async def reconcile_secret(
             assert selector is not None
             found = await ctx.kube.get("v1", "Secret", owner.namespace, selector.name)
             allowed = allowed_source(found, owner.name, selector.name)
-            body = {"value": imported_value(allowed, spec)}
-            if spec.content_type is not None:
-                body["contentType"] = spec.content_type
+            body = create_body(spec, imported_value(allowed, spec))
         raw = await ctx.pools.create_secret(vault, name, owner.uid, body)
     state = SecretState.parse(raw)
     check_owner(state, owner.uid, spec, vault.vault)

@@ -4,6 +4,8 @@ pool, and its names in the pool's certificate."""
 import time
 from typing import Any
 
+from ..api import management as wire
+from ..api.vocabulary import ALL
 from ..builders.common import Owner
 from ..builders.pool import Pool, build_vault_service, vault_hosts, vault_uri
 from ..models import API_VERSION, AccessEntry, HsmPoolSpec, VaultSpec, VaultStatus
@@ -16,13 +18,13 @@ from .poolapi import VaultAddress
 
 # Built-in roles, after Azure Key Vault's RBAC roles of the same names.
 ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Administrator": (("all",), ("all",)),
-    "CryptoOfficer": (("all",), ()),
+    "Administrator": ((ALL,), (ALL,)),
+    "CryptoOfficer": ((ALL,), ()),
     "CryptoUser": (
         ("get", "list", "encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
         (),
     ),
-    "SecretsOfficer": ((), ("all",)),
+    "SecretsOfficer": ((), (ALL,)),
     "SecretsUser": ((), ("get", "list")),
     "Reader": (("get", "list", "getrotationpolicy"), ("list",)),
 }
@@ -36,7 +38,7 @@ def subject(entry: AccessEntry, namespace: str) -> str:
     return entry.subject
 
 
-def access_list(spec: VaultSpec, namespace: str) -> list[dict[str, Any]]:
+def access_list(spec: VaultSpec, namespace: str) -> list[wire.AccessGrant]:
     """Pure: the Vault's access entries as the pool's management API takes them."""
     out = []
     for entry in spec.access:
@@ -46,21 +48,24 @@ def access_list(spec: VaultSpec, namespace: str) -> list[dict[str, Any]]:
             keys.update(ROLES[role][0])
             secrets.update(ROLES[role][1])
         out.append(
-            {"subject": subject(entry, namespace), "keys": sorted(keys), "secrets": sorted(secrets)}
+            wire.AccessGrant(
+                subject=subject(entry, namespace), keys=sorted(keys), secrets=sorted(secrets)
+            )
         )
     return out
 
 
 def vault_config(name: str, namespace: str, spec: VaultSpec) -> dict[str, Any]:
-    """Pure: what the operator PUTs to /_strongroom/v1/vaults/<name>. `audience`: a token
-    issued for the vault's own URI is good for this vault only, from any namespace."""
-    return {
-        "hosts": vault_hosts(name, namespace),
-        "audience": vault_uri(name, namespace),
-        "access": access_list(spec, namespace),
-        "retentionDays": spec.soft_delete.retention_days,
-        "purgeProtection": spec.soft_delete.purge_protection,
-    }
+    """Pure: what the operator PUTs to /_strongroom/v1/vaults/<name> (the management API's
+    VaultSettings). `audience`: a token issued for the vault's own URI is good for this vault
+    only, from any namespace."""
+    return wire.VaultSettings(
+        hosts=vault_hosts(name, namespace),
+        audience=vault_uri(name, namespace),
+        access=access_list(spec, namespace),
+        retention_days=spec.soft_delete.retention_days,
+        purge_protection=spec.soft_delete.purge_protection,
+    ).wire()
 
 
 async def _ready_pool(ctx: Context, vault: Owner, spec: VaultSpec) -> Pool:

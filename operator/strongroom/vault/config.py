@@ -5,43 +5,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api.management import AccessGrant, VaultBody, VaultSettings, problems
+from ..api.vocabulary import ALL, KEY_PERMISSIONS, SECRET_PERMISSIONS
+
 # The audience every vault of every pool accepts from its own namespace's ServiceAccounts:
 # what the CSI driver's token requests ask for.
 SHARED_AUDIENCE = "strongroom.io/vault"
-KEY_PERMISSIONS = frozenset(
-    {
-        "get",
-        "list",
-        "update",
-        "create",
-        "delete",
-        "recover",
-        "purge",
-        "backup",
-        "restore",
-        "encrypt",
-        "decrypt",
-        "sign",
-        "verify",
-        "wrapKey",
-        "unwrapKey",
-        "rotate",
-        "getrotationpolicy",
-        "setrotationpolicy",
-    }
-)
-SECRET_PERMISSIONS = frozenset(
-    {
-        "get",
-        "list",
-        "set",
-        "delete",
-        "recover",
-        "purge",
-        "backup",
-        "restore",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -53,28 +24,25 @@ class AccessEntry:
     secrets: frozenset[str] = frozenset()
 
     @classmethod
+    def of(cls, grant: AccessGrant) -> "AccessEntry":
+        """The grant with `all` spelled out as every permission this server knows."""
+        return cls(
+            grant.subject,
+            KEY_PERMISSIONS if ALL in grant.keys else frozenset(grant.keys),
+            SECRET_PERMISSIONS if ALL in grant.secrets else frozenset(grant.secrets),
+        )
+
+    @classmethod
     def parse(cls, raw: dict[str, Any]) -> "AccessEntry":
-        subject = raw.get("subject")
-        if not isinstance(subject, str) or not subject:
-            raise ValueError("every access entry needs a 'subject'")
-        keys = _permissions(raw.get("keys", []), KEY_PERMISSIONS, "keys")
-        secrets = _permissions(raw.get("secrets", []), SECRET_PERMISSIONS, "secrets")
-        return cls(subject, keys, secrets)
+        try:
+            return cls.of(AccessGrant.model_validate(raw))
+        except ValidationError as exc:
+            raise ValueError(f"invalid access entry: {problems(exc)}") from None
 
-    def raw(self) -> dict[str, Any]:
-        return {"subject": self.subject, "keys": sorted(self.keys), "secrets": sorted(self.secrets)}
-
-
-def _permissions(raw: object, allowed: frozenset[str], kind: str) -> frozenset[str]:
-    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-        raise ValueError(f"'{kind}' must be a list of permission names")
-    if "all" in raw:
-        return allowed
-    lowered = {p.lower(): p for p in allowed}
-    unknown = [p for p in raw if p.lower() not in lowered]
-    if unknown:
-        raise ValueError(f"unknown {kind} permission(s): {', '.join(sorted(unknown))}")
-    return frozenset(lowered[p.lower()] for p in raw)
+    def wire(self) -> AccessGrant:
+        return AccessGrant(
+            subject=self.subject, keys=sorted(self.keys), secrets=sorted(self.secrets)
+        )
 
 
 @dataclass(frozen=True)
@@ -91,43 +59,50 @@ class VaultConfig:
     audience: str | None = None
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "VaultConfig":
-        name = raw.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError("every vault needs a 'name'")
-        hosts = raw.get("hosts", [])
-        if not isinstance(hosts, list) or not hosts:
-            raise ValueError(f"vault {name!r} needs at least one host name in 'hosts'")
-        audience = raw.get("audience")
-        if audience is not None and (not isinstance(audience, str) or not audience):
-            raise ValueError(f"vault {name!r}: 'audience' must be a non-empty string")
-        retention = int(raw.get("retentionDays", 90))
-        if not 7 <= retention <= 90:
-            raise ValueError(f"vault {name!r}: retentionDays must be between 7 and 90")
+    def of(cls, name: str, settings: VaultSettings) -> "VaultConfig":
         return cls(
             name=name,
-            hosts=tuple(str(h).lower() for h in hosts),
-            access=tuple(AccessEntry.parse(a) for a in raw.get("access", [])),
-            retention_days=retention,
-            purge_protection=bool(raw.get("purgeProtection", False)),
-            challenge_resource=raw.get("challengeResource"),
-            audience=audience,
+            hosts=tuple(settings.hosts),
+            access=tuple(AccessEntry.of(grant) for grant in settings.access),
+            retention_days=settings.retention_days,
+            purge_protection=settings.purge_protection,
+            challenge_resource=settings.challenge_resource,
+            audience=settings.audience,
+        )
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> "VaultConfig":
+        """A vault as the management API's VaultBody has it (the shape `raw` writes)."""
+        try:
+            body = VaultBody.model_validate(raw)
+        except ValidationError as exc:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            which = f"vault {name!r}" if isinstance(name, str) and name else "a vault"
+            raise ValueError(f"{which}: {problems(exc)}") from None
+        return cls.of(body.name, body)
+
+    def wire(self) -> VaultBody:
+        """What the management API answers with and the pool keeps in the vault's token."""
+        optional = {
+            field: value
+            for field, value in (
+                ("challenge_resource", self.challenge_resource),
+                ("audience", self.audience),
+            )
+            if value is not None
+        }
+        return VaultBody(
+            name=self.name,
+            hosts=list(self.hosts),
+            access=[entry.wire() for entry in self.access],
+            retention_days=self.retention_days,
+            purge_protection=self.purge_protection,
+            **optional,
         )
 
     def raw(self) -> dict[str, Any]:
-        """The shape `parse` reads: what the management API takes, returns and persists."""
-        raw: dict[str, Any] = {
-            "name": self.name,
-            "hosts": list(self.hosts),
-            "access": [entry.raw() for entry in self.access],
-            "retentionDays": self.retention_days,
-            "purgeProtection": self.purge_protection,
-        }
-        if self.challenge_resource is not None:
-            raw["challengeResource"] = self.challenge_resource
-        if self.audience is not None:
-            raw["audience"] = self.audience
-        return raw
+        """The shape `parse` reads."""
+        return self.wire().wire()
 
     def permissions(self, subject: str, kind: str) -> frozenset[str]:
         granted: set[str] = set()

@@ -15,13 +15,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from ..api.vocabulary import KEY_OPS, family
 from ..hsm.errors import HsmError, KeyNotLoaded
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, VaultError, from_hsm
 from .objects import (
     CURVES,
     EC_ALGORITHM_CURVE,
-    KEY_OPS,
     KEY_TYPES,
     OCT_SIZES,
     OWNER_TAG,
@@ -32,10 +32,10 @@ from .objects import (
     KeyEntry,
     KeyVersion,
     check_tags,
-    family,
+    parse_duration,
     reserved_tags,
 )
-from .store import DAY, KEY_CACHE_ENTRIES, ObjectStore, guarded, stored
+from .store import KEY_CACHE_ENTRIES, ObjectStore, guarded, stored
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
     "256": hashes.SHA256(),
@@ -639,25 +639,3 @@ def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
             parse_duration(value)
         actions.append({"trigger": durations, "action": {"type": kind.capitalize()}})
     return actions
-
-
-def parse_duration(text: object) -> int:
-    """Seconds in an ISO 8601 duration such as P90D, P1Y2M or PT12H (a month is 30 days)."""
-    if not isinstance(text, str) or not text.startswith("P") or len(text) > 32:
-        raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
-    units = {"Y": 365 * DAY, "M": 30 * DAY, "W": 7 * DAY, "D": DAY}
-    time_units = {"H": 3600, "M": 60, "S": 1}
-    total, number, in_time = 0, "", False
-    for char in text[1:]:
-        if char == "T":
-            in_time = True
-        elif char.isdigit():
-            number += char
-        elif number and char in (time_units if in_time else units):
-            total += int(number) * (time_units if in_time else units)[char]
-            number = ""
-        else:
-            raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
-    if number or total <= 0:
-        raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
-    return total

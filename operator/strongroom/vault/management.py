@@ -6,14 +6,16 @@ no token a pool or a workload receives opens it. A vault's config is kept, seale
 pool's record storage, so the vault is served again after a restart.
 """
 
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from ..api import management as wire
+from ..api.management import PREFIX
 from ..hsm.errors import HsmError
 from ..tls import ServerTls
 from .app import DataPlane, Vault
@@ -23,13 +25,13 @@ from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized, V
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
 from .objects import Deletion, KeyEntry, SecretEntry, owner_of
-from .secrets import ENCODINGS
 
-PREFIX = "/_strongroom/v1"
 # A vault's name labels its PKCS#11 token (32 characters at most) and a Service (a DNS label).
 VAULT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,30}[a-z0-9])?")
 
-Handler = Callable[[web.Request, str], Awaitable[tuple[int, Any]]]
+Answer = tuple[int, wire.WireModel | None]
+Handler = Callable[[web.Request, str], Awaitable[Answer]]
+Body = TypeVar("Body", bound=wire.WireModel)
 
 
 class Management:
@@ -70,16 +72,15 @@ class Management:
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
             caller, name = "", request.match_info.get("name", "")
+            body: wire.WireModel | None
             try:
                 caller = await self._admin(request)
                 status, body = await handler(request, name)
-            except VaultError as exc:
-                status, body = exc.status, {"error": {"code": exc.code, "message": exc.message}}
-            except HsmError as exc:
-                error = from_hsm(exc)
-                status, body = (
-                    error.status,
-                    {"error": {"code": error.code, "message": error.message}},
+            except (VaultError, HsmError) as exc:
+                error = exc if isinstance(exc, VaultError) else from_hsm(exc)
+                status = error.status
+                body = wire.ErrorBody(
+                    error=wire.ErrorDetail(code=error.code, message=error.message)
                 )
             AuditRecord(
                 caller,
@@ -92,7 +93,7 @@ class Management:
             ).emit()
             if body is None:
                 return web.Response(status=status)
-            return web.json_response(body, status=status)
+            return web.json_response(body.wire(), status=status)
 
         return handle
 
@@ -111,49 +112,45 @@ class Management:
             )
         return admin.caller
 
-    async def health(self, request: web.Request, _: str) -> tuple[int, Any]:
+    async def health(self, request: web.Request, _: str) -> Answer:
         platform = await self.plane.hsm.platform()
-        return 200, {"status": "ok", "hsmPlatform": platform, "vaults": sorted(self.plane.vaults)}
+        return 200, wire.Health(
+            status="ok", hsm_platform=str(platform), vaults=sorted(self.plane.vaults)
+        )
 
-    async def get_tls(self, request: web.Request, _: str) -> tuple[int, Any]:
+    async def get_tls(self, request: web.Request, _: str) -> Answer:
         """What the certificate served to new connections names, and until when."""
         served = self.tls.served
         if served is None:
             raise NotFound("The server has no certificate.", code="CertificateNotFound")
-        return 200, served.raw()
+        return 200, wire.ServedTls(dns_names=list(served.dns_names), not_after=served.not_after)
 
-    async def put_tls(self, request: web.Request, _: str) -> tuple[int, Any]:
+    async def put_tls(self, request: web.Request, _: str) -> Answer:
         """Serve this certificate chain and key from the next handshake on (kept in memory
         only: the Secret mounted at start holds the same after the operator's update)."""
-        body = await _json_object(request)
-        certificate, key = body.get("certificate"), body.get("privateKey")
-        if not isinstance(certificate, str) or not isinstance(key, str):
-            raise BadParameter("Give 'certificate' (PEM chain) and 'privateKey' (PEM).")
+        body = await _body(request, wire.TlsUpdate)
         try:
-            self.tls.replace(certificate.encode(), key.encode())
+            self.tls.replace(body.certificate.encode(), body.private_key.encode())
         except ValueError as exc:
             raise BadParameter(f"The certificate is refused: {exc}.") from None
         return 204, None
 
-    async def list_vaults(self, request: web.Request, _: str) -> tuple[int, Any]:
-        return 200, {"value": [v.config.raw() for _, v in sorted(self.plane.vaults.items())]}
+    async def list_vaults(self, request: web.Request, _: str) -> Answer:
+        return 200, wire.VaultList(
+            value=[v.config.wire() for _, v in sorted(self.plane.vaults.items())]
+        )
 
-    async def get_vault(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def get_vault(self, request: web.Request, name: str) -> Answer:
         vault = self.plane.vaults.get(_vault_name(name))
         if vault is None:
             raise NotFound(f"No vault {name!r} is served by this pool.", code="VaultNotFound")
-        return 200, vault.config.raw()
+        return 200, vault.config.wire()
 
-    async def put_vault(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def put_vault(self, request: web.Request, name: str) -> Answer:
         """Create or update a vault: its token, hosts, access list and soft-delete rules."""
         name = _vault_name(name)
-        try:
-            body = json.loads(await request.read())
-            if not isinstance(body, dict):
-                raise ValueError("the body must be a JSON object")
-            config = VaultConfig.parse(body | {"name": name})
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise BadParameter(f"The vault's config is invalid: {exc}") from None
+        settings = await _body(request, wire.VaultSettings, "The vault's config is invalid")
+        config = VaultConfig.of(name, settings)
         current = self.plane.vaults.get(name)
         if current is not None:
             if current.config.purge_protection and not config.purge_protection:
@@ -166,9 +163,9 @@ class Management:
         # vault whose records are in the storage.
         await self.plane.serve_vault(config)
         await write_vault_config(self.plane.hsm, self.plane.storage, name, config.raw())
-        return (200 if current is not None else 201), config.raw()
+        return (200 if current is not None else 201), config.wire()
 
-    async def delete_vault(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def delete_vault(self, request: web.Request, name: str) -> Answer:
         """Stop serving a vault. Its token and keys stay: serving it again finds them."""
         name = _vault_name(name)
         if name in self.plane.vaults:
@@ -189,7 +186,7 @@ class Management:
             raise NotFound(f"No vault {name!r} is served by this pool.", code="VaultNotFound")
         return vault
 
-    async def get_key(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def get_key(self, request: web.Request, name: str) -> Answer:
         vault = self._served(name)
         key = check_name(request.match_info["object"], "key")
         entry = await vault.keys.find(key)
@@ -197,16 +194,16 @@ class Management:
             raise NotFound(f"No key {key} in vault {name}.", code="KeyNotFound")
         return 200, key_state(vault, entry)
 
-    async def put_key(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def put_key(self, request: web.Request, name: str) -> Answer:
         """Create the key for its owner unless it exists: 201 made now, 200 found."""
         vault = self._served(name)
         key = check_name(request.match_info["object"], "key")
-        body = await _json_object(request)
-        owner = _owner(body)
-        entry, created = await vault.keys.create_owned(key, owner, body)
+        body = await _body(request, wire.KeyPut)
+        create = body.model_dump(mode="json", exclude_unset=True, exclude={"owner"})
+        entry, created = await vault.keys.create_owned(key, body.owner, create)
         return (201 if created else 200), key_state(vault, entry)
 
-    async def get_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def get_secret(self, request: web.Request, name: str) -> Answer:
         vault = self._served(name)
         secret = check_name(request.match_info["object"], "secret")
         entry = await vault.secrets.find(secret)
@@ -214,49 +211,47 @@ class Management:
             raise NotFound(f"No secret {secret} in vault {name}.", code="SecretNotFound")
         return 200, secret_state(vault, entry)
 
-    async def put_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def put_secret(self, request: web.Request, name: str) -> Answer:
         """Set the secret for its owner unless it exists, from `value` or generated in the
         HSM (`generate`: length in bytes of randomness, encoding): 201 made now, 200 found."""
         vault = self._served(name)
         secret = check_name(request.match_info["object"], "secret")
-        body = await _json_object(request)
-        owner = _owner(body)
-        generate = body.pop("generate", None)
-        if generate is not None:
-            length, encoding = _generate_params(generate)
+        body = await _body(request, wire.SecretPut)
+        generate, given = body.generate, body.value
 
-            async def value() -> str:
-                return await vault.secrets.generate_value(length, encoding)
-        else:
-            given = body.get("value")
-            if not isinstance(given, str):
-                raise BadParameter("Give the secret's 'value' or 'generate'.")
+        async def value() -> str:
+            if generate is not None:
+                return await vault.secrets.generate_value(generate.length, generate.encoding)
+            assert given is not None  # SecretPut holds one of the two
+            return given
 
-            async def value() -> str:
-                return given
-
-        entry, created = await vault.secrets.set_owned(secret, owner, body, value)
+        fields = body.model_dump(
+            mode="json", by_alias=True, exclude_unset=True, exclude={"owner", "generate", "value"}
+        )
+        entry, created = await vault.secrets.set_owned(secret, body.owner, fields, value)
         return (201 if created else 200), secret_state(vault, entry)
 
-    async def rotate_secret(self, request: web.Request, name: str) -> tuple[int, Any]:
+    async def rotate_secret(self, request: web.Request, name: str) -> Answer:
         """Give the owner's generated secret a new version from the HSM's random number
         generator, if its current version is still `ifCurrentVersion`: 201 made now, 200 not
         (the current version is another one, e.g. a retry of a rotation that was made)."""
         vault = self._served(name)
         secret = check_name(request.match_info["object"], "secret")
-        body = await _json_object(request)
-        owner = _owner(body)
-        if_current = body.pop("ifCurrentVersion", None)
-        if not isinstance(if_current, str) or not if_current:
-            raise BadParameter("'ifCurrentVersion' (the version to rotate away from) is required.")
-        if "value" in body:
-            raise BadParameter("A rotation is generated in the HSM: give 'generate', not 'value'.")
-        length, encoding = _generate_params(body.pop("generate", None))
+        body = await _body(request, wire.SecretRotate)
+        generate = body.generate
 
         async def value() -> str:
-            return await vault.secrets.generate_value(length, encoding)
+            return await vault.secrets.generate_value(generate.length, generate.encoding)
 
-        entry, rotated = await vault.secrets.rotate_owned(secret, owner, if_current, body, value)
+        fields = body.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_unset=True,
+            exclude={"owner", "if_current_version", "generate"},
+        )
+        entry, rotated = await vault.secrets.rotate_owned(
+            secret, body.owner, body.if_current_version, fields, value
+        )
         return (201 if rotated else 200), secret_state(vault, entry)
 
 
@@ -265,79 +260,64 @@ def base_url(vault: Vault) -> str:
     return f"https://{vault.config.hosts[0]}"
 
 
-def _deletion(deletion: Deletion | None) -> dict[str, int] | None:
+def _deletion(deletion: Deletion | None) -> wire.Deletion | None:
     if deletion is None:
         return None
-    return {
-        "deletedDate": deletion.deleted_date,
-        "scheduledPurgeDate": deletion.scheduled_purge_date,
-    }
+    return wire.Deletion(
+        deleted_date=deletion.deleted_date, scheduled_purge_date=deletion.scheduled_purge_date
+    )
 
 
-def key_state(vault: Vault, entry: KeyEntry) -> dict[str, Any]:
+def key_state(vault: Vault, entry: KeyEntry) -> wire.KeyState:
     """A key as the operator sees it: owner, versions oldest first, the current public JWK,
     the rotation policy and whether it is deleted."""
     base, store = base_url(vault), vault.keys
     current = entry.current
-    return {
-        "name": entry.name,
-        "owner": owner_of(entry.versions[0].tags),
-        "key": current.jwk(store.kid(base, entry, current)),
-        "versions": [
-            {
-                "version": v.version,
-                "keyOps": list(v.key_ops),
-                "attributes": store.item(base, entry, v)["attributes"],
-            }
+    return wire.KeyState(
+        name=entry.name,
+        owner=owner_of(entry.versions[0].tags),
+        key=current.jwk(store.kid(base, entry, current)),
+        versions=[
+            wire.KeyVersionState(
+                version=v.version,
+                key_ops=list(v.key_ops),
+                attributes=wire.ObjectAttributes.model_validate(
+                    store.item(base, entry, v)["attributes"]
+                ),
+            )
             for v in entry.versions
         ],
-        "rotationPolicy": entry.rotation_policy,
-        "deleted": _deletion(entry.deletion),
-    }
+        rotation_policy=entry.rotation_policy,
+        deleted=_deletion(entry.deletion),
+    )
 
 
-def secret_state(vault: Vault, entry: SecretEntry) -> dict[str, Any]:
+def secret_state(vault: Vault, entry: SecretEntry) -> wire.SecretState:
     """A secret as the operator sees it: never its value."""
     base = base_url(vault)
-    return {
-        "name": entry.name,
-        "owner": owner_of(entry.versions[0].tags),
-        "id": f"{base}/secrets/{entry.name}/{entry.versions[-1].version}",
-        "contentType": entry.versions[-1].content_type,
-        "versions": [
-            {"version": v.version, "created": v.attributes.created, "enabled": v.attributes.enabled}
+    return wire.SecretState(
+        name=entry.name,
+        owner=owner_of(entry.versions[0].tags),
+        id=f"{base}/secrets/{entry.name}/{entry.versions[-1].version}",
+        content_type=entry.versions[-1].content_type,
+        versions=[
+            wire.SecretVersionState(
+                version=v.version, created=v.attributes.created, enabled=v.attributes.enabled
+            )
             for v in entry.versions
         ],
-        "deleted": _deletion(entry.deletion),
-    }
+        deleted=_deletion(entry.deletion),
+    )
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def _body(
+    request: web.Request, model: type[Body], invalid: str = "The request body is invalid"
+) -> Body:
+    """The request's body as `model`; a 400 that names each wrong field otherwise."""
     try:
-        body = json.loads(await request.read())
-    except ValueError:
-        raise BadParameter("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadParameter("The request body must be a JSON object.")
-    return body
-
-
-def _owner(body: dict[str, Any]) -> str:
-    owner = body.pop("owner", None)
-    if not isinstance(owner, str) or not 1 <= len(owner) <= 128:
-        raise BadParameter("'owner' (the uid of the resource the object is for) is required.")
-    return owner
-
-
-def _generate_params(raw: object) -> tuple[int, str]:
-    if not isinstance(raw, dict):
-        raise BadParameter("'generate' must be an object")
-    length, encoding = raw.get("length", 32), raw.get("encoding", "base64")
-    if not isinstance(length, int) or isinstance(length, bool) or not 16 <= length <= 4096:
-        raise BadParameter("'generate.length' is 16-4096 bytes of randomness")
-    if encoding not in ENCODINGS:
-        raise BadParameter(f"'generate.encoding' is one of {', '.join(ENCODINGS)}")
-    return length, encoding
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise BadParameter(f"{invalid}: {wire.problems(exc)}") from None
 
 
 def _vault_name(name: str) -> str:

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..api import durations
 from .encoding import b64url, now
 from .errors import BadParameter
 
@@ -17,12 +18,6 @@ KEY_TYPES = ("RSA", "RSA-HSM", "EC", "EC-HSM", "oct-HSM")
 RSA_SIZES = (2048, 3072, 4096)
 OCT_SIZES = (128, 192, 256)
 CURVES = ("P-256", "P-384", "P-521")
-
-KEY_OPS = {
-    "RSA": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
-    "EC": ("sign", "verify"),
-    "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
-}
 
 SIGN_ALGORITHMS = {
     "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
@@ -48,9 +43,12 @@ RESERVED_TAG_PREFIX = "strongroom.io/"
 OWNER_TAG = RESERVED_TAG_PREFIX + "uid"
 
 
-def family(kty: str) -> str:
-    """RSA-HSM -> RSA, EC-HSM -> EC, oct-HSM -> oct."""
-    return kty.removesuffix("-HSM")
+def parse_duration(text: object) -> int:
+    """Seconds in an ISO 8601 duration such as P30D or PT12H; a 400 when it is not one."""
+    try:
+        return durations.parse_duration(text)
+    except durations.InvalidDuration as exc:
+        raise BadParameter(str(exc)) from None
 
 
 @dataclass
