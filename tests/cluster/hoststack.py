@@ -184,6 +184,8 @@ def host_stack(kubectl: str, share_seconds: float = 5.0) -> Iterator[Stack]:
                     str(work / "tls.key"),
                     "--hsm-socket",
                     str(work / "hsm.sock"),
+                    "--data-dir",
+                    str(work / "records"),
                     "--auth",
                     "tokenreview",
                     "--kube-api",
