@@ -185,7 +185,7 @@ def test_a_standby_answers_its_probes_and_stops_cleanly(kubeconfig: Path) -> Non
     assert process.returncode == 0, log
     assert (
         "standing by for strongroom-operator-active, which holds Lease "
-        f"{NS}/strongroom-operator; taking over if it is not renewed for 10s"
+        f"{NS}/strongroom-operator; taking over if it is not renewed for 60s"
     ) in log
     assert log.count("standing by for") == 1, log
     assert "became active" not in log

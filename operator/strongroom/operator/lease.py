@@ -159,6 +159,7 @@ class Elector:
         self._renewed_at = 0.0  # when the last successful renewal started
         self._last_round: float | None = None
         self._last_contact: float | None = None
+        self._taken_from: str | None = None  # who held the Lease this replica took
 
     # --- what the other replicas hold ------------------------------------------------
 
@@ -217,10 +218,12 @@ class Elector:
             except LeaseConflict:
                 return False
             self._observe(mine, start)
+            self._taken_from = None
             return True
         self._observe(record, start)
         if record.holder not in (None, self.identity) and not self._expired(start):
             return False
+        self._taken_from = record.holder
         try:
             mine = await self.api.replace(self._claim(record), self._left(deadline))
         except LeaseConflict:
@@ -237,7 +240,6 @@ class Elector:
         failure = ""
         while stopping is None or not stopping.is_set():
             start = self.clock.monotonic()
-            previous = self.holder
             try:
                 # Short enough that the first renewal, a retry period later, still has time.
                 held = await self._round(start + self.acquire_budget)
@@ -251,12 +253,12 @@ class Elector:
             if held:
                 self.role = "active"
                 self._renewed_at = start
-                if previous is None:
+                if self._taken_from is None:
                     came_from = "the Lease was free"
-                elif previous == self.identity:
+                elif self._taken_from == self.identity:
                     came_from = "it held the Lease before it restarted"
                 else:
-                    came_from = f"taking over from {previous}, whose lease ran out"
+                    came_from = f"taking over from {self._taken_from}, whose lease ran out"
                 log.info(
                     "became active: %s holds Lease %s (%s); reconciling now",
                     self.identity,
@@ -268,14 +270,15 @@ class Elector:
                 self.role = "standby"
             # Said when the holder is known (not after losing a race to make the Lease)
             # and each time it changes, not at every look.
-            if self.holder is not None and self.holder != waiting_for:
-                waiting_for = self.holder
+            record = self._observed
+            if record is not None and record.holder is not None and record.holder != waiting_for:
+                waiting_for = record.holder
                 log.info(
                     "standing by for %s, which holds Lease %s; taking over if it is not "
                     "renewed for %ss",
-                    self.holder,
+                    record.holder,
                     self.where,
-                    self.timings.lease_seconds,
+                    record.lease_seconds,
                 )
             await self._pause(stopping)
         self.role = "stopped"
