@@ -83,11 +83,10 @@ def resource(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict
 
 
 def operator_memory() -> dict[str, int]:
-    """The operator process's resident memory now and at its peak (VmRSS, VmHWM), in KiB."""
-    pod = get("pods", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
-    status = kubectl(
-        "-n", OPERATOR_NAMESPACE, "exec", pod["metadata"]["name"], "--", "cat", "/proc/1/status"
-    )
+    """The active operator process's resident memory now and at its peak (VmRSS, VmHWM), in
+    KiB: the pod holding the operator's Lease, the one that reconciles."""
+    pod = get("lease", OPERATOR_NAMESPACE, OPERATOR)["spec"]["holderIdentity"]
+    status = kubectl("-n", OPERATOR_NAMESPACE, "exec", pod, "--", "cat", "/proc/1/status")
     return {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
 
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "strongroom"
 NAMESPACE = "strongroom-system"
 RELEASE = "strongroom"
+OPERATOR = "strongroom-operator"  # the operator's Deployment, and the Lease its active pod holds
 DRIVER = "csi.strongroom.io"
 AUDIENCE = "strongroom.io/vault"
 # Every strongroom kind, dependents first: deleting them in this order honours finalizers.
@@ -150,12 +151,28 @@ class Release:
     # --- the installation ------------------------------------------------------------
 
     def operator_pods(self) -> list[dict[str, Any]]:
+        """Every pod of the operator's Deployment: the active replica and the standbys."""
         return self.items("pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")
 
-    def operator_log(self) -> str:
-        return self.k(
-            "-n", NAMESPACE, "logs", "deployment/strongroom-operator", "--tail=-1", check=False
+    def lease_holder(self) -> str | None:
+        """The operator pod that holds the Lease, the one that reconciles."""
+        found = self.k(
+            "-n", NAMESPACE, "get", "lease", OPERATOR, "--ignore-not-found", "-o", "json"
         ).stdout
+        if not found.strip():
+            return None
+        holder = json.loads(found).get("spec", {}).get("holderIdentity")
+        return str(holder) if holder else None
+
+    def pod_log(self, name: str, namespace: str = NAMESPACE) -> str:
+        return self.k("-n", namespace, "logs", name, "--tail=-1", check=False).stdout
+
+    def operator_log(self) -> str:
+        """The logs of every operator replica, each under its pod's name."""
+        return "\n".join(
+            f"--- {pod['metadata']['name']}:\n{self.pod_log(pod['metadata']['name'])}"
+            for pod in self.operator_pods()
+        )
 
     def ca_file(self) -> Path:
         """The operator CA's public certificate, as the examples' README has users copy it."""

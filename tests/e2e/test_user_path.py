@@ -1,8 +1,8 @@
 """The user's path, in order, on the installed chart: `helm test`, then examples/ as the
 README has users apply them, the Azure SDK signing through the vault, a pod reading its
-secret through the CSI driver, the operator killed while it makes keys, soft delete and
-purge protection, no secret value anywhere it should not be, `helm upgrade`, and
-`helm uninstall` leaving only what the user keeps.
+secret through the CSI driver, the active operator replica killed while it makes keys
+and its standby taking over, soft delete and purge protection, no secret value anywhere
+it should not be, `helm upgrade`, and `helm uninstall` leaving only what the user keeps.
 
 The tests share one installation and run in file order; each one builds on the last.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -31,7 +32,9 @@ from .release import API_GROUP_KINDS, DRIVER, NAMESPACE, RELEASE, ROOT, Release,
 EXAMPLES = ROOT / "examples"
 DEMO = "demo"  # the examples' namespace
 API = "strongroom.io/v1alpha1"
-BURST = 100  # Keys made at once; the operator is killed once the first is Ready
+BURST = 100  # Keys created one by one; the active operator is killed midway
+KILL_AFTER = 20  # Keys created (and one of them Ready) before the kill
+TAKEOVER_SECONDS = 30  # from the kill to the new active replica's first key
 CANARY = f"canary-{uuid.uuid4().hex}"
 
 
@@ -221,9 +224,59 @@ def test_helm_test_mounts_a_secret_as_a_workload(release: Release) -> None:
     assert result.stdout.count("Succeeded") >= 2, result.stdout
 
 
-def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
-    release: Release,
+def ready_operator_pods(release: Release) -> list[str]:
+    return [
+        pod["metadata"]["name"]
+        for pod in release.operator_pods()
+        if pod["metadata"].get("deletionTimestamp") is None
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions") or []
+        )
+    ]
+
+
+def burst_keys(release: Release, names: list[str]) -> list[dict[str, Any]]:
+    wanted = set(names)
+    return [k for k in release.items("keys", "-n", DEMO) if k["metadata"]["name"] in wanted]
+
+
+class KeyCreator(threading.Thread):
+    """Creates the burst's Keys one by one, as a user's loop or a GitOps sync would."""
+
+    def __init__(self, release: Release, names: list[str]) -> None:
+        super().__init__(name="key-creator", daemon=True)
+        self.release = release
+        self.names = names
+        self.created = 0
+        self.error: BaseException | None = None
+        self.some_made = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for name in self.names:
+                self.release.apply(
+                    resource(
+                        "Key",
+                        name,
+                        {"vaultRef": {"name": "burst"}, "kty": "EC-HSM", "curve": "P-256"},
+                    )
+                )
+                self.created += 1
+                if self.created >= KILL_AFTER:
+                    self.some_made.set()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+            self.some_made.set()
+
+
+def test_the_standby_takes_over_within_30s_when_the_active_operator_is_killed_mid_burst(
+    release: Release, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Two operator replicas; Keys created one by one; the replica holding the Lease is
+    force-deleted while they are being created. The standby takes the Lease over and
+    reconciles within TAKEOVER_SECONDS of the kill, every Key ends Ready, and none has a
+    second version: nothing was made twice across the takeover."""
     release.apply(
         resource(
             "Vault",
@@ -232,47 +285,96 @@ def test_killing_the_operator_while_it_makes_keys_leaves_every_key_made_once(
         )
     )
     release.wait_ready("vault", "burst", DEMO)
-    names = [f"burst-{i:02d}" for i in range(BURST)]
-    release.apply(
-        *(
-            resource(
-                "Key", name, {"vaultRef": {"name": "burst"}, "kty": "EC-HSM", "curve": "P-256"}
-            )
-            for name in names
-        )
-    )
-    # Kill it once it has made the first of them, long before it can have made them all.
     release.wait_for(
-        "the first key Ready",
-        lambda: any(
-            is_ready(key)
-            for key in release.items("keys", "-n", DEMO)
-            if key["metadata"]["name"] in names
-        ),
+        "both operator replicas Ready", lambda: len(ready_operator_pods(release)) == 2, 180
+    )
+    victim = release.wait_for("an operator replica holding the Lease", release.lease_holder)
+    pods = ready_operator_pods(release)
+    assert victim in pods, f"the Lease names {victim}, not one of {pods}"
+    [standby] = [pod for pod in pods if pod != victim]
+    assert "became active" not in release.pod_log(standby), "the standby was reconciling"
+    assert f"standing by for {victim}" in release.pod_log(standby)
+
+    names = [f"burst-{i:02d}" for i in range(BURST)]
+    creator = KeyCreator(release, names)
+    creator.start()
+    # Kill it while it makes keys: some created and at least one made, most still to come.
+    assert creator.some_made.wait(timeout=300), "the Keys are not being created"
+    assert creator.error is None, creator.error
+    release.wait_for(
+        "the active replica to make a first key",
+        lambda: any(is_ready(key) for key in burst_keys(release, names)),
         timeout=120,
     )
-    [victim] = release.operator_pods()
-    release.k(
-        "-n", NAMESPACE, "delete", "pod", victim["metadata"]["name"], "--grace-period=0", "--force"
+    killed = time.monotonic()
+    release.k("-n", NAMESPACE, "delete", "pod", victim, "--grace-period=0", "--force")
+    created_when_killed = creator.created
+    ready_when_killed = {k["metadata"]["name"] for k in burst_keys(release, names) if is_ready(k)}
+    assert created_when_killed < BURST, "every Key was created before the kill"
+    assert len(ready_when_killed) < BURST, "the operator made every key before it was killed"
+
+    # Who reconciles next: the Lease names it (the standby, or the Deployment's replacement
+    # pod if it got there first); its log says it became active.
+    def successor() -> str | None:
+        holder = release.lease_holder()
+        return holder if holder not in (None, victim) else None
+
+    new_holder = release.wait_for("another replica to take the Lease", successor, timeout=60)
+    took_lease = time.monotonic() - killed
+    ready_at_takeover = {k["metadata"]["name"] for k in burst_keys(release, names) if is_ready(k)}
+
+    def made_since_takeover() -> bool:
+        return any(
+            is_ready(k) and k["metadata"]["name"] not in ready_at_takeover
+            for k in burst_keys(release, names)
+        )
+
+    release.wait_for("a key made by the new active replica", made_since_takeover, timeout=60)
+    first_reconcile = time.monotonic() - killed
+    with capsys.disabled():  # the measurement, shown whether or not pytest captures
+        print(
+            f"\nfailover: {victim} killed; {new_holder} took the Lease {took_lease:.1f}s "
+            f"later and made its first key {first_reconcile:.1f}s after the kill "
+            f"({len(ready_when_killed)} of {created_when_killed} created keys were ready at "
+            "the kill)"
+        )
+    log = release.pod_log(new_holder)
+    assert f"became active: {new_holder} holds Lease {NAMESPACE}/strongroom-operator" in log, log
+    assert first_reconcile < TAKEOVER_SECONDS, (
+        f"the new active replica made its first key {first_reconcile:.1f}s after the kill "
+        f"(Lease taken after {took_lease:.1f}s)\n{release.operator_log()[-4000:]}"
     )
-    done_when_killed = sum(
-        is_ready(key)
-        for key in release.items("keys", "-n", DEMO)
-        if key["metadata"]["name"] in names
-    )
-    assert done_when_killed < BURST, "the operator finished every key before it was killed"
+
+    creator.join(timeout=300)
+    assert not creator.is_alive() and creator.error is None, creator.error
+    assert creator.created == BURST
 
     def all_ready() -> list[dict[str, Any]]:
-        keys = [k for k in release.items("keys", "-n", DEMO) if k["metadata"]["name"] in names]
+        keys = burst_keys(release, names)
         return keys if len(keys) == BURST and all(is_ready(k) for k in keys) else []
 
-    ready = release.wait_for(f"all {BURST} keys Ready after the restart", all_ready, timeout=300)
-    [successor] = release.operator_pods()
-    assert successor["metadata"]["uid"] != victim["metadata"]["uid"]
+    ready = release.wait_for(f"all {BURST} keys Ready after the takeover", all_ready, timeout=300)
+    # Made once each: one version per Key, and the vault stores exactly the versions they name.
+    twice = {
+        k["metadata"]["name"]: [v["version"] for v in k["status"].get("versions") or []]
+        for k in ready
+        if len(k["status"].get("versions") or []) != 1
+    }
+    assert not twice, f"keys with other than one version: {twice}"
+    for key in ready:
+        assert key["status"]["versions"][0]["version"] == key["status"]["currentVersion"]
     stored = stored_key_versions(release, "burst")
     assert sorted(stored) == sorted(k["status"]["currentVersion"] for k in ready), (
         "the vault holds a key version no Key resource names, or lacks one"
     )
+    # The Deployment replaced the killed pod: two replicas again, one holding the Lease.
+    release.wait_for(
+        "two operator replicas Ready again", lambda: len(ready_operator_pods(release)) == 2, 180
+    )
+    assert victim not in ready_operator_pods(release)
+    assert release.lease_holder() == new_holder
+    others = [pod for pod in ready_operator_pods(release) if pod != new_holder]
+    assert all("became active" not in release.pod_log(pod) for pod in others)
 
 
 def test_a_deleted_key_is_soft_deleted_and_recoverable(release: Release) -> None:
@@ -428,8 +530,18 @@ def test_helm_upgrade_to_a_changed_value_rolls_out_and_keeps_serving(release: Re
     assert "--log-level=DEBUG" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     daemonset = release.get("daemonset", "strongroom-csi-node", NAMESPACE)
     assert "--share-seconds=10" in daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
-    after = release.operator_pods()
-    assert {p["metadata"]["uid"] for p in after}.isdisjoint(before)
+    # Rolled one pod at a time: the old pods may still be stopping when helm is done.
+
+    def only_new_pods() -> list[dict[str, Any]]:
+        pods = release.operator_pods()
+        return pods if {p["metadata"]["uid"] for p in pods}.isdisjoint(before) else []
+
+    after = release.wait_for("the old operator pods gone", only_new_pods, timeout=120)
+    assert len(after) == 2
+    new_pods = {p["metadata"]["name"] for p in after}
+    release.wait_for(
+        "a new replica holding the Lease", lambda: release.lease_holder() in new_pods, timeout=60
+    )
     # The new operator picks up where the old one stopped, and makes new keys.
     release.apply(resource("Key", "after-upgrade", {"vaultRef": {"name": "demo"}, "kty": "EC-HSM"}))
     release.wait_ready("key", "after-upgrade", DEMO)

@@ -4,6 +4,7 @@ Needs the pinned helm (`scripts/helm`, built by scripts/setup); without it these
 tests fail, they do not skip.
 """
 
+import argparse
 import json
 import re
 import subprocess
@@ -117,6 +118,13 @@ def test_the_chart_lints_cleanly() -> None:
         "pools.allowedImages=registry.example/a:1",  # a string, not a list
         "pools.allowedImages[0]=has space",
         "pools.imagePullPolicy=Sometimes",
+        "operator.replicas=0",
+        "operator.replicas=two",
+        "operator.leaderElection.bogus=1",
+        "operator.leaderElection.leaseDurationSeconds=1",
+        "operator.leaderElection.retryPeriodSeconds=0",
+        "operator.leaderElection.renewDeadlineSeconds=6.5",  # whole seconds
+        "operator.podDisruptionBudget=sometimes",
         "tests.mount.enabled=true",  # without a vault, secret and ServiceAccount
         "tests.mount.secret=a/b",
     ],
@@ -187,11 +195,15 @@ def test_the_default_values_render_the_documented_image(default: list[dict[str, 
 # --- the operator -----------------------------------------------------------------------
 
 
-def test_the_operator_runs_once_unprivileged(default: list[dict[str, Any]]) -> None:
+def test_the_operator_runs_two_replicas_unprivileged(default: list[dict[str, Any]]) -> None:
     deployment = find(default, "Deployment", "strongroom-operator")
     assert deployment["metadata"]["namespace"] == NAMESPACE
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas, one active at a time (the Lease); rolled one new standby at a time.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = _pod(deployment)
     assert pod["serviceAccountName"] == "strongroom-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -205,10 +217,131 @@ def test_the_operator_runs_once_unprivileged(default: list[dict[str, Any]]) -> N
     assert container["args"][:2] == ["--log-level=INFO", "operator"]
     assert "--image=strongroom.io/strongroom:dev" in container["args"]
     assert f"--namespace={NAMESPACE}" in container["args"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # Every replica answers its probes, active or standby: liveness while the election
+    # runs, readiness for the holder and for a standby that can take over.
+    assert container["ports"] == [{"name": "health", "containerPort": 8080}]
+    assert "--health-address=0.0.0.0:8080" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # The Lease names the pod that holds it.
+    assert "--identity=$(POD_NAME)" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     # No token for the pools: the operator calls them with its client certificate only.
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
     assert not [a for a in container["args"] if a.startswith("--allowed-image")]
+
+
+def _operator_args(objects: list[dict[str, Any]]) -> argparse.Namespace:
+    """The operator container's arguments, parsed by the operator's own parser."""
+    from strongroom.operator.options import add_arguments
+
+    args = _container(_pod(find(objects, "Deployment", "strongroom-operator")), "operator")["args"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(args[args.index("operator") + 1 :])
+
+
+def test_the_lease_timings_reach_the_operator_and_fit_together() -> None:
+    from strongroom.operator.lease import Timings
+    from strongroom.operator.options import timings
+
+    args = _operator_args(render())
+    assert args.lease_name == "strongroom-operator"
+    assert args.owner_deployment == "strongroom-operator"  # the Lease goes on uninstall
+    assert timings(args) == Timings(10, 7, 2)
+    assert timings(args).worst_takeover_seconds < 30
+    args = _operator_args(
+        render(
+            "operator.leaderElection.leaseDurationSeconds=20",
+            "operator.leaderElection.renewDeadlineSeconds=12",
+            "operator.leaderElection.retryPeriodSeconds=3",
+        )
+    )
+    assert timings(args) == Timings(20, 12, 3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("operator.leaderElection.renewDeadlineSeconds=10",),  # not shorter than the lease
+        ("operator.leaderElection.retryPeriodSeconds=7",),  # not shorter than the deadline
+        ("operator.leaderElection.leaseDurationSeconds=5",),
+    ],
+)
+def test_lease_timings_that_do_not_fit_fail_the_install(values: tuple[str, ...]) -> None:
+    result = template(*values, check=False)
+    assert result.returncode != 0
+    assert "retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" in result.stderr
+
+
+def test_the_replicas_spread_over_nodes_softly(default: list[dict[str, Any]]) -> None:
+    deployment = find(default, "Deployment", "strongroom-operator")
+    affinity = _pod(deployment)["affinity"]
+    # Preferred, not required: a single-node cluster still runs both replicas.
+    assert list(affinity) == ["podAntiAffinity"]
+    assert list(affinity["podAntiAffinity"]) == ["preferredDuringSchedulingIgnoredDuringExecution"]
+    [term] = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+    # An affinity of the installer's own replaces it.
+    own = render("operator.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                 ".nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                 "operator.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                 ".nodeSelectorTerms[0].matchExpressions[0].operator=Exists")  # fmt: skip
+    assert list(_pod(find(own, "Deployment", "strongroom-operator"))["affinity"]) == [
+        "nodeAffinity"
+    ]
+
+
+def test_a_disruption_budget_keeps_one_replica_through_a_drain(
+    default: list[dict[str, Any]],
+) -> None:
+    budget = find(default, "PodDisruptionBudget", "strongroom-operator")
+    assert budget["metadata"]["namespace"] == NAMESPACE
+    assert budget["spec"]["minAvailable"] == 1
+    deployment = find(default, "Deployment", "strongroom-operator")
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    # One replica: a budget of one would block every drain; none is made.
+    for values in (("operator.replicas=1",), ("operator.podDisruptionBudget=false",)):
+        assert not [o for o in render(*values) if o["kind"] == "PodDisruptionBudget"]
+    assert (
+        find(render("operator.replicas=3"), "Deployment", "strongroom-operator")["spec"]["replicas"]
+        == 3
+    )
+
+
+def test_the_lease_rbac_is_one_lease_in_the_operators_namespace(
+    default: list[dict[str, Any]],
+) -> None:
+    role = find(default, "Role", "strongroom-operator-lease")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["strongroom-operator"],
+            "verbs": ["get", "update"],
+        },
+        # RBAC cannot narrow create by name.
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    binding = find(default, "RoleBinding", "strongroom-operator-lease")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "strongroom-operator-lease",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "strongroom-operator", "namespace": NAMESPACE}
+    ]
+    # Nothing cluster-wide about Leases.
+    cluster_role = find(default, "ClusterRole", "strongroom-operator")
+    assert not [r for r in cluster_role["rules"] if "coordination.k8s.io" in r["apiGroups"]]
 
 
 def test_allowed_pool_images_reach_the_operator() -> None:
@@ -259,16 +392,23 @@ def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) 
             # Made once per pool, never patched: it cannot be turned into another grant.
             assert set(rule["verbs"]) == {"get", "create", "delete"}
     bindings = list(_bound_rules(default, "strongroom-operator"))
-    assert [ref["name"] for _, ref in bindings] == ["strongroom-operator"]
+    assert sorted((b["kind"], ref["name"]) for b, ref in bindings) == [
+        ("ClusterRoleBinding", "strongroom-operator"),
+        ("RoleBinding", "strongroom-operator-lease"),
+    ]
 
 
 def test_every_operator_rule_says_why(default: list[dict[str, Any]]) -> None:
     text = (CHART / "templates" / "operator" / "rbac.yaml").read_text()
-    rules = text.split("kind: ClusterRole\n", 1)[1].split("\n---", 1)[0]
-    lines = rules.splitlines()
-    for index, line in enumerate(lines):
-        if line.strip().startswith("- apiGroups:"):
-            assert lines[index - 1].strip().startswith("#"), f"rule without a reason: {line}"
+    for kind in ("ClusterRole", "Role"):
+        rules = text.split(f"kind: {kind}\n", 1)[1].split("\n---", 1)[0]
+        lines = rules.splitlines()
+        checked = 0
+        for index, line in enumerate(lines):
+            if line.strip().startswith("- apiGroups:"):
+                assert lines[index - 1].strip().startswith("#"), f"rule without a reason: {line}"
+                checked += 1
+        assert checked >= 2, kind
 
 
 def test_pools_are_bound_to_token_review_only(default: list[dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -112,7 +113,16 @@ def test_the_api_url_comes_from_the_service_environment() -> None:
 
 NS = "strongroom-system"
 HEALTHY: dict[str, Any] = {
-    f"/apis/apps/v1/namespaces/{NS}/deployments/op": {"status": {"readyReplicas": 1}},
+    f"/apis/apps/v1/namespaces/{NS}/deployments/op": {
+        "status": {"readyReplicas": 2, "replicas": 2}
+    },
+    f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/op": {
+        "spec": {
+            "holderIdentity": "op-7d9-abcde",
+            "leaseDurationSeconds": 10,
+            "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+    },
     f"/apis/apps/v1/namespaces/{NS}/daemonsets/csi": {
         "status": {"desiredNumberScheduled": 2, "numberReady": 2}
     },
@@ -140,13 +150,53 @@ def _api(monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> None:
 def test_helm_test_passes_on_a_healthy_installation(monkeypatch: pytest.MonkeyPatch) -> None:
     _api(monkeypatch, HEALTHY)
     lines = check_install.check(NS, "op", "csi", "csi.strongroom.io")
+    assert lines[:2] == [
+        "Deployment op: 2 of 2 replicas ready",
+        "Lease op: held by op-7d9-abcde, the active replica",
+    ]
     assert lines[-1] == "CSIDriver csi.strongroom.io: registered with the kubelet on node-a, node-b"
+
+
+def test_helm_test_allows_for_clocks_a_little_apart_but_not_a_dead_holder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renewed = datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    lease = {
+        "spec": {
+            "holderIdentity": "op-a",
+            "leaseDurationSeconds": 30,
+            "renewTime": "2026-03-01T12:00:00.500000Z",
+        }
+    }
+    _api(monkeypatch, {f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/op": lease})
+    assert check_install.lease_held(NS, "op", renewed + timedelta(seconds=90)).endswith(
+        "op-a, the active replica"
+    )
+    with pytest.raises(check_install.NotYet, match="not renewed it for 91s"):
+        check_install.lease_held(NS, "op", renewed + timedelta(seconds=91))
 
 
 @pytest.mark.parametrize(
     ("path", "answer", "reason"),
     [
         (f"/apis/apps/v1/namespaces/{NS}/deployments/op", {"status": {}}, "no ready replica"),
+        (f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/op", None, "HTTP 404"),
+        (
+            f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/op",
+            {"spec": {"leaseDurationSeconds": 1, "renewTime": "2026-01-01T00:00:00.000000Z"}},
+            "no replica holds it",
+        ),
+        (
+            f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/op",
+            {
+                "spec": {
+                    "holderIdentity": "op-dead",
+                    "leaseDurationSeconds": 10,
+                    "renewTime": "2020-01-01T00:00:00.000000Z",
+                }
+            },
+            "op-dead holds it but has not renewed it for",
+        ),
         (
             f"/apis/apps/v1/namespaces/{NS}/daemonsets/csi",
             {"status": {"desiredNumberScheduled": 2, "numberReady": 1}},

@@ -1,8 +1,9 @@
 """`helm test` for strongroom: is the installation up, as far as it can tell without a pool?
 
 Checks, through the API server and with read-only access to exactly these objects:
-1. the operator's Deployment has its replica ready (its readiness probe is kopf's
-   /healthz, so the operator has started and watches its resources);
+1. the operator's Deployment has a ready replica, and one replica holds the operator's
+   Lease and renews it: that one reconciles (its readiness says it holds the Lease and
+   kopf has started), the others stand by;
 2. the CSI node plugin's DaemonSet is ready on every node it is scheduled on (a
    plugin pod starts only once the operator has made its CA Secret, whose public
    certificate the plugin mounts);
@@ -10,7 +11,8 @@ Checks, through the API server and with read-only access to exactly these object
    audience, and every node that runs the plugin lists the driver in its CSINode:
    the kubelet accepted the plugin's registration.
 
-Run as `python check-install.py <namespace> <operator> <csi-node> <driver>`.
+Run as `python check-install.py <namespace> <operator> <csi-node> <driver>` (the operator's
+Deployment and its Lease have the same name).
 """
 
 import json
@@ -19,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +50,26 @@ def get(path: str) -> Any:
 
 def operator_ready(namespace: str, name: str) -> str:
     deployment = get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-    ready = deployment.get("status", {}).get("readyReplicas", 0)
+    status = deployment.get("status", {})
+    ready = status.get("readyReplicas", 0)
     if ready < 1:
         raise NotYet(f"Deployment {name}: no ready replica")
-    return f"Deployment {name}: {ready} ready replica"
+    return f"Deployment {name}: {ready} of {status.get('replicas', ready)} replicas ready"
+
+
+def lease_held(namespace: str, name: str, now: datetime | None = None) -> str:
+    """One replica holds the Lease and renewed it lately (allowing for clocks a little
+    apart: the holder's node wrote renewTime)."""
+    lease = get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
+    spec = lease.get("spec", {})
+    holder = spec.get("holderIdentity")
+    if not holder or not spec.get("renewTime"):
+        raise NotYet(f"Lease {name}: no replica holds it")
+    renewed = datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+    age = ((now or datetime.now(UTC)) - renewed).total_seconds()
+    if age > max(60, 3 * int(spec.get("leaseDurationSeconds") or 0)):
+        raise NotYet(f"Lease {name}: {holder} holds it but has not renewed it for {age:.0f}s")
+    return f"Lease {name}: held by {holder}, the active replica"
 
 
 def csi_nodes_ready(namespace: str, name: str) -> tuple[str, int]:
@@ -81,7 +100,7 @@ def driver_registered(driver: str, nodes: int) -> str:
 
 
 def check(namespace: str, operator: str, csi_node: str, driver: str) -> list[str]:
-    passed = [operator_ready(namespace, operator)]
+    passed = [operator_ready(namespace, operator), lease_held(namespace, operator)]
     line, nodes = csi_nodes_ready(namespace, csi_node)
     return [*passed, line, driver_registered(driver, nodes)]
 

@@ -1,9 +1,12 @@
-"""Start the operator: clients made once and kept in kopf's memo, then kopf's own loop."""
+"""Start the operator: stand by until this replica holds the Lease (operator/lease.py), then
+kopf's own loop, with clients made once and kept in kopf's memo."""
 
 import argparse
+import asyncio
 import logging
 import os
-import socket
+import signal
+import sys
 from typing import Any
 
 import kopf
@@ -17,9 +20,13 @@ from ..reconcile.context import Context
 from ..reconcile.kube import Kube
 from ..reconcile.poolapi import PoolApi
 from . import handlers  # noqa: F401 - registers the handlers with kopf
+from .kubelease import KubeLeaseApi, serve_probes
+from .lease import Elector, Timings, lead
+from .options import timings
 
 log = logging.getLogger(__name__)
 FINALIZER = "strongroom.io/finalizer"
+EXIT_LEASE_LOST = 3
 
 
 async def _kube_api() -> ApiClient:
@@ -82,16 +89,82 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await api.close()
 
 
+def _stop_now(reason: str) -> None:
+    """The Lease is lost: end the process at once. Handlers still running would reconcile
+    without the Lease, and kopf's graceful stop waits for them; the container restarts
+    and stands by. Whatever a handler was doing is safe to repeat: every object is made
+    once per resource uid."""
+    log.error(
+        "lost the Lease (%s): stopping at once so that nothing reconciles without it; "
+        "the container restarts as a standby",
+        reason,
+    )
+    logging.shutdown()
+    os._exit(EXIT_LEASE_LOST)
+
+
+async def _operate(args: argparse.Namespace, elector: Elector, stopping: asyncio.Event) -> None:
+    """kopf's own loop, standalone (the Lease, not kopf's peering, decides who runs)."""
+    started = asyncio.Event()
+
+    async def mark_ready() -> None:
+        await started.wait()
+        elector.operating = True
+
+    # Made before kopf starts: kopf leaves alone the tasks that existed before it.
+    marker = asyncio.ensure_future(mark_ready())
+    try:
+        await kopf.operator(
+            clusterwide=not args.watch_namespace,
+            namespaces=args.watch_namespace,
+            standalone=True,
+            stop_flag=stopping,
+            ready_flag=started,
+        )
+    finally:
+        marker.cancel()
+
+
+async def _main(args: argparse.Namespace, timings: Timings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # A standby stops at SIGTERM; once active, kopf takes these signals over, and also
+    # stops when `stopping` was set before its handlers were in place.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    api = await _kube_api()  # the election's own client: kopf's cleanup closes the other
+    elector = Elector(
+        KubeLeaseApi(api, args.namespace, args.lease_name, args.owner_deployment),
+        args.identity,
+        f"{args.namespace}/{args.lease_name}",
+        timings,
+    )
+    host, _, port = args.health_address.rpartition(":")
+    probes = await serve_probes(elector, host or "0.0.0.0", int(port))  # noqa: S104
+    log.info(
+        "operator %s starting: electing the active replica with Lease %s/%s "
+        "(lease %ss, renew deadline %ss, retry %ss)",
+        args.identity,
+        args.namespace,
+        args.lease_name,
+        timings.lease_seconds,
+        timings.renew_deadline_seconds,
+        timings.retry_seconds,
+    )
+    try:
+        await lead(elector, lambda: _operate(args, elector, stopping), _stop_now, stopping)
+    finally:
+        await probes.cleanup()
+        await api.close()
+
+
 def run(args: argparse.Namespace) -> None:
+    try:
+        lease_timings = timings(args)
+    except ValueError as exc:
+        sys.exit(f"strongroom operator: {exc}")
     kopf.on.startup()(startup(args))
     # kopf names itself after POD_ID, else asks getpass for a user name, which a container
     # running as a uid without a passwd entry (the chart's 65532) does not have.
-    os.environ.setdefault("POD_ID", os.environ.get("HOSTNAME") or socket.gethostname())
-    aio.run(
-        kopf.operator(
-            clusterwide=not args.watch_namespace,
-            namespaces=args.watch_namespace,
-            liveness_endpoint=args.liveness,
-            standalone=True,  # one replica; no peering objects to keep
-        )
-    )
+    os.environ.setdefault("POD_ID", args.identity)
+    aio.run(_main(args, lease_timings))

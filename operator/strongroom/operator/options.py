@@ -2,7 +2,10 @@
 
 import argparse
 import os
+import socket
 from pathlib import Path
+
+from .lease import LEASE_NAME, Timings
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -53,5 +56,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reconcile only in this namespace (repeatable; default: every namespace)",
     )
     parser.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint"
+        "--health-address",
+        default="0.0.0.0:8080",
+        help="host:port of the probes: /healthz (liveness) and /readyz (readiness, true for "
+        "the active replica and for a standby that can read the Lease) (default: %(default)s)",
     )
+    election = parser.add_argument_group(
+        "leader election",
+        "Replicas elect one active operator with a coordination.k8s.io Lease in --namespace; "
+        "the others stand by and take over once its holder stops renewing it.",
+    )
+    election.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname(),
+        help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
+    )
+    election.add_argument(
+        "--lease-name", default=LEASE_NAME, help="name of the Lease (default: %(default)s)"
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=int,
+        default=Timings.lease_seconds,
+        help="seconds a standby waits, after it last saw the Lease renewed, before taking "
+        "it over (default: %(default)s)",
+    )
+    election.add_argument(
+        "--lease-renew-deadline",
+        type=float,
+        default=Timings.renew_deadline_seconds,
+        help="seconds the active replica keeps trying to renew before it stops; shorter "
+        "than --lease-duration (default: %(default)s)",
+    )
+    election.add_argument(
+        "--lease-retry-period",
+        type=float,
+        default=Timings.retry_seconds,
+        help="seconds between renewals, and between a standby's looks at the Lease "
+        "(default: %(default)s)",
+    )
+
+
+def timings(args: argparse.Namespace) -> Timings:
+    """The Lease's timings from the command line; ValueError when they do not fit."""
+    return Timings(args.lease_duration, args.lease_renew_deadline, args.lease_retry_period)
