@@ -65,17 +65,8 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def sidecar_pid(process: subprocess.Popen[bytes]) -> int:
-    children = subprocess.run(  # noqa: S603
-        ["pgrep", "-P", str(process.pid)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for pid in children:
-        if b"hsm" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return int(pid)
-    raise SystemExit("no HSM sidecar found")
+def sidecar_pid(state: Path) -> int:
+    return int((state / "hsm.pid").read_text())
 
 
 def disk_bytes(state: Path) -> int:
@@ -155,7 +146,7 @@ def main() -> None:
                 for _ in range(MEASURED_GETS)
             ]
             latencies = asyncio.run(client.run(gets))
-            server_rss, sidecar_rss = rss_mib(dev.pid), rss_mib(sidecar_pid(dev))
+            server_rss, sidecar_rss = rss_mib(dev.pid), rss_mib(sidecar_pid(state))
             stop_dev(dev)
             dev, started = start_dev(state, port, keep=True)
             client = Client(state, args.clients)

@@ -188,6 +188,8 @@ Stop with Ctrl-C. The next start begins afresh unless it is given --keep-state."
 def run(state: Path, port: int, keep: bool = False, namespace: str | None = None) -> None:
     info = prepare(state, port, keep, namespace)
     sidecar = start_sidecar(state)
+    # For tools and tests that need the sidecar itself (a crash test kills it alone).
+    (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
         aio.run(_serve(state, port, info))
     finally:

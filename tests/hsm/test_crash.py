@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 import uuid
@@ -101,16 +100,7 @@ def _run_until(dev: DevServer, ledger: Ledger, target: int, kill: Callable[[], N
 
 
 def _sidecar_pid(dev: DevServer) -> int:
-    children = subprocess.run(  # noqa: S603 - a fixed command on our own child
-        ["pgrep", "-P", str(dev.process.pid)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for pid in children:
-        if b"hsm" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return int(pid)
-    raise AssertionError("the dev server's HSM sidecar was not found")
+    return int((dev.state / "hsm.pid").read_text())
 
 
 def _kill_all(dev: DevServer) -> None:

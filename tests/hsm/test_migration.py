@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from strongroom.devclient import FileTokenCredential
 from strongroom.hsm.client import HsmClient
 
-from .conftest import DevServer, start_dev, stop_dev
+from .conftest import Clients, DevServer, start_dev, stop_dev
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,13 +32,8 @@ def _unpack(target: Path) -> dict[str, object]:
 
 
 def _clients(dev: DevServer) -> tuple[KeyClient, SecretClient, FileTokenCredential]:
-    credential = FileTokenCredential(dev.token_file)
-    options = {"verify_challenge_resource": False, "connection_verify": dev.ca}
-    return (
-        KeyClient(dev.url, credential, **options),
-        SecretClient(dev.url, credential, **options),
-        credential,
-    )
+    sdk = Clients(dev)
+    return sdk.keys, sdk.secrets, sdk.credential
 
 
 async def _token_state(dev: DevServer) -> tuple[list[str], dict[str, bytes]]:

@@ -16,17 +16,12 @@ from strongroom.devclient import FileTokenCredential
 from strongroom.hsm.client import HsmClient
 from strongroom.hsm.errors import KeyNotLoaded
 
-from .conftest import DevServer, start_dev, stop_dev
+from .conftest import Clients, DevServer, start_dev, stop_dev
 
 
 def sdk(dev: DevServer) -> tuple[KeyClient, SecretClient, FileTokenCredential]:
-    credential = FileTokenCredential(dev.token_file)
-    options = {"verify_challenge_resource": False, "connection_verify": dev.ca}
-    return (
-        KeyClient(dev.url, credential, **options),
-        SecretClient(dev.url, credential, **options),
-        credential,
-    )
+    sdk = Clients(dev)
+    return sdk.keys, sdk.secrets, sdk.credential
 
 
 async def hsm_call(dev: DevServer, op: str, **args: object) -> object:

@@ -46,6 +46,15 @@ class ServiceUnavailable(VaultError):
     code = "ServiceUnavailable"
 
 
+class QuotaExceeded(VaultError):
+    status = 409
+    code = "QuotaExceeded"
+
+
+class RecordUnreadable(VaultError):
+    """A stored record does not open or parse: damaged storage, never a caller's error."""
+
+
 def from_hsm(exc: hsm.HsmError) -> VaultError:
     """The one place HSM failures become HTTP answers."""
     if isinstance(exc, hsm.InvalidInput):

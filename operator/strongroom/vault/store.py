@@ -22,7 +22,17 @@ from ..hsm.errors import HsmError, HsmUnavailable
 from ..storage import ObjectRow, Storage, StorageError, Write
 from .config import VaultConfig
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, NotFound, VaultError, from_hsm
+from .errors import (
+    BadParameter,
+    Conflict,
+    Forbidden,
+    NotFound,
+    QuotaExceeded,
+    RecordUnreadable,
+    ServiceUnavailable,
+    VaultError,
+    from_hsm,
+)
 from .objects import MAX_OBJECTS, MAX_VERSIONS, Deletion, owner_of
 
 DAY = 86400
@@ -33,23 +43,6 @@ T = TypeVar("T")
 SEAL_BATCH_BYTES = 1024 * 1024
 # Key objects kept parsed in memory (public parts and wrapped blobs, never a value).
 KEY_CACHE_ENTRIES = 4096
-
-
-class QuotaExceeded(VaultError):
-    status = 409
-    code = "QuotaExceeded"
-
-
-class StorageUnavailable(VaultError):
-    status = 503
-    code = "ServiceUnavailable"
-
-
-class RecordUnreadable(VaultError):
-    """A stored record does not open or parse: damaged storage, never a caller's error."""
-
-    status = 500
-    code = "InternalServerError"
 
 
 async def guarded(call: Awaitable[T]) -> T:
@@ -103,7 +96,7 @@ async def stored(call: Awaitable[T]) -> T:
     try:
         return await call
     except StorageError as exc:
-        raise StorageUnavailable(f"The vault's storage failed: {exc}") from exc
+        raise ServiceUnavailable(f"The vault's storage failed: {exc}") from exc
 
 
 class NameLocks:
