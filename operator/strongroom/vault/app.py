@@ -321,7 +321,7 @@ class DataPlane:
                 status=413,
             ) from None
         if not raw:
-            return {}
+            raise BadParameter("The request body is required: a JSON object.")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
