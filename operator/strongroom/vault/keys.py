@@ -14,8 +14,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from ..hsm.errors import HsmError, HsmUnavailable, KeyNotFound, OperationNotAllowed, TokenNotFound
 from .encoding import b64url, now, unb64url
-from .errors import BadParameter, Conflict, Forbidden, VaultError
+from .errors import BadParameter, Conflict, Forbidden, VaultError, from_hsm
 from .objects import (
     CURVES,
     EC_ALGORITHM_CURVE,
@@ -57,6 +58,11 @@ KNOWN_ALGORITHMS = {
     "wrapKey": RSA_ENCRYPTION + _AES_KW,
     "unwrapKey": RSA_ENCRYPTION + _AES_KW,
 }
+# The one answer to a ciphertext that does not decrypt or unwrap, whatever the reason
+# (OAEP decoding, GCM tag, CBC padding, key wrap integrity): no oracle in the message.
+DECRYPT_FAILED = "The value could not be decrypted with this key and algorithm."
+# Rotation policy durations: at most 100 years, so that now + expiryTime is a valid exp.
+MAX_DURATION = 100 * 365 * DAY
 
 
 def _body_str(body: dict[str, Any], field: str) -> str:
@@ -501,22 +507,27 @@ class KeyStore(ObjectStore[KeyEntry]):
         if kind == "RSA":
             if alg not in RSA_ENCRYPTION:
                 raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
-            return key.version, await self._hsm(
+            return key.version, await self._decrypting(
                 "rsa_decrypt", key_id=key.version, alg=alg, data=data
             )
         if kind != "oct":
             raise BadParameter(f"Key type {key.kty} cannot {op}")
         mode = self._oct_mode(key, alg, op)
         if mode == "KW":
-            return key.version, await self._hsm("aes_unwrap", key_id=key.version, data=data)
+            return key.version, await self._decrypting("aes_unwrap", key_id=key.version, data=data)
         iv = unb64url(body.get("iv"), "iv")
         if mode == "GCM":
             tag = unb64url(body.get("tag"), "tag")
-            aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            return key.version, await self._hsm(
-                "aes_gcm_decrypt", key_id=key.version, data=data, iv=iv, aad=aad, tag=tag
+            aad = unb64url(body["aad"], "aad") if body.get("aad") is not None else None
+            # The vault makes 12-byte ivs and 16-byte tags: nothing else is its ciphertext.
+            if len(iv) != 12 or len(tag) != 16:
+                raise BadParameter(f"{alg} decryption takes a 12-byte iv and a 16-byte tag")
+            return key.version, await self._decrypting(
+                "aes_gcm_decrypt", key_id=key.version, data=data, iv=iv, aad=aad or None, tag=tag
             )
-        return key.version, await self._hsm(
+        if len(iv) != 16:
+            raise BadParameter("AES-CBC needs a 16-byte iv")
+        return key.version, await self._decrypting(
             "aes_cbc", key_id=key.version, data=data, iv=iv, pad=mode == "CBCPAD", encrypt=False
         )
 
@@ -534,6 +545,18 @@ class KeyStore(ObjectStore[KeyEntry]):
                     raise BadParameter(f"Algorithm {alg} cannot be used to {op}")
                 return mode
         raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+
+    async def _decrypting(self, op: str, **args: Any) -> bytes:
+        """Decrypt or unwrap a caller's value in the HSM. The HSM's InvalidInput, and its
+        general failure (how SoftHSM2 reports a wrong GCM tag, CBC padding or key wrap
+        integrity), become one fixed 400: the answer tells nothing of why."""
+        try:
+            result: bytes = await self.hsm.call(op, vault=self.config.name, **args)
+        except (HsmUnavailable, TokenNotFound, KeyNotFound, OperationNotAllowed) as exc:
+            raise from_hsm(exc) from exc
+        except HsmError:
+            raise BadParameter(DECRYPT_FAILED, code="BadParameter") from None
+        return result
 
     @staticmethod
     def _rsa_public(key: KeyVersion) -> rsa.RSAPublicKey:
