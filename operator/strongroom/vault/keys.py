@@ -319,14 +319,23 @@ class KeyStore(ObjectStore[KeyEntry]):
     async def set_rotation_policy(
         self, base: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        actions = _lifetime_actions(body.get("lifetimeActions", []))
-        raw_attributes = body.get("attributes") or {}
+        raw_actions = body.get("lifetimeActions")
+        actions = _lifetime_actions([] if raw_actions is None else raw_actions)
+        raw_attributes = body.get("attributes")
+        if raw_attributes is None:
+            raw_attributes = {}
         if not isinstance(raw_attributes, dict):
             raise BadParameter("'attributes' of a rotation policy must be an object")
         attributes: dict[str, Any] = {}
-        if raw_attributes.get("expiryTime"):
-            parse_duration(raw_attributes["expiryTime"])
-            attributes["expiryTime"] = raw_attributes["expiryTime"]
+        expiry = raw_attributes.get("expiryTime")
+        if expiry is not None:
+            if not isinstance(expiry, str):
+                raise BadParameter(
+                    "'attributes.expiryTime' of a rotation policy must be an ISO 8601 duration "
+                    "string such as P90D"
+                )
+            parse_duration(expiry)
+            attributes["expiryTime"] = expiry
         async with self.lock(name):
             entry = self.live(name)
             created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
@@ -589,14 +598,16 @@ def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
     for action in raw:
         if not isinstance(action, dict) or not isinstance(action.get("action"), dict):
             raise BadParameter("each lifetime action is an object with an 'action' object")
-        kind = action["action"].get("type", "")
-        trigger = action.get("trigger") or {}
+        kind = action["action"].get("type")
+        trigger = action.get("trigger")
         if not isinstance(kind, str) or kind.lower() not in ("rotate", "notify"):
             raise BadParameter("each lifetime action's type is Rotate or Notify")
         if not isinstance(trigger, dict):
             raise BadParameter("each lifetime action needs a 'trigger' object")
         durations = {
-            k: v for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry") and v
+            k: v
+            for k, v in trigger.items()
+            if k in ("timeAfterCreate", "timeBeforeExpiry") and v is not None
         }
         if len(durations) != 1:
             raise BadParameter(
@@ -609,16 +620,17 @@ def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
 
 
 def parse_duration(text: object) -> int:
-    """Seconds in an ISO 8601 duration such as P90D, P1Y2M or PT12H (a month is 30 days)."""
+    """Seconds in an ISO 8601 duration such as P90D, P1Y2M or PT12H (a month is 30 days),
+    of at most 100 years."""
     if not isinstance(text, str) or not text.startswith("P") or len(text) > 32:
-        raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
+        raise BadParameter(f"{str(text)[:40]!r} is not an ISO 8601 duration such as P30D")
     units = {"Y": 365 * DAY, "M": 30 * DAY, "W": 7 * DAY, "D": DAY}
     time_units = {"H": 3600, "M": 60, "S": 1}
     total, number, in_time = 0, "", False
     for char in text[1:]:
         if char == "T":
             in_time = True
-        elif char.isdigit():
+        elif char in "0123456789":  # str.isdigit() also takes "²", which int() refuses
             number += char
         elif number and char in (time_units if in_time else units):
             total += int(number) * (time_units if in_time else units)[char]
@@ -627,4 +639,6 @@ def parse_duration(text: object) -> int:
             raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
     if number or total <= 0:
         raise BadParameter(f"{text!r} is not an ISO 8601 duration such as P30D")
+    if total > MAX_DURATION:
+        raise BadParameter(f"{text!r} is longer than 100 years")
     return total
