@@ -283,6 +283,8 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.unseal(body)
+        for version in entry.versions:
+            version.attributes.check()
         async with self.lock(entry.name):
             self.check_free(entry)
             restored: list[str] = []

@@ -72,14 +72,21 @@ class Attributes:
         for name in ("nbf", "exp"):
             if name in raw:
                 value = raw[name]
-                if value is not None and (
-                    not isinstance(value, int)
-                    or isinstance(value, bool)
-                    or not 0 <= value < MAX_UNIX_TIME
-                ):
+                if value is not None and not _unix_time(value):
                     raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
                 setattr(self, name, value)
         self.updated = now()
+
+    def check(self) -> None:
+        """Refuse attributes that no request could set (a restored backup's, say)."""
+        if not isinstance(self.enabled, bool) or not all(
+            _unix_time(value) for value in (self.created, self.updated)
+        ):
+            raise BadParameter("the object's attributes are invalid")
+        for name in ("nbf", "exp"):
+            value = getattr(self, name)
+            if value is not None and not _unix_time(value):
+                raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
 
     def usable_now(self) -> str | None:
         """Why the object cannot be used at this moment, or None."""
@@ -106,6 +113,10 @@ class Attributes:
         out["recoveryLevel"] = custom if purge_protection else custom + "+Purgeable"
         out["recoverableDays"] = recovery_days
         return out
+
+
+def _unix_time(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_UNIX_TIME
 
 
 def check_tags(raw: object) -> dict[str, str] | None:

@@ -185,6 +185,8 @@ class SecretStore(ObjectStore[SecretEntry]):
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.unseal(body)
+        for version in entry.versions:
+            version.attributes.check()
         async with self.lock(entry.name):
             self.check_free(entry)
             entry.deletion = None
