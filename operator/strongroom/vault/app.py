@@ -667,7 +667,9 @@ class SecretRoutes:
 
     async def get(self, call: Call) -> dict[str, Any]:
         store = call.vault.secrets
-        entry, version = store.readable(call.name, call.version)
+        entry, version = store.readable(
+            call.name, call.version, call.request.query.get("outContentType")
+        )
         return store.bundle(call.base, entry, version, with_value=True)
 
     async def set(self, call: Call) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from .objects import (
 from .store import ObjectStore
 
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# The out content types of a secret GET: Key Vault converts a certificate's PFX to PEM.
+OUT_CONTENT_TYPES = ("application/x-pkcs12", "application/x-pem-file")
 ENCODINGS = ("base64", "hex", "alphanumeric")
 
 
@@ -89,11 +91,27 @@ class SecretStore(ObjectStore[SecretEntry]):
             raise self.not_found(f"{name}/{version}")
         return entry, found
 
-    def readable(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
+    def readable(
+        self, name: str, version: str | None, out_content_type: str | None = None
+    ) -> tuple[SecretEntry, SecretVersion]:
+        if out_content_type is not None and out_content_type not in OUT_CONTENT_TYPES:
+            raise BadParameter(
+                f"'outContentType' must be one of {', '.join(OUT_CONTENT_TYPES)}",
+                code="BadParameter",
+            )
         entry, found = self.live_version(name, version)
         reason = found.attributes.usable_now()
         if reason is not None:
             raise Forbidden(reason.replace("object", "secret"), code="Forbidden")
+        if out_content_type is not None and out_content_type != found.content_type:
+            # Key Vault converts only a certificate's PFX to PEM; strongroom holds no
+            # certificates, so a value is only ever returned as it was stored.
+            raise BadParameter(
+                f"This secret cannot be converted to {out_content_type}: only a certificate's "
+                "secret converts, and a secret is returned in its own content type "
+                f"({found.content_type or 'none'}).",
+                code="BadParameter",
+            )
         return entry, found
 
     # --- lifecycle ------------------------------------------------------------
