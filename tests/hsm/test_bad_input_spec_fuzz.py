@@ -257,3 +257,23 @@ def test_a_restored_backup_with_times_out_of_range_is_refused(dev: DevServer, ad
     error = json_error(admin.call("POST", "/secrets/restore", {"value": blob}), 400)
     assert "exp" in error["message"]
     assert admin.call("GET", "/secrets/restored-times").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "method,path,allow",
+    [
+        ("DELETE", "/keys", "GET"),
+        ("PATCH", "/deletedkeys/some-key", "DELETE, GET"),
+        ("POST", "/keys/some-key/rotationpolicy", "GET, PUT"),
+        ("DELETE", f"/keys/some-key/{'0' * 32}/sign", "POST"),
+        ("GET", "/rng", "POST"),
+        ("PUT", "/deletedsecrets/some-secret/recover", "POST"),
+    ],
+)
+def test_a_method_the_path_does_not_take_is_405_with_allow(
+    admin: Raw, method: str, path: str, allow: str
+) -> None:
+    answer = admin.call(method, path)
+    assert json_error(answer, 405)["code"] == "MethodNotAllowed"
+    assert answer.headers["Allow"] == allow
+

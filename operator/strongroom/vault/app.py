@@ -30,6 +30,7 @@ from .errors import (
     BadParameter,
     Conflict,
     Forbidden,
+    MethodNotAllowed,
     NotFound,
     Unauthorized,
     VaultError,
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
+# The methods of the data plane's operations: another one on a path they take is a 405.
+ROUTED_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+# What follows an object's name, other than a version.
+KEY_ACTIONS = frozenset({"create", "versions", "backup", "rotate", "rotationpolicy"})
+SECRET_ACTIONS = frozenset({"versions", "backup"})
 API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
 # A body (at most MAX_BODY_BYTES) that takes longer than this to arrive holds a connection
@@ -345,6 +351,8 @@ class DataPlane:
             headers["WWW-Authenticate"] = exc.challenge
         if isinstance(exc, Throttled):
             headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, MethodNotAllowed):
+            headers["Allow"] = ", ".join(exc.allowed)
         return web.Response(
             status=exc.status,
             headers=headers,
@@ -361,26 +369,51 @@ class DataPlane:
             segments = segments[:-1]  # "/keys/" lists like "/keys"
         method = request.method
         call = Call(request, vault, f"https://{request.host}")
-        collection = segments[0] if segments else ""
-        rest = segments[1:]
-        route: Route | None = None
-        if collection == "keys":
-            route = self._key_route(method, rest, call)
-        elif collection == "deletedkeys":
-            route = self._deleted_route(method, rest, call, "keys")
-        elif collection == "secrets":
-            route = self._secret_route(method, rest, call)
-        elif collection == "deletedsecrets":
-            route = self._deleted_route(method, rest, call, "secrets")
-        elif collection == "rng" and not rest and method == "POST":
-            route = Route("Rng", "", "", self._rng, True)
+        route = self._match(method, segments, call)
         if route is None:
+            allowed = [
+                other
+                for other in ROUTED_METHODS
+                if other != method and self._matches(other, segments, request, vault)
+            ]
+            if allowed:
+                raise MethodNotAllowed(
+                    f"The method {method[:16]} is not allowed on {raw_path[:200]}; "
+                    f"use {', '.join(allowed)}.",
+                    allowed,
+                )
             raise BadParameter(
-                f"No operation {method} {raw_path[:200]} exists in this API.",
+                f"No operation {method[:16]} {raw_path[:200]} exists in this API.",
                 code="BadParameter",
                 status=404 if method == "GET" else 400,
             )
         return route, call
+
+    def _matches(
+        self, method: str, segments: list[str], request: web.Request, vault: Vault
+    ) -> bool:
+        try:
+            return self._match(method, segments, Call(request, vault, "")) is not None
+        except NotFound:  # the path has this method's shape, with no such version
+            return True
+        except VaultError:
+            return False
+
+    def _match(self, method: str, segments: list[str], call: Call) -> Route | None:
+        """The route of `method` on these path segments, or None; bad names raise."""
+        collection = segments[0] if segments else ""
+        rest = segments[1:]
+        if collection == "keys":
+            return self._key_route(method, rest, call)
+        if collection == "deletedkeys":
+            return self._deleted_route(method, rest, call, "keys")
+        if collection == "secrets":
+            return self._secret_route(method, rest, call)
+        if collection == "deletedsecrets":
+            return self._deleted_route(method, rest, call, "secrets")
+        if collection == "rng" and not rest and method == "POST":
+            return Route("Rng", "", "", self._rng, True)
+        return None
 
     @staticmethod
     def _named(call: Call, name: str, what: str) -> None:
@@ -428,6 +461,8 @@ class DataPlane:
                 return Route(
                     "KeySetRotationPolicy", "keys", "setrotationpolicy", k.set_policy, True
                 )
+            if action in KEY_ACTIONS:  # another method than the action's: no version
+                return None
             self._versioned(call, action, "Key")
             if method == "GET":
                 return Route("KeyGet", "keys", "get", k.get)
@@ -464,6 +499,8 @@ class DataPlane:
                 return Route("SecretListVersions", "secrets", "list", s.versions)
             if tail[0] == "backup" and method == "POST":
                 return Route("SecretBackup", "secrets", "backup", s.backup)
+            if tail[0] in SECRET_ACTIONS:  # another method than the action's: no version
+                return None
             self._versioned(call, tail[0], "Secret")
             if method == "GET":
                 return Route("SecretGet", "secrets", "get", s.get)
