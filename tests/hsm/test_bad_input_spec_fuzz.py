@@ -277,3 +277,30 @@ def test_a_method_the_path_does_not_take_is_405_with_allow(
     assert json_error(answer, 405)["code"] == "MethodNotAllowed"
     assert answer.headers["Allow"] == allow
 
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kty": "EC", "attributes": {"exportable": True}},
+        {"kty": "EC", "attributes": {"exportable": "no"}},
+        {"kty": "EC", "release_policy": {"data": "e30"}},
+        {"kty": "EC", "release_policy": "none"},
+    ],
+)
+def test_keys_are_never_exportable_or_released(admin: Raw, body: dict[str, Any]) -> None:
+    json_error(admin.call("POST", "/keys/unexportable/create", body), 400)
+    assert admin.call("GET", "/keys/unexportable/").status_code == 404
+    key_version(admin, "unexportable-ok", {"kty": "EC", "attributes": {"exportable": False}})
+    patch = {k: v for k, v in body.items() if k != "kty"}
+    json_error(admin.call("PATCH", "/keys/unexportable-ok/", patch), 400)
+    attributes = ok(admin.call("GET", "/keys/unexportable-ok/"))["attributes"]
+    assert attributes["exportable"] is False
+
+
+@pytest.mark.parametrize("field", ["iv", "aad", "tag"])
+@pytest.mark.parametrize("op", ["encrypt", "wrapkey", "decrypt", "unwrapkey"])
+def test_crypto_fields_take_only_strings(admin: Raw, field: str, op: str) -> None:
+    version = key_version(admin, "crypto-types", {"kty": "RSA", "key_size": 2048})
+    body = {"alg": "RSA-OAEP", "value": b64(b"k" * 32), field: [1]}
+    error = json_error(admin.call("POST", f"/keys/crypto-types/{version}/{op}", body), 400)
+    assert field in error["message"]

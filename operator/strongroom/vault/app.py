@@ -578,6 +578,29 @@ def page(call: Call, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"value": chunk, "nextLink": next_link}
 
 
+def key_body(call: Call) -> dict[str, Any]:
+    """A key create or update body, refused if it asks for what no strongroom key is."""
+    body = call.json_body()
+    attributes = body.get("attributes")
+    if isinstance(attributes, dict) and attributes.get("exportable") not in (None, False):
+        raise BadParameter(
+            "'attributes.exportable' can only be false: a strongroom key never leaves its HSM"
+        )
+    if body.get("release_policy") is not None:
+        raise BadParameter("'release_policy' has no use: a strongroom key is never released")
+    return body
+
+
+def crypto_body(call: Call) -> dict[str, Any]:
+    """An encrypt, decrypt, wrap or unwrap body whose optional iv, aad and tag, when given,
+    are strings (an RSA algorithm uses none of them, but takes no other type either)."""
+    body = call.json_body()
+    for field in ("iv", "aad", "tag"):
+        if body.get(field) is not None and not isinstance(body[field], str):
+            raise BadParameter(f"'{field}' must be a base64url string")
+    return body
+
+
 class KeyRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
@@ -600,12 +623,12 @@ class KeyRoutes:
 
     async def create(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        entry, version = await store.create(call.name, call.json_body())
+        entry, version = await store.create(call.name, key_body(call))
         return store.bundle(call.base, entry, version)
 
     async def update(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
-        entry, version = await store.update(call.name, call.version, call.json_body())
+        entry, version = await store.update(call.name, call.version, key_body(call))
         return store.bundle(call.base, entry, version)
 
     async def delete(self, call: Call) -> dict[str, Any]:
@@ -666,23 +689,23 @@ class KeyRoutes:
 
     async def encrypt(self, call: Call) -> dict[str, Any]:
         version, result = await call.vault.keys.encrypt(
-            call.name, call.version, call.json_body(), caller_may_decrypt=call.may_decrypt
+            call.name, call.version, crypto_body(call), caller_may_decrypt=call.may_decrypt
         )
         return {"kid": self._kid(call, version)} | result
 
     async def decrypt(self, call: Call) -> dict[str, Any]:
-        version, plain = await call.vault.keys.decrypt(call.name, call.version, call.json_body())
+        version, plain = await call.vault.keys.decrypt(call.name, call.version, crypto_body(call))
         return {"kid": self._kid(call, version), "value": b64url(plain)}
 
     async def wrapkey(self, call: Call) -> dict[str, Any]:
         version, result = await call.vault.keys.encrypt(
-            call.name, call.version, call.json_body(), op="wrapKey"
+            call.name, call.version, crypto_body(call), op="wrapKey"
         )
         return {"kid": self._kid(call, version)} | result
 
     async def unwrapkey(self, call: Call) -> dict[str, Any]:
         version, plain = await call.vault.keys.decrypt(
-            call.name, call.version, call.json_body(), op="unwrapKey"
+            call.name, call.version, crypto_body(call), op="unwrapKey"
         )
         return {"kid": self._kid(call, version), "value": b64url(plain)}
 
