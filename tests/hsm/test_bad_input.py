@@ -138,8 +138,10 @@ def test_hostile_names_are_refused(admin: Raw, name: str) -> None:
         ("POST", f"/keys/{name}/create", {"kty": "EC"}),
     ):
         response = admin.call(method, path, body)
-        assert response.status_code in (400, 404), response.text
-        assert response.json()["error"]["code"] == "BadParameter"
+        assert response.status_code in (400, 404, 405), response.text
+        # `a..b/..` arrives as /secrets/ (the client removes dot segments), which takes GET.
+        refusal = "MethodNotAllowed" if response.status_code == 405 else "BadParameter"
+        assert response.json()["error"]["code"] == refusal
     listed = admin.call("GET", "/secrets").json()["value"]
     assert not any("under_score" in item["id"] or ".." in item["id"] for item in listed)
 

@@ -36,6 +36,17 @@ class NotFound(VaultError):
     code = "NotFound"
 
 
+class MethodNotAllowed(VaultError):
+    """A method no operation takes on a path that others do; `allowed` are the others."""
+
+    status = 405
+    code = "MethodNotAllowed"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
 class Conflict(VaultError):
     status = 409
     code = "Conflict"

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from ..api.vocabulary import KEY_OPS, family
-from ..hsm.errors import HsmError, KeyNotLoaded
+from ..hsm.errors import (
+    HsmError,
+    HsmUnavailable,
+    KeyNotFound,
+    KeyNotLoaded,
+    OperationNotAllowed,
+    TokenNotFound,
+)
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, VaultError, from_hsm
 from .objects import (
@@ -60,6 +67,10 @@ KNOWN_ALGORITHMS = {
     "wrapKey": RSA_ENCRYPTION + _AES_KW,
     "unwrapKey": RSA_ENCRYPTION + _AES_KW,
 }
+# The one answer to a ciphertext that does not decrypt or unwrap, whatever the reason
+# (OAEP decoding, GCM tag, CBC padding, key wrap integrity): no oracle in the message.
+DECRYPT_FAILED = "The value could not be decrypted with this key and algorithm."
+# Rotation policy durations: at most 100 years, so that now + expiryTime is a valid exp.
 
 
 def _body_str(body: dict[str, Any], field: str) -> str:
@@ -301,6 +312,8 @@ class KeyStore(ObjectStore[KeyEntry]):
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.unseal(body)
+        for version in entry.versions:
+            version.attributes.check()
         async with self.lock(entry.name):
             await self.check_free(entry)
             restored: list[str] = []
@@ -341,14 +354,23 @@ class KeyStore(ObjectStore[KeyEntry]):
     async def set_rotation_policy(
         self, base: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        actions = _lifetime_actions(body.get("lifetimeActions", []))
-        raw_attributes = body.get("attributes") or {}
+        raw_actions = body.get("lifetimeActions")
+        actions = _lifetime_actions([] if raw_actions is None else raw_actions)
+        raw_attributes = body.get("attributes")
+        if raw_attributes is None:
+            raw_attributes = {}
         if not isinstance(raw_attributes, dict):
             raise BadParameter("'attributes' of a rotation policy must be an object")
         attributes: dict[str, Any] = {}
-        if raw_attributes.get("expiryTime"):
-            parse_duration(raw_attributes["expiryTime"])
-            attributes["expiryTime"] = raw_attributes["expiryTime"]
+        expiry = raw_attributes.get("expiryTime")
+        if expiry is not None:
+            if not isinstance(expiry, str):
+                raise BadParameter(
+                    "'attributes.expiryTime' of a rotation policy must be an ISO 8601 duration "
+                    "string such as P90D"
+                )
+            parse_duration(expiry)
+            attributes["expiryTime"] = expiry
         async with self.lock(name):
             entry = await self.live(name)
             created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
@@ -549,26 +571,33 @@ class KeyStore(ObjectStore[KeyEntry]):
         if kind == "RSA":
             if alg not in RSA_ENCRYPTION:
                 raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
-            return key.version, await self._with_key(
+            return key.version, await self._decrypting(
                 key, entry.name, lambda: self.hsm.rsa_decrypt(self.vault, key.version, alg, data)
             )
         if kind != "oct":
             raise BadParameter(f"Key type {key.kty} cannot {op}")
         mode = self._oct_mode(key, alg, op)
         if mode == "KW":
-            return key.version, await self._with_key(
+            return key.version, await self._decrypting(
                 key, entry.name, lambda: self.hsm.aes_unwrap(self.vault, key.version, data)
             )
         iv = unb64url(body.get("iv"), "iv")
         if mode == "GCM":
             tag = unb64url(body.get("tag"), "tag")
-            aad = unb64url(body["aad"], "aad") if body.get("aad") else None
-            return key.version, await self._with_key(
+            aad = unb64url(body["aad"], "aad") if body.get("aad") is not None else None
+            # The vault makes 12-byte ivs and 16-byte tags: nothing else is its ciphertext.
+            if len(iv) != 12 or len(tag) != 16:
+                raise BadParameter(f"{alg} decryption takes a 12-byte iv and a 16-byte tag")
+            return key.version, await self._decrypting(
                 key,
                 entry.name,
-                lambda: self.hsm.aes_gcm_decrypt(self.vault, key.version, data, iv, aad, tag),
+                lambda: self.hsm.aes_gcm_decrypt(
+                    self.vault, key.version, data, iv, aad or None, tag
+                ),
             )
-        return key.version, await self._with_key(
+        if len(iv) != 16:
+            raise BadParameter("AES-CBC needs a 16-byte iv")
+        return key.version, await self._decrypting(
             key,
             entry.name,
             lambda: self.hsm.aes_cbc(
@@ -590,6 +619,22 @@ class KeyStore(ObjectStore[KeyEntry]):
                     raise BadParameter(f"Algorithm {alg} cannot be used to {op}")
                 return mode
         raise BadParameter(f"Algorithm {alg} is not supported by key type {key.kty}")
+
+    async def _decrypting(
+        self, key: KeyVersion, label: str, op: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """Decrypt or unwrap a caller's value in the HSM. The HSM's InvalidInput, and its
+        general failure (how SoftHSM2 reports a wrong GCM tag, CBC padding or key wrap
+        integrity), become one fixed 400: the answer tells nothing of why."""
+        try:
+            return await self._with_key(key, label, op)
+        except VaultError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HsmError) and not isinstance(
+                cause, (HsmUnavailable, TokenNotFound, KeyNotFound, OperationNotAllowed)
+            ):
+                raise BadParameter(DECRYPT_FAILED, code="BadParameter") from None
+            raise
 
     @staticmethod
     def _rsa_public(key: KeyVersion) -> rsa.RSAPublicKey:
@@ -622,14 +667,16 @@ def _lifetime_actions(raw: object) -> list[dict[str, Any]]:
     for action in raw:
         if not isinstance(action, dict) or not isinstance(action.get("action"), dict):
             raise BadParameter("each lifetime action is an object with an 'action' object")
-        kind = action["action"].get("type", "")
-        trigger = action.get("trigger") or {}
+        kind = action["action"].get("type")
+        trigger = action.get("trigger")
         if not isinstance(kind, str) or kind.lower() not in ("rotate", "notify"):
             raise BadParameter("each lifetime action's type is Rotate or Notify")
         if not isinstance(trigger, dict):
             raise BadParameter("each lifetime action needs a 'trigger' object")
         durations = {
-            k: v for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry") and v
+            k: v
+            for k, v in trigger.items()
+            if k in ("timeAfterCreate", "timeBeforeExpiry") and v is not None
         }
         if len(durations) != 1:
             raise BadParameter(

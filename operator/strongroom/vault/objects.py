@@ -43,12 +43,19 @@ RESERVED_TAG_PREFIX = "strongroom.io/"
 OWNER_TAG = RESERVED_TAG_PREFIX + "uid"
 
 
+MAX_DURATION = 100 * 365 * 86400
+
+
 def parse_duration(text: object) -> int:
-    """Seconds in an ISO 8601 duration such as P30D or PT12H; a 400 when it is not one."""
+    """Seconds in an ISO 8601 duration such as P30D or PT12H, at most 100 years (so a
+    rotation never sets an exp beyond the attribute limits); a 400 when it is not one."""
     try:
-        return durations.parse_duration(text)
+        seconds = durations.parse_duration(text)
     except durations.InvalidDuration as exc:
         raise BadParameter(str(exc)) from None
+    if seconds > MAX_DURATION:
+        raise BadParameter(f"{str(text)[:40]!r} is longer than 100 years")
+    return seconds
 
 
 @dataclass
@@ -71,14 +78,21 @@ class Attributes:
         for name in ("nbf", "exp"):
             if name in raw:
                 value = raw[name]
-                if value is not None and (
-                    not isinstance(value, int)
-                    or isinstance(value, bool)
-                    or not 0 <= value < MAX_UNIX_TIME
-                ):
+                if value is not None and not _unix_time(value):
                     raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
                 setattr(self, name, value)
         self.updated = now()
+
+    def check(self) -> None:
+        """Refuse attributes that no request could set (a restored backup's, say)."""
+        if not isinstance(self.enabled, bool) or not all(
+            _unix_time(value) for value in (self.created, self.updated)
+        ):
+            raise BadParameter("the object's attributes are invalid")
+        for name in ("nbf", "exp"):
+            value = getattr(self, name)
+            if value is not None and not _unix_time(value):
+                raise BadParameter(f"'attributes.{name}' must be a unix time in seconds")
 
     def usable_now(self) -> str | None:
         """Why the object cannot be used at this moment, or None."""
@@ -105,6 +119,10 @@ class Attributes:
         out["recoveryLevel"] = custom if purge_protection else custom + "+Purgeable"
         out["recoverableDays"] = recovery_days
         return out
+
+
+def _unix_time(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_UNIX_TIME
 
 
 def check_tags(raw: object) -> dict[str, str] | None:

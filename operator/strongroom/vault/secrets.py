@@ -25,6 +25,8 @@ from .objects import (
 from .store import ObjectStore, guarded
 
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# The out content types of a secret GET: Key Vault converts a certificate's PFX to PEM.
+OUT_CONTENT_TYPES = ("application/x-pkcs12", "application/x-pem-file")
 ENCODINGS = ("base64", "hex", "alphanumeric")
 
 
@@ -92,11 +94,27 @@ class SecretStore(ObjectStore[SecretEntry]):
             raise self.not_found(f"{name}/{version}")
         return entry, found
 
-    async def readable(self, name: str, version: str | None) -> tuple[SecretEntry, SecretVersion]:
+    async def readable(
+        self, name: str, version: str | None, out_content_type: str | None = None
+    ) -> tuple[SecretEntry, SecretVersion]:
+        if out_content_type is not None and out_content_type not in OUT_CONTENT_TYPES:
+            raise BadParameter(
+                f"'outContentType' must be one of {', '.join(OUT_CONTENT_TYPES)}",
+                code="BadParameter",
+            )
         entry, found = await self.live_version(name, version)
         reason = found.attributes.usable_now()
         if reason is not None:
             raise Forbidden(reason.replace("object", "secret"), code="Forbidden")
+        if out_content_type is not None and out_content_type != found.content_type:
+            # Key Vault converts only a certificate's PFX to PEM; strongroom holds no
+            # certificates, so a value is only ever returned as it was stored.
+            raise BadParameter(
+                f"This secret cannot be converted to {out_content_type}: only a certificate's "
+                "secret converts, and a secret is returned in its own content type "
+                f"({found.content_type or 'none'}).",
+                code="BadParameter",
+            )
         return entry, found
 
     # --- lifecycle ------------------------------------------------------------
@@ -217,6 +235,8 @@ class SecretStore(ObjectStore[SecretEntry]):
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.unseal(body)
+        for version in entry.versions:
+            version.attributes.check()
         async with self.lock(entry.name):
             await self.check_free(entry)
             entry.deletion = None
