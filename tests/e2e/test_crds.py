@@ -81,6 +81,17 @@ REJECTED = [
         vault_secret("seconds", rotation={"rotateAfter": "PT30S"}),
         "spec.rotation.rotateAfter in body should match",
     ),
+    (
+        vault_secret(
+            "adopt-imported", source={"fromSecret": {"name": "s", "key": "k"}}, adopt=True
+        ),
+        "spec.adopt is for generated secrets (spec.source.generate): a fromSecret VaultSecret "
+        "would replace the adopted value with the imported one",
+    ),
+    (
+        vault_secret("adopt-external", source={"external": {}}, adopt=True),
+        "spec.adopt is for generated secrets (spec.source.generate)",
+    ),
 ]
 
 

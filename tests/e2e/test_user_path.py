@@ -36,6 +36,7 @@ BURST = 100  # Keys created one by one; the active operator is killed midway
 KILL_AFTER = 20  # Keys created (and one of them Ready) before the kill
 TAKEOVER_SECONDS = 30  # from the kill to the new active replica's first key
 CANARY = f"canary-{uuid.uuid4().hex}"
+OWNER_TAG = "strongroom.io/uid"  # the tag that names the resource an object belongs to
 
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -430,6 +431,102 @@ def test_with_purge_protection_a_deleted_key_cannot_be_purged(release: Release) 
         assert purge.status_code == 403, purge.text
         assert "purge protection" in purge.json()["error"]["message"]
         assert release.vault_call(uri, token, "GET", "/deletedkeys/kept").status_code == 200
+
+
+def test_a_key_made_through_the_vault_api_is_adopted_and_keeps_its_version(
+    release: Release,
+) -> None:
+    """A team moves a key it made through the vault's API under a Key resource: refused until
+    the Vault consents (strongroom.io/allow-adopt), then adopted with its version, no new
+    key made in the HSM."""
+    release.k("-n", DEMO, "create", "serviceaccount", "migrator")
+    release.apply(
+        resource(
+            "Vault",
+            "adopting",
+            {
+                "hsmPoolRef": {"name": "demo"},
+                "softDelete": {"retentionDays": 7},
+                "access": [{"serviceAccount": {"name": "migrator"}, "roles": ["Administrator"]}],
+            },
+        )
+    )
+    vault = release.wait_ready("vault", "adopting", DEMO)
+    token = release.vault_token("migrator", DEMO)
+    with release.reach(vault) as uri:
+        made = release.vault_call(
+            uri, token, "POST", "/keys/legacy/create", {"kty": "EC-HSM", "crv": "P-256"}
+        )
+        assert made.status_code == 200, made.text
+    version = made.json()["key"]["kid"].rsplit("/", 1)[-1]
+    assert OWNER_TAG not in (made.json().get("tags") or {})
+
+    release.apply(
+        resource(
+            "Key",
+            "legacy",
+            {
+                "vaultRef": {"name": "adopting"},
+                "kty": "EC-HSM",
+                "curve": "P-256",
+                "keyOps": ["sign"],
+                "adopt": True,
+            },
+        )
+    )
+
+    def refused() -> dict[str, Any] | None:
+        status = release.get("key", "legacy", DEMO).get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition["type"] == "Ready" and condition.get("reason") == "AdoptionNotAllowed":
+                return dict(condition)
+        return None
+
+    condition = release.wait_for("the adoption refused without the Vault's consent", refused)
+    assert condition["status"] == "False"
+    assert "strongroom.io/allow-adopt=legacy" in condition["message"], condition
+    with release.reach(vault) as uri:
+        untouched = release.vault_call(uri, token, "GET", "/keys/legacy")
+        assert untouched.status_code == 200, untouched.text
+        assert OWNER_TAG not in (untouched.json().get("tags") or {})
+
+    release.k("-n", DEMO, "annotate", "vault", "adopting", "strongroom.io/allow-adopt=legacy")
+    # AdoptionNotAllowed is retried within a minute, as is every Key by its timer.
+    key = release.wait_ready("key", "legacy", DEMO, timeout=240)
+    assert key["status"]["currentVersion"] == version
+    assert [v["version"] for v in key["status"]["versions"]] == [version]
+    assert key["status"]["kid"].rsplit("/", 1)[-1] == version
+    with release.reach(vault) as uri:
+        listed = release.vault_call(uri, token, "GET", "/keys/legacy/versions")
+        assert listed.status_code == 200, listed.text
+        assert [item["kid"].rsplit("/", 1)[-1] for item in listed.json()["value"]] == [version]
+        adopted = release.vault_call(uri, token, "GET", "/keys/legacy")
+        assert adopted.status_code == 200, adopted.text
+    # The key is the Key's now, and keeps to its spec.
+    assert adopted.json()["tags"][OWNER_TAG] == key["metadata"]["uid"]
+    assert adopted.json()["key"]["key_ops"] == ["sign"]
+    assert stored_key_versions(release, "adopting") == [version], "a key version was made"
+
+    def adopted_event() -> list[dict[str, Any]]:
+        answer = release.k(
+            "-n",
+            DEMO,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Key,involvedObject.name=legacy,reason=Adopted",
+            "-o",
+            "json",
+        )
+        return list(json.loads(answer.stdout)["items"])
+
+    # One, or two when the Key's retry and its timer ran at the same moment (both adopt: the
+    # pool's adoption is idempotent).
+    events = release.wait_for("the Normal Event Adopted", adopted_event, timeout=60)
+    for event in events:
+        assert event["type"] == "Normal", event
+        assert "key legacy of vault adopting" in event["message"], event
+        assert f"1 version(s) kept (current {version})" in event["message"], event
 
 
 def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: Release) -> None:

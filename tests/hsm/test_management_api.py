@@ -323,7 +323,16 @@ def test_the_answers_keep_their_shape(dev: DevServer) -> None:
         {"owner": owner, "kty": "EC-HSM", "crv": "P-256", "attributes": {"nbf": None}},
     )
     assert status == 201, key
-    assert set(key) == {"name", "owner", "key", "versions", "rotationPolicy", "deleted"}
+    assert set(key) == {
+        "name",
+        "owner",
+        "key",
+        "versions",
+        "rotationPolicy",
+        "deleted",
+        "keySize",
+    }
+    assert key["keySize"] is None  # an EC key: its JWK names the curve
     assert key["owner"] == owner and key["rotationPolicy"] is None and key["deleted"] is None
     [version] = key["versions"]
     assert set(version) == {"version", "keyOps", "attributes"}
@@ -345,3 +354,201 @@ def test_the_answers_keep_their_shape(dev: DevServer) -> None:
     assert set(secret["versions"][0]) == {"version", "created", "enabled"}
     status, value = call(dev, "GET", "/secrets/shape?api-version=7.5", dev.token)
     assert status == 200 and len(value["value"]) == 32  # 16 bytes in hex
+
+
+# --- adopting an object made through the data plane -----------------------------------------
+
+ADOPT_HOST = "adopting-vault.team-a.svc"
+ADOPT_BASE = "/_strongroom/v1/vaults/adopting"
+OWNER_TAG = "strongroom.io/uid"
+WRITER = "dev:writer"
+
+
+def _adopting_vault(dev: DevServer) -> None:
+    body = {
+        "hosts": [ADOPT_HOST],
+        "access": [
+            {"subject": "dev:admin", "keys": ["all"], "secrets": ["all"]},
+            {"subject": WRITER, "keys": ["create", "update", "get"], "secrets": ["set", "get"]},
+        ],
+        "retentionDays": 7,
+        "purgeProtection": False,
+    }
+    status, answer = manage(dev, "PUT", ADOPT_BASE, body)
+    assert status in (200, 201), answer
+
+
+def _plane(
+    dev: DevServer, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    """The vault's data plane: as `token`'s subject, or as the operator (every permission)."""
+    sep = "&" if "?" in path else "?"
+    return call(
+        dev,
+        method,
+        f"{path}{sep}api-version=7.5",
+        token,
+        body,
+        host=ADOPT_HOST,
+        admin=token is None,
+    )
+
+
+def _key_versions(dev: DevServer, name: str) -> list[dict[str, Any]]:
+    """Each version of the key as the data plane has it, tags included, oldest first."""
+    status, listed = _plane(dev, "GET", f"/keys/{name}/versions")
+    assert status == 200, listed
+    found = []
+    for item in listed["value"]:
+        status, version = _plane(dev, "GET", f"/keys/{name}/{item['kid'].rsplit('/', 1)[1]}")
+        assert status == 200, version
+        found.append(version)
+    return sorted(found, key=lambda v: v["attributes"]["created"])
+
+
+def test_a_key_made_through_the_data_plane_is_adopted_once_for_one_owner(dev: DevServer) -> None:
+    _adopting_vault(dev)
+    writer = dev.issue(WRITER)
+    status, made = _plane(
+        dev, "POST", "/keys/legacy/create", {"kty": "RSA", "key_size": 3072, "tags": {"a": "b"}}
+    )
+    assert status == 200, made
+    status, rotated = _plane(dev, "POST", "/keys/legacy/rotate")
+    assert status == 200, rotated
+    path = f"{ADOPT_BASE}/keys/legacy"
+    status, before = manage(dev, "GET", path)
+    assert status == 200 and before["owner"] is None and before["keySize"] == 3072
+    assert len(before["versions"]) == 2
+
+    owner = "c41d-adopting-uid"
+    status, adopted = manage(dev, "PUT", f"{path}/owner", {"owner": owner})
+    assert status == 200, adopted
+    # Only the owner changed: the same versions, attributes, key and policy.
+    assert adopted == before | {"owner": owner}
+    versions = _key_versions(dev, "legacy")
+    assert [v["key"]["kid"] for v in versions] == [made["key"]["kid"], rotated["key"]["kid"]]
+    assert all(v["tags"] == {"a": "b", OWNER_TAG: owner} for v in versions)
+
+    # Again, for the same owner (a retried reconcile): nothing changes.
+    status, again = manage(dev, "PUT", f"{path}/owner", {"owner": owner})
+    assert status == 200 and again == adopted
+    # Another owner: refused, and the first keeps it.
+    status, refused = manage(dev, "PUT", f"{path}/owner", {"owner": "someone-else"})
+    assert status == 409 and refused["error"]["code"] == "KeyOwnedElsewhere", refused
+    # The create-once of the owner now finds its key: no version is made.
+    status, found = manage(dev, "PUT", path, {"owner": owner, "kty": "RSA", "key_size": 3072})
+    assert status == 200 and found["versions"] == adopted["versions"]
+
+    # The tag stays out of data-plane reach: an update cannot drop it nor set another.
+    version = versions[-1]["key"]["kid"].rsplit("/", 1)[1]
+    status, patched = _plane(dev, "PATCH", f"/keys/legacy/{version}", {"tags": {}}, writer)
+    assert status == 200 and patched["tags"] == {OWNER_TAG: owner}, patched
+    status, refused = _plane(
+        dev, "PATCH", f"/keys/legacy/{version}", {"tags": {OWNER_TAG: "planted"}}, writer
+    )
+    assert status == 400 and "strongroom.io/" in refused["error"]["message"]
+    # A rotation carries it to the new version (with the current version's tags, now none).
+    status, rotated = _plane(dev, "POST", "/keys/legacy/rotate")
+    assert status == 200 and rotated["tags"] == {OWNER_TAG: owner}, rotated
+    status, state = manage(dev, "GET", path)
+    assert status == 200 and state["owner"] == owner and len(state["versions"]) == 3
+
+
+def test_a_secret_set_through_the_data_plane_is_adopted_with_its_values(dev: DevServer) -> None:
+    _adopting_vault(dev)
+    values = ["first-c2VjcmV0", "second-c2VjcmV0"]
+    ids = []
+    for value in values:
+        status, set_ = _plane(
+            dev, "PUT", "/secrets/legacy", {"value": value, "contentType": "text/plain"}
+        )
+        assert status == 200, set_
+        ids.append(set_["id"])
+    path = f"{ADOPT_BASE}/secrets/legacy"
+    status, before = manage(dev, "GET", path)
+    assert status == 200 and before["owner"] is None
+
+    owner = "5e7a-adopting-uid"
+    status, adopted = manage(dev, "PUT", f"{path}/owner", {"owner": owner})
+    assert status == 200, adopted
+    assert adopted == before | {"owner": owner}
+    assert "value" not in adopted and not any(v in json.dumps(adopted) for v in values)
+    for id_, value in zip(ids, values, strict=True):
+        status, read = _plane(dev, "GET", f"/secrets/legacy/{id_.rsplit('/', 1)[1]}")
+        assert status == 200 and read["value"] == value
+        assert read["tags"] == {OWNER_TAG: owner} and read["contentType"] == "text/plain"
+    assert manage(dev, "PUT", f"{path}/owner", {"owner": owner}) == (200, adopted)
+    status, refused = manage(dev, "PUT", f"{path}/owner", {"owner": "someone-else"})
+    assert status == 409 and refused["error"]["code"] == "SecretOwnedElsewhere", refused
+    # The owner's rotation now finds its secret.
+    generate = {"length": 16, "encoding": "hex"}
+    current = adopted["versions"][-1]["version"]
+    ask = {"owner": owner, "ifCurrentVersion": current, "generate": generate}
+    status, rotated = manage(dev, "POST", f"{path}/rotate", ask)
+    assert status == 201 and len(rotated["versions"]) == 3, rotated
+    assert rotated["contentType"] == "text/plain"
+    writer = dev.issue(WRITER)
+    status, patched = _plane(dev, "PATCH", f"/secrets/legacy/{current}", {"tags": {}}, writer)
+    assert status == 200 and patched["tags"] == {OWNER_TAG: owner}, patched
+
+
+def test_adoption_is_refused_for_deleted_and_missing_objects_and_bad_bodies(
+    dev: DevServer,
+) -> None:
+    _adopting_vault(dev)
+    assert _plane(dev, "POST", "/keys/gone/create", {"kty": "EC"})[0] == 200
+    assert _plane(dev, "DELETE", "/keys/gone")[0] == 200
+    assert _plane(dev, "PUT", "/secrets/gone", {"value": "v"})[0] == 200
+    assert _plane(dev, "DELETE", "/secrets/gone")[0] == 200
+    for kind, title in (("keys", "Key"), ("secrets", "Secret")):
+        status, refused = manage(dev, "PUT", f"{ADOPT_BASE}/{kind}/gone/owner", {"owner": "u"})
+        assert status == 409 and refused["error"]["code"] == f"{title}Deleted", refused
+        assert "recover it" in refused["error"]["message"]
+        status, state = manage(dev, "GET", f"{ADOPT_BASE}/{kind}/gone")
+        assert status == 200 and state["owner"] is None and state["deleted"] is not None
+        status, missing = manage(dev, "PUT", f"{ADOPT_BASE}/{kind}/nothing/owner", {"owner": "u"})
+        assert status == 404 and missing["error"]["code"] == f"{title}NotFound", missing
+        for body, words in (
+            ({}, "owner: Field required"),
+            ({"owner": ""}, "owner: String should have at least 1 character"),
+            ({"owner": 7}, "owner: Input should be a valid string"),
+            ({"owner": "u" * 129}, "owner: String should have at most 128 characters"),
+        ):
+            status, bad = manage(dev, "PUT", f"{ADOPT_BASE}/{kind}/gone/owner", body)
+            assert status == 400 and words in bad["error"]["message"], bad
+        status, bad = manage(dev, "PUT", f"{ADOPT_BASE}/{kind}/bad_name/owner", {"owner": "u"})
+        assert status == 400 and "name is invalid" in bad["error"]["message"], bad
+        status, bad = manage(
+            dev, "PUT", f"/_strongroom/v1/vaults/nowhere/{kind}/x/owner", {"owner": "u"}
+        )
+        assert status == 404 and bad["error"]["code"] == "VaultNotFound", bad
+        # A workload's token does not open it, whatever it may do in the vault.
+        status, refused = call(
+            dev, "PUT", f"{ADOPT_BASE}/{kind}/gone/owner", dev.token, {"owner": "u"}
+        )
+        assert status == 401 and "client certificate" in refused["error"]["message"]
+
+
+def test_an_adoption_is_one_durable_write_kept_across_a_kill(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.mktemp("adoption")
+    first = start_dev(base / "state", base / "dev.log")
+    try:
+        _adopting_vault(first)
+        assert _plane(first, "POST", "/keys/kept/create", {"kty": "EC"})[0] == 200
+        assert _plane(first, "POST", "/keys/kept/rotate")[0] == 200
+        owner = "9b2c-kept-uid"
+        status, adopted = manage(first, "PUT", f"{ADOPT_BASE}/keys/kept/owner", {"owner": owner})
+        assert status == 200, adopted
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        second = start_dev(base / "state", base / "dev.log", keep=True)
+        try:
+            status, state = manage(second, "GET", f"{ADOPT_BASE}/keys/kept")
+            assert status == 200 and state == adopted
+            assert all(v["tags"] == {OWNER_TAG: owner} for v in _key_versions(second, "kept"))
+        finally:
+            stop_dev(second)
+    finally:
+        stop_dev(first)

@@ -22,11 +22,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from strongroom.builders.common import Owner
 from strongroom.builders.pool import OperatorSettings
-from strongroom.models import KeySpec, KeyStatus, VaultSecretSpec, VaultSecretStatus
+from strongroom.models import (
+    API_VERSION,
+    KeySpec,
+    KeyStatus,
+    VaultSecretSpec,
+    VaultSecretStatus,
+)
 from strongroom.reconcile import key as key_reconcile
 from strongroom.reconcile import secret as secret_reconcile
 from strongroom.reconcile.context import Context
-from strongroom.reconcile.errors import ImportNotAllowed, InvalidSpec, NotReady
+from strongroom.reconcile.errors import (
+    AdoptionNotAllowed,
+    ImportNotAllowed,
+    InvalidSpec,
+    NotReady,
+    ReconcileError,
+)
 from strongroom.reconcile.poolapi import PoolApi, VaultAddress
 from strongroom.tls import make_ca
 
@@ -39,17 +51,30 @@ _vault_names = itertools.count(1)
 
 
 class FakeKube:
-    """The few reads a Key or VaultSecret reconcile makes of the cluster: Secrets."""
+    """The few reads a Key or VaultSecret reconcile makes of the cluster: Secrets, and the
+    Vault's annotations when it adopts."""
 
     def __init__(self) -> None:
         self.secrets: dict[str, dict[str, Any]] = {}
+        self.vaults: dict[str, dict[str, Any]] = {}
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
     ) -> dict[str, Any] | None:
-        assert (api_version, kind) == ("v1", "Secret")
-        found = self.secrets.get(name)
+        if (api_version, kind) == (API_VERSION, "Vault"):
+            assert namespace == NAMESPACE
+            found = self.vaults.get(name)
+        else:
+            assert (api_version, kind) == ("v1", "Secret")
+            found = self.secrets.get(name)
         return copy.deepcopy(found) if found is not None else None
+
+    def allow_adopt(self, vault: VaultAddress, names: str | None) -> None:
+        """The Vault as the cluster has it, with `names` in its strongroom.io/allow-adopt."""
+        annotations = {} if names is None else {"strongroom.io/allow-adopt": names}
+        self.vaults[vault.vault] = {
+            "metadata": {"name": vault.vault, "namespace": NAMESPACE, "annotations": annotations}
+        }
 
 
 def new_vault(dev: DevServer, purge_protection: bool = False) -> VaultAddress:
@@ -366,6 +391,237 @@ def test_a_key_of_another_owner_is_neither_taken_nor_deleted(
     assert code == 200 and answer["key"]["kid"] == made["key"]["kid"]
 
 
+# --- adopting a key made through the vault's API -------------------------------------------
+
+Events = list[tuple[str, str]]
+
+
+def pool_owner(dev: DevServer, vault: VaultAddress, kind: str, name: str) -> str | None:
+    """Who the pool says owns the object."""
+    code, state = manage(dev, "GET", f"/_strongroom/v1/vaults/{vault.vault}/{kind}/{name}")
+    assert code == 200, state
+    found: str | None = state["owner"]
+    return found
+
+
+def reconcile_key(
+    dev: DevServer,
+    vault: VaultAddress,
+    kube: FakeKube,
+    monkeypatch: pytest.MonkeyPatch,
+    resource: Owner,
+    spec: KeySpec,
+    events: Events,
+    status: KeyStatus | None = None,
+) -> KeyStatus | ReconcileError:
+    """One reconcile of the Key as its handler runs it; its failure returned, not raised."""
+
+    async def once(ctx: Context) -> KeyStatus | ReconcileError:
+        try:
+            return await key_reconcile.reconcile_key(
+                ctx,
+                resource,
+                spec,
+                status or KeyStatus(),
+                1,
+                notify=lambda reason, message: events.append((reason, message)),
+            )
+        except ReconcileError as exc:
+            return exc
+
+    result: KeyStatus | ReconcileError = run(dev, vault, once, kube, monkeypatch)
+    return result
+
+
+def test_a_key_made_through_the_api_is_adopted_with_the_vaults_consent_and_kept(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = new_vault(dev)
+    kube = FakeKube()
+    expires = int(datetime.now(UTC).timestamp()) + 30 * 86400
+    code, made = data_plane(
+        dev, vault, "POST", "/keys/legacy/create", {"kty": "EC-HSM", "attributes": {"exp": expires}}
+    )
+    assert code == 200, made
+    code, rotated = data_plane(dev, vault, "POST", "/keys/legacy/rotate")
+    assert code == 200, rotated
+    made_versions = [last(made["key"]["kid"]), last(rotated["key"]["kid"])]
+    resource, events = owner("legacy"), []
+    adopting = key_spec(vault, adopt=True, keyOps=["sign"])
+
+    refused = reconcile_key(dev, vault, kube, monkeypatch, resource, key_spec(vault), events)
+    assert isinstance(refused, InvalidSpec) and refused.reason == "KeyNameTaken"
+    assert "made through the vault's API" in refused.message
+    assert "spec.adopt: true" in refused.message and "strongroom.io/allow-adopt" in refused.message
+
+    for names, suggested in (
+        (None, "strongroom.io/allow-adopt=legacy"),
+        ("", "strongroom.io/allow-adopt=legacy"),
+        ("other, payments", "'strongroom.io/allow-adopt=other, payments,legacy'"),
+        ("legacy-2,legacyx", "strongroom.io/allow-adopt=legacy-2,legacyx,legacy"),
+    ):
+        kube.allow_adopt(vault, names)
+        refused = reconcile_key(dev, vault, kube, monkeypatch, resource, adopting, events)
+        assert isinstance(refused, AdoptionNotAllowed), refused
+        assert refused.retry_after is not None  # the Vault's owner may consent later
+        command = f"kubectl -n {NAMESPACE} annotate vault {vault.vault} --overwrite {suggested}"
+        assert command in refused.message, refused.message
+        assert pool_owner(dev, vault, "keys", "legacy") is None
+    assert events == []
+
+    kube.allow_adopt(vault, "other, LEGACY")  # names in a vault match in any case
+    status = reconcile_key(dev, vault, kube, monkeypatch, resource, adopting, events)
+    assert isinstance(status, KeyStatus), status
+    assert status.conditions[-1].status == "True" and status.conditions[-1].reason == "KeyReady"
+    assert status.versions is not None
+    assert [v.version for v in status.versions] == made_versions
+    assert status.current_version == made_versions[-1]
+    assert status.kid == f"https://{vault.host}/keys/legacy/{made_versions[-1]}"
+    assert sorted(versions(dev, vault, "legacy")) == sorted(made_versions)  # none made
+    assert pool_owner(dev, vault, "keys", "legacy") == resource.uid
+    # From now on the spec's: key operations set, and the expiry it does not set cleared.
+    code, current = data_plane(dev, vault, "GET", "/keys/legacy")
+    assert code == 200 and current["key"]["key_ops"] == ["sign"]
+    assert "exp" not in current["attributes"]
+    [(reason, message)] = events
+    assert reason == "Adopted" and f"key legacy of vault {vault.vault}" in message
+    assert "2 version(s) kept" in message and made_versions[-1] in message
+
+    # A later reconcile is an ordinary one: no second Event, even with the consent withdrawn.
+    kube.allow_adopt(vault, None)
+    again = reconcile_key(dev, vault, kube, monkeypatch, resource, adopting, events, status)
+    assert isinstance(again, KeyStatus) and again.kid == status.kid and len(events) == 1
+
+    # The key is the Key's: deleting the resource soft-deletes it.
+    async def delete(ctx: Context) -> None:
+        await key_reconcile.delete_key(ctx, resource, adopting)
+
+    run(dev, vault, delete, kube, monkeypatch)
+    assert data_plane(dev, vault, "GET", "/keys/legacy")[0] == 404
+    assert data_plane(dev, vault, "GET", "/deletedkeys/legacy")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "made,spec,found,wanted",
+    [
+        (
+            {"kty": "RSA", "key_size": 3072},
+            {"kty": "RSA-HSM"},
+            "an RSA key of 3072 bits",
+            "an RSA-HSM key of 2048 bits",
+        ),
+        (
+            {"kty": "EC", "crv": "P-384"},
+            {"kty": "EC-HSM"},
+            "an EC key on curve P-384",
+            "an EC-HSM key on curve P-256",
+        ),
+        (
+            {"kty": "oct-HSM", "key_size": 128},
+            {"kty": "oct-HSM", "size": 256},
+            "an oct-HSM key of 128 bits",
+            "an oct-HSM key of 256 bits",
+        ),
+        (
+            {"kty": "RSA-HSM"},
+            {"kty": "EC-HSM", "curve": "P-521"},
+            "an RSA-HSM key of 2048 bits",
+            "an EC-HSM key on curve P-521",
+        ),
+    ],
+    ids=["rsa-size", "ec-curve", "oct-size", "family"],
+)
+def test_a_key_unlike_the_spec_is_not_adopted(
+    dev: DevServer,
+    monkeypatch: pytest.MonkeyPatch,
+    made: dict[str, Any],
+    spec: dict[str, Any],
+    found: str,
+    wanted: str,
+) -> None:
+    vault = new_vault(dev)
+    kube = FakeKube()
+    kube.allow_adopt(vault, "*")
+    code, answer = data_plane(dev, vault, "POST", "/keys/unlike/create", made)
+    assert code == 200, answer
+    events: Events = []
+    resource = owner("unlike")
+    refused = reconcile_key(
+        dev, vault, kube, monkeypatch, resource, key_spec(vault, adopt=True, **spec), events
+    )
+    assert isinstance(refused, InvalidSpec) and refused.reason == "AdoptionMismatch", refused
+    assert f"is {found}, but this Key's spec asks for {wanted}" in refused.message
+    assert pool_owner(dev, vault, "keys", "unlike") is None and events == []
+
+    # A Key made again with what the message names adopts it.
+    matching = {"kty": made["kty"]} | (
+        {"curve": made.get("crv", "P-256")}
+        if made["kty"].startswith("EC")
+        else {"size": made.get("key_size", 2048)}
+    )
+    status = reconcile_key(
+        dev, vault, kube, monkeypatch, resource, key_spec(vault, adopt=True, **matching), events
+    )
+    assert isinstance(status, KeyStatus), status
+    assert status.current_version == last(answer["key"]["kid"])
+    assert [reason for reason, _ in events] == ["Adopted"]
+
+
+def test_a_key_owned_by_another_resource_or_deleted_is_not_adopted(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = new_vault(dev)
+    kube = FakeKube()
+    kube.allow_adopt(vault, "*")
+    events: Events = []
+    first = owner("shared")
+    made = reconcile_key(dev, vault, kube, monkeypatch, first, key_spec(vault), events)
+    assert isinstance(made, KeyStatus), made
+    second = owner("shared")
+    refused = reconcile_key(
+        dev, vault, kube, monkeypatch, second, key_spec(vault, adopt=True), events
+    )
+    assert isinstance(refused, InvalidSpec) and refused.reason == "KeyNameTaken", refused
+    assert "belongs to another resource" in refused.message
+    assert pool_owner(dev, vault, "keys", "shared") == first.uid
+
+    # Another resource adopts the key between this reconcile's look and its adoption.
+    assert data_plane(dev, vault, "POST", "/keys/raced/create", {"kty": "EC"})[0] == 200
+    raced, other = owner("raced"), str(uuid.uuid4())
+
+    async def lose_the_race(ctx: Context) -> ReconcileError:
+        adopt = ctx.pools.adopt_key
+
+        async def after_another(vault: VaultAddress, name: str, uid: str) -> dict[str, Any]:
+            assert (await adopt(vault, name, other))["owner"] == other
+            return await adopt(vault, name, uid)
+
+        monkeypatch.setattr(ctx.pools, "adopt_key", after_another)
+        with pytest.raises(InvalidSpec) as caught:
+            await key_reconcile.reconcile_key(
+                ctx, raced, key_spec(vault, adopt=True), KeyStatus(), 1
+            )
+        return caught.value
+
+    lost = run(dev, vault, lose_the_race, kube, monkeypatch)
+    assert lost.reason == "KeyNameTaken" and "belongs to another resource" in lost.message
+    assert pool_owner(dev, vault, "keys", "raced") == other
+
+    # A deleted key is not adopted; recovered, it is.
+    assert data_plane(dev, vault, "POST", "/keys/dropped/create", {"kty": "EC"})[0] == 200
+    assert data_plane(dev, vault, "DELETE", "/keys/dropped")[0] == 200
+    dropped = owner("dropped")
+    spec = key_spec(vault, adopt=True)
+    refused = reconcile_key(dev, vault, kube, monkeypatch, dropped, spec, events)
+    assert isinstance(refused, ReconcileError) and refused.reason == "KeyDeleted", refused
+    assert "/deletedkeys/dropped/recover" in refused.message
+    assert pool_owner(dev, vault, "keys", "dropped") is None
+    assert data_plane(dev, vault, "POST", "/deletedkeys/dropped/recover")[0] == 200
+    adopted = reconcile_key(dev, vault, kube, monkeypatch, dropped, spec, events)
+    assert isinstance(adopted, KeyStatus), adopted
+    assert pool_owner(dev, vault, "keys", "dropped") == dropped.uid
+
+
 # --- VaultSecret ---------------------------------------------------------------------------
 
 
@@ -535,3 +791,70 @@ def test_delete_soft_deletes_a_secret_the_resource_made(
     assert data_plane(dev, vault, "GET", "/secrets/short-lived")[0] == 404
     assert data_plane(dev, vault, "GET", "/deletedsecrets/short-lived")[0] == 200
     assert data_plane(dev, vault, "DELETE", "/deletedsecrets/short-lived")[0] == 403
+
+
+def test_a_secret_set_through_the_api_is_adopted_kept_and_then_rotated(
+    dev: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = new_vault(dev)
+    kube = FakeKube()
+    body = {"value": CANARY, "contentType": "text/plain"}
+    code, set_ = data_plane(dev, vault, "PUT", "/secrets/legacy-secret", body)
+    assert code == 200, set_
+    resource, events = secret_owner("legacy-secret"), []
+    generate = {"generate": {"length": 24, "encoding": "hex"}}
+
+    def attempt(spec: VaultSecretSpec, now: float | None = None) -> Any:
+        """One reconcile as the handler runs it; its failure returned, not raised."""
+
+        async def once(ctx: Context) -> VaultSecretStatus | ReconcileError:
+            try:
+                return await secret_reconcile.reconcile_secret(
+                    ctx,
+                    resource,
+                    spec,
+                    VaultSecretStatus(),
+                    1,
+                    now=now,
+                    notify=lambda reason, message: events.append((reason, message)),
+                )
+            except ReconcileError as exc:
+                return exc
+
+        return run(dev, vault, once, kube, monkeypatch)
+
+    refused = attempt(secret_spec(vault, generate))
+    assert isinstance(refused, InvalidSpec) and refused.reason == "SecretNameTaken"
+    assert "spec.adopt: true" in refused.message
+    refused = attempt(secret_spec(vault, generate, adopt=True))
+    assert isinstance(refused, AdoptionNotAllowed), refused
+    assert "strongroom.io/allow-adopt=legacy-secret" in refused.message
+    kube.allow_adopt(vault, "legacy-secret")
+    refused = attempt(secret_spec(vault, generate, adopt=True, contentType="application/json"))
+    assert isinstance(refused, InvalidSpec) and refused.reason == "AdoptionMismatch", refused
+    assert "has 'text/plain', but this VaultSecret's spec.contentType is" in refused.message
+    assert pool_owner(dev, vault, "secrets", "legacy-secret") is None and events == []
+
+    adopting = secret_spec(vault, generate, adopt=True, rotation={"rotateAfter": "PT5M"})
+    status = attempt(adopting)
+    assert isinstance(status, VaultSecretStatus), status
+    assert status.current_version == last(set_["id"])
+    assert status.id == f"https://{vault.host}/secrets/legacy-secret/{last(set_['id'])}"
+    assert status.conditions[-1].reason == "SecretReady"
+    assert secret_value(dev, vault, "legacy-secret") == CANARY  # the value is kept
+    assert CANARY not in repr(status.wire()) and CANARY not in repr(events)
+    assert CANARY not in dev.log_text()
+    assert pool_owner(dev, vault, "secrets", "legacy-secret") == resource.uid
+    assert [reason for reason, _ in events] == ["Adopted"]
+
+    # It rotates as a generated secret from now on: a new value from the HSM, once due.
+    assert status.current_version_created is not None
+    due = status.current_version_created.timestamp() + 300
+    rotated = attempt(adopting, due)
+    assert isinstance(rotated, VaultSecretStatus), rotated
+    assert rotated.current_version != status.current_version
+    value = secret_value(dev, vault, "legacy-secret")
+    assert value != CANARY and len(value) == 48
+    code, kept = data_plane(dev, vault, "GET", f"/secrets/legacy-secret/{status.current_version}")
+    assert code == 200 and kept["value"] == CANARY
+    assert len(events) == 1

@@ -174,6 +174,7 @@ def test_models_read_the_camel_case_wire_shape() -> None:
         "curve": "P-256",
         "keyOps": ["sign"],
         "enabled": True,
+        "adopt": False,
     }
     vault = VaultSpec.model_validate({"hsmPoolRef": {"name": "p"}})
     assert vault.soft_delete.retention_days == 90 and vault.access == []

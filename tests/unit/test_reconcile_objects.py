@@ -1,19 +1,32 @@
 """Pure decisions of the Key and VaultSecret reconciles: what to create, change, delete."""
 
+import asyncio
 import base64
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
+import kopf
 import pytest
 
 from strongroom.builders.common import Owner
-from strongroom.models import KeySpec, KeyStatus, VaultSecretSpec
-from strongroom.reconcile.errors import InvalidSpec, NotReady, PoolApiError, classify
+from strongroom.models import API_VERSION, KeySpec, KeyStatus, VaultSecretSpec
+from strongroom.operator import handlers
+from strongroom.reconcile import key as key_reconcile
+from strongroom.reconcile.adopt import adoption_allowed, not_allowed
+from strongroom.reconcile.errors import (
+    InvalidSpec,
+    NotReady,
+    PoolApiError,
+    ReconcileError,
+    classify,
+)
 from strongroom.reconcile.key import (
     KeyState,
     KeyVersionState,
     PolicyUpdate,
     VersionUpdate,
+    check_adoptable,
     check_owner,
     check_spec,
     create_body,
@@ -24,12 +37,15 @@ from strongroom.reconcile.key import (
     key_updates,
     should_delete,
 )
+from strongroom.reconcile.poolapi import VaultAddress
 from strongroom.reconcile.secret import (
     SecretState,
+    check_adopt_source,
     generate_body,
     imported_value,
     source_of,
 )
+from strongroom.reconcile.secret import check_adoptable as check_adoptable_secret
 from strongroom.reconcile.secret import check_owner as check_secret_owner
 from strongroom.reconcile.secret import should_delete as should_delete_secret
 from strongroom.vault.secrets import alphanumeric_length, encode_random
@@ -294,3 +310,300 @@ def test_generated_values_are_encoded_as_asked() -> None:
 def test_a_vault_the_pool_does_not_serve_yet_is_waited_for() -> None:
     error = classify(PoolApiError(404, "VaultNotFound", "No vault 'v' is served by this pool."))
     assert isinstance(error, NotReady) and error.reason == "VaultNotServed"
+
+
+# --- adoption ------------------------------------------------------------------------------
+
+
+def unowned(kty: str = "EC-HSM", size: int | None = None, **jwk: str) -> KeyState:
+    """A key made through the vault's API: no owner."""
+    return KeyState(
+        "legacy",
+        None,
+        {"kid": "https://v/keys/legacy/a", "kty": kty} | jwk,
+        (version("a"),),
+        None,
+        False,
+        size,
+    )
+
+
+def test_a_key_without_an_owner_is_adopted_only_with_spec_adopt() -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        check_owner(unowned(), UID, "v")
+    assert caught.value.reason == "KeyNameTaken"
+    assert "made through the vault's API" in caught.value.message
+    assert "spec.adopt: true" in caught.value.message
+    assert "strongroom.io/allow-adopt" in caught.value.message
+    assert check_owner(unowned(), UID, "v", adopt=True) is True
+    assert check_owner(IN_SYNC, UID, "v", adopt=True) is False
+    # Another resource's key is never adopted, and the message does not offer it.
+    with pytest.raises(InvalidSpec) as caught:
+        check_owner(state(version("a"), owner="someone-else"), UID, "v", adopt=True)
+    assert caught.value.reason == "KeyNameTaken"
+    assert "another resource" in caught.value.message and "adopt" not in caught.value.message
+
+
+def _modulus(bits: int) -> str:
+    return base64.urlsafe_b64encode((1 << (bits - 1)).to_bytes(bits // 8, "big")).decode()
+
+
+@pytest.mark.parametrize(
+    "found,fields",
+    [
+        (unowned("EC", crv="P-256"), {}),
+        (unowned("EC-HSM", crv="P-384"), {"curve": "P-384"}),
+        (unowned("RSA", 2048), {"kty": "RSA-HSM"}),
+        (unowned("RSA-HSM", 4096), {"kty": "RSA", "size": 4096}),
+        # From a pool that does not report sizes: an RSA key's is its modulus's.
+        (unowned("RSA", None, n=_modulus(3072)), {"kty": "RSA", "size": 3072}),
+        (unowned("oct-HSM", 256), {"kty": "oct-HSM"}),
+        (unowned("oct-HSM", 128), {"kty": "oct-HSM", "size": 128}),
+    ],
+)
+def test_a_key_of_the_specs_type_and_size_may_be_adopted(
+    found: KeyState, fields: dict[str, Any]
+) -> None:
+    check_adoptable(found, spec(**fields), "v")
+
+
+@pytest.mark.parametrize(
+    "found,fields,words",
+    [
+        (
+            unowned("EC", crv="P-521"),
+            {},
+            "is an EC key on curve P-521, but this Key's spec asks for an EC-HSM key on curve "
+            "P-256: it is not adopted; to adopt it, make this Key again with spec.kty: EC and "
+            "spec.curve: P-521",
+        ),
+        (
+            unowned("RSA", 3072),
+            {"kty": "RSA-HSM"},
+            "is an RSA key of 3072 bits, but this Key's spec asks for an RSA-HSM key of 2048 bits",
+        ),
+        (
+            unowned("RSA", None, n=_modulus(4096)),
+            {"kty": "RSA", "size": 2048},
+            "spec.kty: RSA and spec.size: 4096",
+        ),
+        (unowned("oct-HSM", 128), {"kty": "oct-HSM"}, "an oct-HSM key of 256 bits"),
+        (unowned("RSA-HSM", 2048), {}, "is an RSA-HSM key of 2048 bits, but this Key's spec asks"),
+        # Without the size, the key cannot be shown to be the spec's: not adopted.
+        (unowned("oct-HSM", None), {"kty": "oct-HSM"}, "is an oct-HSM key of unknown size"),
+    ],
+)
+def test_a_key_unlike_the_spec_is_not_adopted_and_the_message_names_both(
+    found: KeyState, fields: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        check_adoptable(found, spec(**fields), "v")
+    assert caught.value.reason == "AdoptionMismatch" and words in caught.value.message
+
+
+def test_a_deleted_key_is_not_adopted_until_recovered() -> None:
+    deleted = KeyState("legacy", None, {"kty": "EC"}, (version("a"),), None, True)
+    with pytest.raises(ReconcileError) as caught:
+        check_adoptable(deleted, spec(), "v")
+    assert caught.value.reason == "KeyDeleted" and caught.value.retry_after is not None
+    assert "POST /deletedkeys/legacy/recover" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "annotations,allowed",
+    [
+        (None, False),
+        ({}, False),
+        ({"strongroom.io/allow-adopt": ""}, False),
+        ({"strongroom.io/allow-adopt": "other,legacy-2"}, False),
+        ({"strongroom.io/allow-import": "legacy"}, False),
+        ({"strongroom.io/allow-adopt": "legacy"}, True),
+        ({"strongroom.io/allow-adopt": "other, Legacy "}, True),
+        ({"strongroom.io/allow-adopt": " * "}, True),
+    ],
+)
+def test_the_vault_consents_by_naming_the_object_or_star(
+    annotations: dict[str, str] | None, allowed: bool
+) -> None:
+    vault: dict[str, Any] = {"metadata": {"name": "v"}}
+    if annotations is not None:
+        vault["metadata"]["annotations"] = annotations
+    assert adoption_allowed(vault, "legacy") is allowed
+    assert adoption_allowed(None, "legacy") is False
+
+
+def test_a_refusal_says_exactly_what_to_set() -> None:
+    vault = {"metadata": {"annotations": {"strongroom.io/allow-adopt": "a,b"}}}
+    error = not_allowed(vault, "team", "payments", "secret", "db")
+    assert error.reason == "AdoptionNotAllowed" and error.retry_after is not None
+    assert "Vault 'payments' does not allow adopting its secret 'db'" in error.message
+    assert error.message.endswith(
+        "kubectl -n team annotate vault payments --overwrite strongroom.io/allow-adopt=a,b,db"
+    )
+    assert not_allowed(None, "team", "payments", "key", "k").message.endswith(
+        "--overwrite strongroom.io/allow-adopt=k"
+    )
+
+
+GENERATED = secret_spec({"generate": {}})
+ADOPTING = secret_spec({"generate": {}}, adopt=True)
+
+
+def test_only_a_generated_secret_with_spec_adopt_adopts() -> None:
+    foreign = SecretState("s", None, "https://v/secrets/s/a", ("a",), False)
+    assert check_secret_owner(foreign, UID, ADOPTING, "v") is True
+    with pytest.raises(InvalidSpec) as caught:
+        check_secret_owner(foreign, UID, GENERATED, "v")
+    assert caught.value.reason == "SecretNameTaken" and "spec.adopt: true" in caught.value.message
+    # An external secret only reports, whoever owns it: nothing to adopt.
+    assert check_secret_owner(foreign, UID, secret_spec({"external": {}}), "v") is False
+    owned = SecretState("s", "another-uid", "https://v/secrets/s/a", ("a",), False)
+    with pytest.raises(InvalidSpec) as caught:
+        check_secret_owner(owned, UID, ADOPTING, "v")
+    assert "another resource" in caught.value.message
+    check_adopt_source(ADOPTING)
+    for source in ({"fromSecret": {"name": "src", "key": "k"}}, {"external": {}}):
+        with pytest.raises(InvalidSpec) as caught:
+            check_adopt_source(secret_spec(source, adopt=True))
+        assert caught.value.reason == "AdoptionNotSupported"
+        assert "replace the adopted value with the imported one" in caught.value.message
+        check_adopt_source(secret_spec(source))
+
+
+def test_a_secret_of_another_content_type_or_deleted_is_not_adopted() -> None:
+    plain = SecretState("s", None, "i", ("a",), False, NOW, "text/plain")
+    check_adoptable_secret(plain, ADOPTING, "v")  # a spec without contentType takes it
+    check_adoptable_secret(plain, secret_spec({"generate": {}}, contentType="text/plain"), "v")
+    for found, wanted, words in (
+        (plain, "application/json", "has 'text/plain', but this VaultSecret's spec.contentType"),
+        (
+            SecretState("s", None, "i", ("a",), False, NOW, None),
+            "text/plain",
+            "has no content type, but this VaultSecret's spec.contentType is 'text/plain': it is "
+            "not adopted; to adopt it, make this VaultSecret again with no spec.contentType",
+        ),
+    ):
+        with pytest.raises(InvalidSpec) as caught:
+            check_adoptable_secret(found, secret_spec({"generate": {}}, contentType=wanted), "v")
+        assert caught.value.reason == "AdoptionMismatch" and words in caught.value.message
+    deleted = SecretState("s", None, "i", ("a",), True)
+    with pytest.raises(ReconcileError) as caught:
+        check_adoptable_secret(deleted, ADOPTING, "v")
+    assert (
+        caught.value.reason == "SecretDeleted"
+        and "/deletedsecrets/s/recover" in caught.value.message
+    )
+
+
+# --- the handler: an Event when a key is adopted, the refusal in the status ------------------
+
+
+class UnownedKeyPool:
+    """A pool holding key `legacy`, made through the vault's API, as the management API
+    reports it: the create-once refuses it, and an adoption makes it the owner's."""
+
+    def __init__(self) -> None:
+        self.owner: str | None = None
+        self.adopted: list[str] = []
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "name": "legacy",
+            "owner": self.owner,
+            "key": {
+                "kid": "https://v/keys/legacy/b",
+                "kty": "EC",
+                "crv": "P-256",
+                "x": "AA",
+                "y": "AQ",
+                "key_ops": ["sign", "verify"],
+            },
+            "versions": [
+                {
+                    "version": v,
+                    "keyOps": ["sign", "verify"],
+                    "attributes": {"created": NOW, "enabled": True},
+                }
+                for v in ("a", "b")
+            ],
+            "rotationPolicy": None,
+            "deleted": None,
+        }
+
+    async def create_key(self, *_: Any) -> dict[str, Any]:
+        raise PoolApiError(409, "KeyOwnedElsewhere", "A key named legacy exists")
+
+    async def get_key(self, *_: Any) -> dict[str, Any]:
+        return self.answer()
+
+    async def adopt_key(self, vault: VaultAddress, name: str, owner: str) -> dict[str, Any]:
+        assert self.owner in (None, owner)
+        self.owner = owner
+        self.adopted.append(owner)
+        return self.answer()
+
+
+class VaultKube:
+    def __init__(self, annotations: dict[str, str]) -> None:
+        self.annotations = annotations
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        assert (api_version, kind, namespace, name) == (API_VERSION, "Vault", "ns", "v")
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": self.annotations}}
+
+
+class _Patch:
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+
+
+def _key_body(status: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Key",
+            "metadata": {"name": "legacy", "namespace": "ns", "uid": UID, "generation": 1},
+            "spec": spec(adopt=True).wire(),
+            "status": status,
+        }
+    )
+
+
+def test_the_handler_reports_a_refused_adoption_and_posts_an_event_on_an_adopted_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **kw: events.append(kw))
+
+    async def address(*_: Any) -> VaultAddress:
+        return VaultAddress("https://pool-pool.ns.svc", "v", "v-vault.ns.svc")
+
+    monkeypatch.setattr(key_reconcile, "vault_address", address)
+    pool, kube = UnownedKeyPool(), VaultKube({})
+    memo: Any = {"context": SimpleNamespace(pools=pool, kube=kube)}
+
+    patch = _Patch()
+    with pytest.raises(kopf.TemporaryError):
+        asyncio.run(handlers.key(body=_key_body({}), patch=patch, memo=memo))
+    [condition] = patch.status["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "AdoptionNotAllowed")
+    assert "strongroom.io/allow-adopt=legacy" in condition["message"]
+    assert [e["reason"] for e in events] == ["AdoptionNotAllowed"]
+    assert events[0]["type"] == "Warning" and pool.adopted == []
+
+    kube.annotations = {"strongroom.io/allow-adopt": "legacy"}
+    patch = _Patch()
+    asyncio.run(handlers.key(body=_key_body({}), patch=patch, memo=memo))
+    assert patch.status["currentVersion"] == "b" and pool.adopted == [UID]
+    assert patch.status["conditions"][-1]["reason"] == "KeyReady"
+    assert events[1:] == [
+        {
+            "type": "Normal",
+            "reason": "Adopted",
+            "message": "Adopted key legacy of vault v, made through the vault's API: it now "
+            "belongs to this Key, its 2 version(s) kept (current b).",
+        }
+    ]
+    # The next reconcile finds its own key: no second adoption, no second Event.
+    asyncio.run(handlers.key(body=_key_body(patch.status), patch=_Patch(), memo=memo))
+    assert pool.adopted == [UID] and len(events) == 2

@@ -201,6 +201,15 @@ class KeyPut(KeyCreate):
     owner: str = Field(min_length=1, max_length=OWNER_MAX)
 
 
+class OwnerPut(WireModel):
+    """PUT /vaults/{name}/keys/{key}/owner and .../secrets/{secret}/owner: give an object
+    that has no owner (it was made through the vault's API) to `owner`, the custom resource
+    that adopts it. The same owner again changes nothing; another owner's object, or a
+    deleted one, is refused with 409."""
+
+    owner: str = Field(min_length=1, max_length=OWNER_MAX)
+
+
 class SecretGenerate(WireModel):
     """A value made in the vault from its HSM's random number generator."""
 
@@ -290,8 +299,8 @@ class KeyVersionState(WireModel):
 
 class KeyState(WireModel):
     """GET and PUT /vaults/{name}/keys/{key}: the key's owner, its versions oldest first,
-    the current version's public JWK, its rotation policy (Azure's shape) and whether it
-    is deleted."""
+    the current version's public JWK and size, its rotation policy (Azure's shape) and
+    whether it is deleted."""
 
     name: str
     owner: str | None
@@ -299,6 +308,9 @@ class KeyState(WireModel):
     versions: list[KeyVersionState] = Field(min_length=1)
     rotation_policy: dict[str, Any] | None
     deleted: Deletion | None
+    # The current version's size in bits (RSA, oct-HSM); None for EC keys, whose JWK names
+    # the curve, and from pools that do not report it yet.
+    key_size: int | None = None
 
 
 class SecretVersionState(WireModel):

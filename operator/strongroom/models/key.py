@@ -142,6 +142,22 @@ class KeySpec(Model):
     rotation_policy: RotationPolicy | None = Field(
         None, description="When the vault makes new versions of the key on its own."
     )
+    adopt: bool = Field(
+        False,
+        description="Take over a key of this name that was made through the vault's API (no "
+        "Key or VaultSecret owns it), instead of refusing it with Ready=False, reason "
+        "KeyNameTaken. The Vault must consent: its annotation strongroom.io/allow-adopt lists "
+        "the key's name in the vault (comma-separated names of keys and secrets, or *); "
+        "otherwise Ready=False, reason AdoptionNotAllowed. The key must be of the spec's kty "
+        "(RSA, EC or oct, with or without -HSM) and size or curve (their defaults when "
+        "unset), else AdoptionMismatch; a deleted key is not adopted (recover it first). Its "
+        "versions are kept and none is made; from then on it is this Key's as if made for "
+        "it: keyOps, enabled, notBefore, expires and rotationPolicy are set to the spec's as "
+        "for a key it made (an expiry the spec does not set is cleared), and deleting the Key "
+        "soft-deletes it. A "
+        "key another resource owns is never adopted. Without a key of this name, one is "
+        "made as usual.",
+    )
 
 
 class KeyVersionStatus(Model):

@@ -123,6 +123,13 @@ class VaultSecretSpec(Model):
                 "spec.rotation is only for generated secrets (spec.source.generate)",
             ),
             rule(
+                "!has(self.adopt) || !self.adopt || has(self.source.generate)",
+                "spec.adopt is for generated secrets (spec.source.generate): a fromSecret "
+                "VaultSecret would replace the adopted value with the imported one, and "
+                "source.external already reports a secret set through the vault's API without "
+                "adopting it",
+            ),
+            rule(
                 "(has(self.secretName) ? self.secretName : '') == "
                 "(has(oldSelf.secretName) ? oldSelf.secretName : '')",
                 "spec.secretName cannot be changed: make a new VaultSecret",
@@ -163,6 +170,21 @@ class VaultSecretSpec(Model):
     )
     rotation: SecretRotation | None = Field(
         None, description="When a generated secret gets a new value."
+    )
+    adopt: bool = Field(
+        False,
+        description="Generated secrets only: take over a secret of this name that was set "
+        "through the vault's API (no Key or VaultSecret owns it), instead of refusing it with "
+        "Ready=False, reason SecretNameTaken. The Vault must consent: its annotation "
+        "strongroom.io/allow-adopt lists the secret's name in the vault (comma-separated "
+        "names of keys and secrets, or *); otherwise Ready=False, reason AdoptionNotAllowed. "
+        "With spec.contentType set, the secret's must be the same, else AdoptionMismatch; a "
+        "deleted secret is not adopted (recover it first). Its versions and value are kept; "
+        "from then on it is this VaultSecret's as if generated for it: spec.rotation replaces "
+        "its value with generated ones, and deleting the VaultSecret soft-deletes it. Not "
+        "with source.fromSecret (the import would replace the value) or source.external "
+        "(which reports a secret without adopting it). A secret another resource owns is "
+        "never adopted. Without a secret of this name, one is generated as usual.",
     )
 
 

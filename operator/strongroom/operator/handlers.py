@@ -1,5 +1,6 @@
 """kopf handlers of the four kinds: parse the body, call one reconcile function, write status."""
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -40,6 +41,15 @@ def _context(memo: kopf.Memo) -> Context:
 
 def _generation(body: kopf.Body) -> int:
     return int(body.meta.get("generation") or 0)
+
+
+def _notify(body: kopf.Body) -> Callable[[str, str], None]:
+    """Post a Normal Event about `body`: what a reconcile did that a person should see."""
+
+    def post(reason: str, message: str) -> None:
+        kopf.event(body, type="Normal", reason=reason, message=message)
+
+    return post
 
 
 def _pool(body: kopf.Body) -> Pool:
@@ -94,7 +104,9 @@ async def key(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> 
         spec = KeySpec.model_validate(dict(body.spec))
         status = KeyStatus.model_validate(dict(body.status))
         owner = Owner.of("Key", body.meta)
-        status = await reconcile_key(_context(memo), owner, spec, status, _generation(body))
+        status = await reconcile_key(
+            _context(memo), owner, spec, status, _generation(body), notify=_notify(body)
+        )
         patch.status.update(status.wire())
 
 
@@ -115,7 +127,9 @@ async def vault_secret(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
         status = VaultSecretStatus.model_validate(dict(body.status))
         owner = Owner.of("VaultSecret", body.meta)
         seen = status.current_version
-        status = await reconcile_secret(_context(memo), owner, spec, status, _generation(body))
+        status = await reconcile_secret(
+            _context(memo), owner, spec, status, _generation(body), notify=_notify(body)
+        )
         patch.status.update(status.wire())
         if status.next_rotation is None and "nextRotation" in body.status:
             patch.status["nextRotation"] = None  # spec.rotation was removed

@@ -76,6 +76,14 @@ class ImportNotAllowed(ReconcileError):
     retry_after = 60.0
 
 
+class AdoptionNotAllowed(ReconcileError):
+    """The Vault does not opt in to this object being adopted. Retried: its owner may add
+    the annotation later."""
+
+    reason = "AdoptionNotAllowed"
+    retry_after = 60.0
+
+
 class DeletionBlocked(ReconcileError):
     """A deletion waits for a pool that does not answer. Retried; unlike a NotReady it is
     posted as a Warning, as it may never end without a person."""

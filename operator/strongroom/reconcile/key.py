@@ -4,8 +4,13 @@ to the spec, its status read back from the vault; soft-deleted with the resource
 The key's identity is the resource's uid: the vault tags the key with it and
 makes it only when no key of that name exists, so a re-run (or an operator
 killed between the HSM's create and the status write) finds the key it made.
+A key made through the vault's API has no such tag; with spec.adopt, and the Vault's
+consent (reconcile/adopt.py), the vault tags it for the resource and it is the
+resource's from then on, its versions kept.
 """
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +21,7 @@ from ..api.vocabulary import KEY_OPS, family
 from ..builders.common import Owner
 from ..models import KeySpec, KeyStatus
 from ..models.key import JsonWebKey, KeyVersionStatus, RotationPolicy
+from .adopt import Notify, check_allowed
 from .conditions import with_condition
 from .context import Context
 from .errors import InvalidSpec, PoolApiError, ReconcileError
@@ -59,6 +65,7 @@ class KeyState:
     versions: tuple[KeyVersionState, ...]
     rotation_policy: dict[str, Any] | None
     deleted: bool
+    size: int | None = None  # of the current version, in bits (RSA, oct-HSM), when reported
 
     @property
     def current(self) -> KeyVersionState:
@@ -84,6 +91,7 @@ class KeyState:
             versions=versions,
             rotation_policy=answer.rotation_policy,
             deleted=answer.deleted is not None,
+            size=answer.key_size,
         )
 
     @classmethod
@@ -153,12 +161,91 @@ def create_body(spec: KeySpec, now: int) -> dict[str, Any]:
     return body.wire()
 
 
-def check_owner(state: KeyState, uid: str, vault: str) -> None:
-    if state.owner != uid:
+def owned_elsewhere(name: str, vault: str) -> InvalidSpec:
+    return InvalidSpec(
+        f"A key named {name} already exists in vault {vault} and belongs to another "
+        "resource; set spec.keyName to another name",
+        reason="KeyNameTaken",
+    )
+
+
+def check_owner(state: KeyState, uid: str, vault: str, adopt: bool = False) -> bool:
+    """Pure: whether the key is to be adopted (False: it is this resource's already).
+
+    A key another resource owns is never taken; one made through the vault's API (no
+    owner) only with spec.adopt, and the message says so.
+    """
+    if state.owner == uid:
+        return False
+    if state.owner is not None:
+        raise owned_elsewhere(state.name, vault)
+    if not adopt:
         raise InvalidSpec(
-            f"A key named {state.name} already exists in vault {vault} and was not made for "
-            "this resource; delete it there, or set spec.keyName to another name",
+            f"A key named {state.name} already exists in vault {vault}, made through the "
+            "vault's API; to bring it under this Key set spec.adopt: true (the Vault must "
+            "allow it with its annotation strongroom.io/allow-adopt), or set spec.keyName to "
+            "another name",
             reason="KeyNameTaken",
+        )
+    return True
+
+
+def _rsa_bits(jwk: dict[str, Any]) -> int | None:
+    modulus = jwk.get("n")
+    if not isinstance(modulus, str):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return int.from_bytes(raw, "big").bit_length() or None
+
+
+def _describe(kty: str, size: int | None, curve: str | None) -> str:
+    if family(kty) == "EC":
+        return f"{kty} key on curve {curve or 'unknown'}"
+    return f"{kty} key of {size} bits" if size else f"{kty} key of unknown size"
+
+
+def _fields(kty: str, size: int | None, curve: str | None) -> str:
+    extra = f"curve: {curve}" if family(kty) == "EC" else f"size: {size}"
+    return f"spec.kty: {kty} and spec.{extra}"
+
+
+def check_adoptable(state: KeyState, spec: KeySpec, vault: str) -> None:
+    """Pure: refuse to adopt a deleted key, or one whose type or size differs from the spec's
+    (its kty family, and its size or curve, the spec's defaults when unset)."""
+    if state.deleted:
+        raise ReconcileError(
+            f"Key {state.name} in vault {vault} is deleted, and a deleted key is not adopted: "
+            f"recover it through the vault's API (POST /deletedkeys/{state.name}/recover) to "
+            "adopt it, or purge it and this Key makes a new one",
+            reason="KeyDeleted",
+        )
+    kty = str(state.jwk.get("kty") or "")
+    wanted_family = family(spec.kty)
+    if wanted_family == "EC":
+        wanted_size, wanted_curve = None, spec.curve or "P-256"
+    else:
+        wanted_size, wanted_curve = spec.size or (256 if wanted_family == "oct" else 2048), None
+    if family(kty) == "EC":
+        size, curve = None, str(state.jwk.get("crv") or "") or None
+    else:
+        size, curve = state.size, None
+        if size is None and family(kty) == "RSA":
+            size = _rsa_bits(state.jwk)
+    if (family(kty), size, curve) != (wanted_family, wanted_size, wanted_curve):
+        hint = (
+            f"; to adopt it, make this Key again with {_fields(kty, size, curve)} (an existing "
+            "Key's kty, size and curve cannot be changed)"
+            if kty and (size or curve)
+            else ""
+        )
+        raise InvalidSpec(
+            f"Key {state.name} in vault {vault} is an {_describe(kty or 'unknown', size, curve)}, "
+            f"but this Key's spec asks for an {_describe(spec.kty, wanted_size, wanted_curve)}: "
+            f"it is not adopted{hint}",
+            reason="AdoptionMismatch",
         )
 
 
@@ -271,8 +358,15 @@ def should_delete(state: KeyState | None, uid: str) -> bool:
 
 
 async def reconcile_key(
-    ctx: Context, key: Owner, spec: KeySpec, status: KeyStatus, generation: int
+    ctx: Context,
+    key: Owner,
+    spec: KeySpec,
+    status: KeyStatus,
+    generation: int,
+    notify: Notify | None = None,
 ) -> KeyStatus:
+    """Make or adopt the key and keep it to the spec; `notify` posts a Normal Event (an
+    adoption)."""
     check_spec(spec)
     vault = await vault_address(ctx, key.namespace, spec.vault_ref.name)
     name = key_name(key, spec)
@@ -284,7 +378,15 @@ async def reconcile_key(
     if raw is None:
         raw = await ctx.pools.get_key(vault, name) or await _create(ctx, vault, name, key, spec)
     state = KeyState.parse(raw)
-    check_owner(state, key.uid, vault.vault)
+    if check_owner(state, key.uid, vault.vault, spec.adopt):
+        state = await _adopt(ctx, vault, name, key, spec, state)
+        if notify is not None:
+            notify(
+                "Adopted",
+                f"Adopted key {name} of vault {vault.vault}, made through the vault's API: it "
+                f"now belongs to this Key, its {len(state.versions)} version(s) kept (current "
+                f"{state.current.version}).",
+            )
     if state.deleted:
         # Deleted through the vault's API while the resource still wants it: bring it back.
         await ctx.pools.recover_key(vault, name)
@@ -319,6 +421,28 @@ async def _create_unless_refused(
         if exc.status == 409:
             return None
         raise
+
+
+async def _adopt(
+    ctx: Context, vault: VaultAddress, name: str, key: Owner, spec: KeySpec, state: KeyState
+) -> KeyState:
+    """Adopt the key that has no owner, with the Vault's consent, if it is the spec's: the
+    vault tags each version with the resource's uid, and changes nothing else."""
+    await check_allowed(ctx, key.namespace, spec.vault_ref.name, "key", name)
+    check_adoptable(state, spec, vault.vault)
+    try:
+        raw = await ctx.pools.adopt_key(vault, name, key.uid)
+    except PoolApiError as exc:
+        if exc.status == 409 and exc.code == "KeyOwnedElsewhere":
+            raise owned_elsewhere(name, vault.vault) from None  # adopted by another first
+        raise
+    adopted = KeyState.parse(raw)
+    if adopted.owner != key.uid:
+        raise ReconcileError(
+            f"The pool did not adopt key {name} of vault {vault.vault} for this Key",
+            reason="AdoptionFailed",
+        )
+    return adopted
 
 
 async def _read(ctx: Context, vault: VaultAddress, name: str) -> KeyState:

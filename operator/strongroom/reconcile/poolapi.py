@@ -123,6 +123,16 @@ class PoolApi:
         )
         return answer
 
+    async def adopt_key(self, vault: VaultAddress, name: str, owner: str) -> dict[str, Any]:
+        """Make `owner` the owner of a key that has none (made through the vault's API)."""
+        answer: dict[str, Any] = await self._call(
+            "PUT",
+            vault.endpoint,
+            f"/vaults/{vault.vault}/keys/{name}/owner",
+            wire.OwnerPut(owner=owner).wire(),
+        )
+        return answer
+
     async def update_key_version(
         self, vault: VaultAddress, name: str, version: str, body: dict[str, Any]
     ) -> None:
@@ -148,6 +158,16 @@ class PoolApi:
         """Set the secret once: `body` has `generate` (made in the vault) or `value`."""
         answer: dict[str, Any] = await self._call(
             "PUT", vault.endpoint, f"/vaults/{vault.vault}/secrets/{name}", body | {"owner": owner}
+        )
+        return answer
+
+    async def adopt_secret(self, vault: VaultAddress, name: str, owner: str) -> dict[str, Any]:
+        """Make `owner` the owner of a secret that has none (set through the vault's API)."""
+        answer: dict[str, Any] = await self._call(
+            "PUT",
+            vault.endpoint,
+            f"/vaults/{vault.vault}/secrets/{name}/owner",
+            wire.OwnerPut(owner=owner).wire(),
         )
         return answer
 

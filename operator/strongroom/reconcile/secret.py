@@ -8,6 +8,10 @@ memory once, on its way from the Kubernetes Secret to the vault, and only when t
 Secret names the importing VaultSecret in its `strongroom.io/allow-import`
 annotation: the operator reads every Secret, its users may not.
 
+A generated secret with `spec.adopt` takes over a secret of its name that was set
+through the vault's API (no owner), when the Vault consents (reconcile/adopt.py): its
+versions and value are kept, and it rotates from then on like one the vault generated.
+
 A generated secret with `spec.rotation` gets a new version once its current one is
 older than `rotateAfter`, checked at each reconcile (the handlers' timer runs one a
 minute). The pool adds the version only if the current one is still the version the
@@ -25,10 +29,11 @@ from ..api import management as wire
 from ..api.durations import InvalidDuration, parse_duration
 from ..builders.common import Owner
 from ..models import VaultSecretSpec, VaultSecretStatus
+from .adopt import Notify, check_allowed
 from .conditions import with_condition
 from .context import Context
-from .errors import ImportNotAllowed, InvalidSpec, NotReady
-from .poolapi import read_answer
+from .errors import ImportNotAllowed, InvalidSpec, NotReady, PoolApiError, ReconcileError
+from .poolapi import VaultAddress, read_answer
 from .vault import vault_address, vault_address_for_delete
 
 
@@ -42,6 +47,7 @@ class SecretState:
     versions: tuple[str, ...]
     deleted: bool
     current_created: int | None = None
+    content_type: str | None = None  # the current version's
 
     @property
     def current_version(self) -> str:
@@ -56,6 +62,7 @@ class SecretState:
             versions=tuple(v.version for v in answer.versions),
             deleted=answer.deleted is not None,
             current_created=answer.versions[-1].created,
+            content_type=answer.content_type,
         )
 
     @classmethod
@@ -148,14 +155,75 @@ def imported_value(secret: dict[str, Any], spec: VaultSecretSpec) -> str:
         ) from None
 
 
-def check_owner(state: SecretState, uid: str, spec: VaultSecretSpec, vault: str) -> None:
-    """A secret the operator makes must be this resource's; an external one may be anyone's."""
-    if source_of(spec) != "external" and state.owner != uid:
+def check_adopt_source(spec: VaultSecretSpec) -> None:
+    """Pure: only a generated secret adopts. An imported one would have to replace the
+    adopted value with the Secret's, and an external one only reports a secret, whoever
+    set it, without taking it over (the CRD refuses both; this is for older CRDs)."""
+    if spec.adopt and source_of(spec) != "generate":
         raise InvalidSpec(
-            f"A secret named {state.name} already exists in vault {vault} and was not made for "
-            "this resource; delete it there, set spec.secretName to another name, or use "
-            "source.external to only report it",
+            "spec.adopt is for generated secrets (spec.source.generate): a fromSecret "
+            "VaultSecret would replace the adopted value with the imported one, and "
+            "source.external already reports a secret set through the vault's API without "
+            "adopting it",
+            reason="AdoptionNotSupported",
+        )
+
+
+def owned_elsewhere(name: str, vault: str) -> InvalidSpec:
+    return InvalidSpec(
+        f"A secret named {name} already exists in vault {vault} and belongs to another "
+        "resource; set spec.secretName to another name, or use source.external to only "
+        "report it",
+        reason="SecretNameTaken",
+    )
+
+
+def check_owner(state: SecretState, uid: str, spec: VaultSecretSpec, vault: str) -> bool:
+    """Pure: whether the secret is to be adopted (False: it is this resource's, or external).
+
+    A secret the operator makes must be this resource's; an external one may be anyone's.
+    One another resource owns is never taken; one set through the vault's API (no owner)
+    only by a generated VaultSecret with spec.adopt, and the message says so.
+    """
+    if source_of(spec) == "external" or state.owner == uid:
+        return False
+    if state.owner is not None:
+        raise owned_elsewhere(state.name, vault)
+    if not spec.adopt or source_of(spec) != "generate":
+        raise InvalidSpec(
+            f"A secret named {state.name} already exists in vault {vault}, set through the "
+            "vault's API; to bring it under this VaultSecret use source.generate with "
+            "spec.adopt: true (the Vault must allow it with its annotation "
+            "strongroom.io/allow-adopt), or source.external to only report it, or set "
+            "spec.secretName to another name",
             reason="SecretNameTaken",
+        )
+    return True
+
+
+def check_adoptable(state: SecretState, spec: VaultSecretSpec, vault: str) -> None:
+    """Pure: refuse to adopt a deleted secret, or one whose content type is not the one the
+    spec sets (a spec without contentType takes the secret's)."""
+    if state.deleted:
+        raise ReconcileError(
+            f"Secret {state.name} in vault {vault} is deleted, and a deleted secret is not "
+            f"adopted: recover it through the vault's API (POST /deletedsecrets/{state.name}/"
+            "recover) to adopt it, or purge it and this VaultSecret makes a new one",
+            reason="SecretDeleted",
+        )
+    if spec.content_type is not None and spec.content_type != state.content_type:
+        found = "no content type" if state.content_type is None else repr(state.content_type)
+        raise InvalidSpec(
+            f"Secret {state.name} in vault {vault} has {found}, but this VaultSecret's "
+            f"spec.contentType is {spec.content_type!r}: it is not adopted; to adopt it, make "
+            "this VaultSecret again with "
+            + (
+                "no spec.contentType"
+                if state.content_type is None
+                else f"spec.contentType: {state.content_type}"
+            )
+            + " (an existing VaultSecret's contentType cannot be changed)",
+            reason="AdoptionMismatch",
         )
 
 
@@ -233,7 +301,11 @@ async def reconcile_secret(
     status: VaultSecretStatus,
     generation: int,
     now: float | None = None,
+    notify: Notify | None = None,
 ) -> VaultSecretStatus:
+    """Make, import, adopt or only report the secret, and rotate it when due; `notify` posts
+    a Normal Event (an adoption)."""
+    check_adopt_source(spec)
     vault = await vault_address(ctx, owner.namespace, spec.vault_ref.name)
     name = secret_name(owner, spec)
     raw = await ctx.pools.get_secret(vault, name)
@@ -255,7 +327,15 @@ async def reconcile_secret(
             body = create_body(spec, imported_value(allowed, spec))
         raw = await ctx.pools.create_secret(vault, name, owner.uid, body)
     state = SecretState.parse(raw)
-    check_owner(state, owner.uid, spec, vault.vault)
+    if check_owner(state, owner.uid, spec, vault.vault):
+        state = await _adopt(ctx, vault, name, owner, spec, state)
+        if notify is not None:
+            notify(
+                "Adopted",
+                f"Adopted secret {name} of vault {vault.vault}, set through the vault's API: "
+                f"it now belongs to this VaultSecret, its {len(state.versions)} version(s) "
+                f"kept (current {state.current_version}).",
+            )
     if state.deleted:
         if source == "external":
             raise NotReady(
@@ -272,6 +352,33 @@ async def reconcile_secret(
         state = SecretState.parse(raw)
         plan = rotation_plan(spec, state, now)
     return secret_status(state, vault.vault, status, generation, plan.next_at)
+
+
+async def _adopt(
+    ctx: Context,
+    vault: VaultAddress,
+    name: str,
+    owner: Owner,
+    spec: VaultSecretSpec,
+    state: SecretState,
+) -> SecretState:
+    """Adopt the secret that has no owner, with the Vault's consent, if it is the spec's: the
+    vault tags each version with the resource's uid, and changes nothing else."""
+    await check_allowed(ctx, owner.namespace, spec.vault_ref.name, "secret", name)
+    check_adoptable(state, spec, vault.vault)
+    try:
+        raw = await ctx.pools.adopt_secret(vault, name, owner.uid)
+    except PoolApiError as exc:
+        if exc.status == 409 and exc.code == "SecretOwnedElsewhere":
+            raise owned_elsewhere(name, vault.vault) from None  # adopted by another first
+        raise
+    adopted = SecretState.parse(raw)
+    if adopted.owner != owner.uid:
+        raise ReconcileError(
+            f"The pool did not adopt secret {name} of vault {vault.vault} for this VaultSecret",
+            reason="AdoptionFailed",
+        )
+    return adopted
 
 
 async def delete_secret(ctx: Context, owner: Owner, spec: VaultSecretSpec) -> None:

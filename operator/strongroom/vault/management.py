@@ -54,6 +54,10 @@ class Management:
             web.put(
                 f"{PREFIX}/vaults/{{name}}/keys/{{object}}", self._wrap("KeyEnsure", self.put_key)
             ),
+            web.put(
+                f"{PREFIX}/vaults/{{name}}/keys/{{object}}/owner",
+                self._wrap("KeyAdopt", self.put_key_owner),
+            ),
             web.get(
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
                 self._wrap("SecretGet", self.get_secret),
@@ -61,6 +65,10 @@ class Management:
             web.put(
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
                 self._wrap("SecretEnsure", self.put_secret),
+            ),
+            web.put(
+                f"{PREFIX}/vaults/{{name}}/secrets/{{object}}/owner",
+                self._wrap("SecretAdopt", self.put_secret_owner),
             ),
             web.post(
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}/rotate",
@@ -177,8 +185,10 @@ class Management:
     #
     # The operator reads the state of an object in one call, and creates it with a PUT
     # that is idempotent on the owner (the custom resource's uid): the look and the create
-    # happen under the object's lock in the vault. Everything else it does through the
-    # data plane, where admin subjects hold every permission. No answer holds a secret value.
+    # happen under the object's lock in the vault. An object made through the data plane has
+    # no owner until the operator adopts it (PUT .../owner), which is all that call changes.
+    # Everything else it does through the data plane, where admin subjects hold every
+    # permission. No answer holds a secret value.
 
     def _served(self, name: str) -> Vault:
         vault = self.plane.vaults.get(_vault_name(name))
@@ -202,6 +212,15 @@ class Management:
         create = body.model_dump(mode="json", exclude_unset=True, exclude={"owner"})
         entry, created = await vault.keys.create_owned(key, body.owner, create)
         return (201 if created else 200), key_state(vault, entry)
+
+    async def put_key_owner(self, request: web.Request, name: str) -> Answer:
+        """Adopt a key made through the data plane for `owner`: the owner tag on each of its
+        versions, nothing else changed. 200 with the key's state, also when `owner` has it
+        already; 409 when another owner has it or it is deleted; 404 when there is none."""
+        vault = self._served(name)
+        key = check_name(request.match_info["object"], "key")
+        body = await _body(request, wire.OwnerPut)
+        return 200, key_state(vault, await vault.keys.adopt(key, body.owner))
 
     async def get_secret(self, request: web.Request, name: str) -> Answer:
         vault = self._served(name)
@@ -230,6 +249,14 @@ class Management:
         )
         entry, created = await vault.secrets.set_owned(secret, body.owner, fields, value)
         return (201 if created else 200), secret_state(vault, entry)
+
+    async def put_secret_owner(self, request: web.Request, name: str) -> Answer:
+        """Adopt a secret set through the data plane for `owner`, as put_key_owner does a
+        key: its versions and values stay as they are."""
+        vault = self._served(name)
+        secret = check_name(request.match_info["object"], "secret")
+        body = await _body(request, wire.OwnerPut)
+        return 200, secret_state(vault, await vault.secrets.adopt(secret, body.owner))
 
     async def rotate_secret(self, request: web.Request, name: str) -> Answer:
         """Give the owner's generated secret a new version from the HSM's random number
@@ -269,8 +296,8 @@ def _deletion(deletion: Deletion | None) -> wire.Deletion | None:
 
 
 def key_state(vault: Vault, entry: KeyEntry) -> wire.KeyState:
-    """A key as the operator sees it: owner, versions oldest first, the current public JWK,
-    the rotation policy and whether it is deleted."""
+    """A key as the operator sees it: owner, versions oldest first, the current public JWK
+    and size, the rotation policy and whether it is deleted."""
     base, store = base_url(vault), vault.keys
     current = entry.current
     return wire.KeyState(
@@ -289,6 +316,7 @@ def key_state(vault: Vault, entry: KeyEntry) -> wire.KeyState:
         ],
         rotation_policy=entry.rotation_policy,
         deleted=_deletion(entry.deletion),
+        key_size=current.size,
     )
 
 

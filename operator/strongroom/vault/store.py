@@ -33,7 +33,7 @@ from .errors import (
     VaultError,
     from_hsm,
 )
-from .objects import MAX_OBJECTS, MAX_VERSIONS, Deletion, owner_of
+from .objects import MAX_OBJECTS, MAX_VERSIONS, OWNER_TAG, Deletion, owner_of
 
 DAY = 86400
 log = logging.getLogger(__name__)
@@ -399,6 +399,45 @@ class ObjectStore(Generic[E]):
                 code=f"{self._title}Deleted",
             )
         return entry
+
+    async def adopt(self, name: str, owner: str) -> E:
+        """Give an object that has no owner (it was made through the data plane) to `owner`:
+        the owner tag on every one of its versions, in one durable write under the name's
+        lock, so that a killed or retried adoption leaves it unowned or adopted, never half.
+
+        The same owner again changes nothing. Another owner's object, or a deleted one, is
+        refused with 409 and a code the caller can act on; a missing one with 404.
+        """
+        async with self.lock(name):
+            entry = await self.find(name)
+            if entry is None or not entry.versions:
+                raise self.not_found(name)
+            found = owner_of(entry.versions[0].tags)
+            if found == owner:
+                return entry
+            if found is not None:
+                raise Conflict(
+                    f"A {self.kind} named {name} exists in this vault and belongs to another "
+                    "owner; it cannot be adopted.",
+                    code=f"{self._title}OwnedElsewhere",
+                )
+            if entry.deletion is not None:
+                raise Conflict(
+                    f"{self._title} {name} is deleted and recoverable; recover it before it "
+                    "can be adopted.",
+                    code=f"{self._title}Deleted",
+                )
+            changed = [v for v in entry.versions if owner_of(v.tags) != owner]
+            before = [v.tags for v in changed]
+            for version in changed:
+                version.tags = version.tags | {OWNER_TAG: owner}
+            try:
+                await self._save(entry, changed)
+            except BaseException:
+                for version, tags in zip(changed, before, strict=True):
+                    version.tags = tags
+                raise
+            return entry
 
     def deletion_fields(self, base: str, entry: E) -> dict[str, Any]:
         if entry.deletion is None:
