@@ -23,21 +23,21 @@ from aiohttp import web
 from ..hsm.api import Hsm
 from ..hsm.errors import HsmError
 from ..storage import Storage
-from .audit import AuditRecord
-from .auth import AdminClient, Authenticator, Throttled
+from .auth import AdminClient, Authenticator
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
     BadParameter,
+    ChallengeNeeded,
     Conflict,
     Forbidden,
     MethodNotAllowed,
     NotFound,
     Unauthorized,
     VaultError,
-    from_hsm,
 )
 from .keys import KeyStore
+from .middleware import answers, audit
 from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
 from .routes import RouteSpec, shapes
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
-# The methods of the data plane's operations: another one on a path they take is a 405.
 API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
 # A body (at most MAX_BODY_BYTES) that takes longer than this to arrive holds a connection
@@ -217,60 +216,29 @@ class DataPlane:
     # --- the one request handler ------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        caller, operation, vault_name, obj, version = "", "Unknown", "", "", ""
-        status = 500
-        try:
-            vault = self._vault_for(request)
-            vault_name = vault.config.name
-            is_admin = self.admin.matches(request)
-            caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
-            api_version = request.query.get("api-version")
-            if api_version not in API_VERSIONS:
-                raise BadParameter(
-                    f"The specified version ({api_version}) is not recognized. Consider using "
-                    f"one of: {', '.join(sorted(API_VERSIONS))}.",
-                    code="BadParameter",
-                )
-            route, call = self._route(request, vault)
-            operation, obj, version = route.operation, call.name, call.version or ""
-            if not is_admin:
-                self._authorize(vault, caller, route)
-            call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
-            if route.has_body:
-                call.body = await self._read_json(request)
-            result = await route.handler(call)
-            response = self._respond(result)
-        except VaultError as exc:
-            response = self._error(exc, request)
-        except HsmError as exc:
-            response = self._error(from_hsm(exc), request)
-        except Exception as exc:  # noqa: BLE001 - a bug answers 500 in Key Vault's shape
-            # The message could hold request data: only the type and where it was raised.
-            where = exc.__traceback__
-            while where is not None and where.tb_next is not None:
-                where = where.tb_next
-            log.error(
-                "%s %s failed: %s at %s:%s",
-                request.method,
-                operation,
-                type(exc).__name__,
-                where.tb_frame.f_code.co_filename if where else "?",
-                where.tb_lineno if where else "?",
+        """Every data-plane request; errors and the audit line are the middleware's."""
+        record = audit(request)
+        vault = self._vault_for(request)
+        record.vault = vault.config.name
+        is_admin = self.admin.matches(request)
+        caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
+        record.caller = caller
+        api_version = request.query.get("api-version")
+        if api_version not in API_VERSIONS:
+            raise BadParameter(
+                f"The specified version ({api_version}) is not recognized. Consider using "
+                f"one of: {', '.join(sorted(API_VERSIONS))}.",
+                code="BadParameter",
             )
-            response = self._error(VaultError("The server failed to handle the request."), request)
-        status = response.status
-        if operation != "Unknown" or status not in (401, 429):  # unauthenticated: no record
-            AuditRecord(
-                caller,
-                vault_name,
-                operation,
-                obj,
-                version,
-                status,
-                round((time.perf_counter() - started) * 1000, 2),
-            ).emit()
-        return response
+        route, call = self._route(request, vault)
+        record.operation, record.object = route.operation, call.name
+        record.version = call.version or ""
+        if not is_admin:
+            self._authorize(vault, caller, route)
+        call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
+        if route.has_body:
+            call.body = await self._read_json(request)
+        return self._respond(await route.handler(call))
 
     def _vault_for(self, request: web.Request) -> Vault:
         host = (request.host or "").rsplit(":", 1)[0].lower()
@@ -288,13 +256,13 @@ class DataPlane:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _ChallengeNeeded(
+            raise ChallengeNeeded(
                 self._challenge(request, vault), "The request needs a bearer token."
             )
         try:
             return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
-            raise _ChallengeNeeded(self._challenge(request, vault), exc.message) from None
+            raise ChallengeNeeded(self._challenge(request, vault), exc.message) from None
 
     @staticmethod
     def _authorize(vault: Vault, caller: str, route: Route) -> None:
@@ -343,22 +311,6 @@ class DataPlane:
         if isinstance(result, web.Response):
             return result
         return web.Response(body=_compact_json(result).encode(), content_type="application/json")
-
-    def _error(self, exc: VaultError, request: web.Request) -> web.Response:
-        body = {"error": {"code": exc.code, "message": exc.message}}
-        headers = {}
-        if isinstance(exc, _ChallengeNeeded):
-            headers["WWW-Authenticate"] = exc.challenge
-        if isinstance(exc, Throttled):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, MethodNotAllowed):
-            headers["Allow"] = ", ".join(exc.allowed)
-        return web.Response(
-            status=exc.status,
-            headers=headers,
-            body=json.dumps(body).encode(),
-            content_type="application/json",
-        )
 
     # --- routing -------------------------------------------------------------------
 
@@ -421,12 +373,6 @@ class DataPlane:
             raise BadParameter("'count' must be an integer from 1 to 128")
         data = await guarded(self.hsm.random(call.vault.config.name, count))
         return {"value": b64url(data)}
-
-
-class _ChallengeNeeded(Unauthorized):
-    def __init__(self, challenge: str, message: str) -> None:
-        super().__init__(message)
-        self.challenge = challenge
 
 
 def bearer_challenge(host: str, resource: str | None = None) -> str:
@@ -689,29 +635,10 @@ async def healthz(request: web.Request) -> web.Response:
 def make_app(
     plane: DataPlane, management_routes: list[web.RouteDef] | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_routing_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[answers])
     app["plane"] = plane
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(management_routes or [])
     # `.` stops at a newline: a name holding %0A would miss the data plane.
     app.router.add_route("*", r"/{tail:[\s\S]*}", plane.handle)
     return app
-
-
-@web.middleware
-async def _routing_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The router's own 404 and 405 (a path or method no route takes) in Key Vault's shape."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        error = {"code": "NotFound", "message": "No such resource exists in this API."}
-        return web.json_response({"error": error}, status=404)
-    except web.HTTPMethodNotAllowed as exc:
-        error = {
-            "code": "MethodNotAllowed",
-            "message": f"The method {request.method[:16]} is not allowed here.",
-        }
-        headers = {"Allow": ",".join(sorted(exc.allowed_methods))}
-        return web.json_response({"error": error}, status=405, headers=headers)
