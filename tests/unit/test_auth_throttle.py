@@ -10,6 +10,7 @@ from strongroom.storage import SqliteStorage
 from strongroom.vault.app import DataPlane
 from strongroom.vault.auth import Throttled
 from strongroom.vault.config import ServerConfig, VaultConfig
+from strongroom.vault.middleware import answers
 
 VAULT = VaultConfig("dev", ("localhost",))
 
@@ -38,7 +39,7 @@ def test_a_spent_review_budget_answers_429_with_retry_after() -> None:
         "/secrets?api-version=7.5",
         headers={"Host": "localhost", "Authorization": "Bearer a.b.c"},
     )
-    response = asyncio.run(plane.handle(request))
+    response = asyncio.run(answers(request, plane.handle))
     assert response.status == 429
     assert response.headers["Retry-After"] == "1"
     assert busy.calls == 1

@@ -3,9 +3,9 @@
 One handler takes every request: it finds the vault by host name, identifies the
 caller (the pool's administrator by its TLS client certificate, anyone else by a
 bearer token bound to this vault), checks the api-version and the caller's
-permission, then calls the vault's key or secret store. Paths are split before
-percent-decoding so that an encoded `/` or `..` stays inside one name and is
-refused by name rules.
+permission (the operation and its permission come from the table in routes.py), then
+calls the vault's key or secret store. Paths are split before percent-decoding so that
+an encoded `/` or `..` stays inside one name and is refused by name rules.
 """
 
 import asyncio
@@ -23,23 +23,24 @@ from aiohttp import web
 from ..hsm.api import Hsm
 from ..hsm.errors import HsmError
 from ..storage import Storage
-from .audit import AuditRecord
-from .auth import AdminClient, Authenticator, Throttled
+from .auth import AdminClient, Authenticator
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
     BadParameter,
+    ChallengeNeeded,
     Conflict,
     Forbidden,
     MethodNotAllowed,
     NotFound,
     Unauthorized,
     VaultError,
-    from_hsm,
 )
 from .keys import KeyStore
+from .middleware import answers, audit
 from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
+from .routes import RouteSpec, shapes
 from .secrets import SecretStore
 from .store import ObjectStore, guarded
 
@@ -47,11 +48,6 @@ log = logging.getLogger(__name__)
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
-# The methods of the data plane's operations: another one on a path they take is a 405.
-ROUTED_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
-# What follows an object's name, other than a version.
-KEY_ACTIONS = frozenset({"create", "versions", "backup", "rotate", "rotationpolicy"})
-SECRET_ACTIONS = frozenset({"versions", "backup"})
 API_VERSIONS = frozenset({"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 MAX_BODY_BYTES = 256 * 1024
 # A body (at most MAX_BODY_BYTES) that takes longer than this to arrive holds a connection
@@ -59,14 +55,6 @@ MAX_BODY_BYTES = 256 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 25
 MAINTENANCE_SECONDS = 60.0
-CRYPTO_OPERATIONS = {
-    "encrypt": "encrypt",
-    "decrypt": "decrypt",
-    "sign": "sign",
-    "verify": "verify",
-    "wrapkey": "wrapKey",
-    "unwrapkey": "unwrapKey",
-}
 
 Handler = Callable[["Call"], Awaitable[Any]]
 
@@ -228,60 +216,29 @@ class DataPlane:
     # --- the one request handler ------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        caller, operation, vault_name, obj, version = "", "Unknown", "", "", ""
-        status = 500
-        try:
-            vault = self._vault_for(request)
-            vault_name = vault.config.name
-            is_admin = self.admin.matches(request)
-            caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
-            api_version = request.query.get("api-version")
-            if api_version not in API_VERSIONS:
-                raise BadParameter(
-                    f"The specified version ({api_version}) is not recognized. Consider using "
-                    f"one of: {', '.join(sorted(API_VERSIONS))}.",
-                    code="BadParameter",
-                )
-            route, call = self._route(request, vault)
-            operation, obj, version = route.operation, call.name, call.version or ""
-            if not is_admin:
-                self._authorize(vault, caller, route)
-            call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
-            if route.has_body:
-                call.body = await self._read_json(request)
-            result = await route.handler(call)
-            response = self._respond(result)
-        except VaultError as exc:
-            response = self._error(exc, request)
-        except HsmError as exc:
-            response = self._error(from_hsm(exc), request)
-        except Exception as exc:  # noqa: BLE001 - a bug answers 500 in Key Vault's shape
-            # The message could hold request data: only the type and where it was raised.
-            where = exc.__traceback__
-            while where is not None and where.tb_next is not None:
-                where = where.tb_next
-            log.error(
-                "%s %s failed: %s at %s:%s",
-                request.method,
-                operation,
-                type(exc).__name__,
-                where.tb_frame.f_code.co_filename if where else "?",
-                where.tb_lineno if where else "?",
+        """Every data-plane request; errors and the audit line are the middleware's."""
+        record = audit(request)
+        vault = self._vault_for(request)
+        record.vault = vault.config.name
+        is_admin = self.admin.matches(request)
+        caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
+        record.caller = caller
+        api_version = request.query.get("api-version")
+        if api_version not in API_VERSIONS:
+            raise BadParameter(
+                f"The specified version ({api_version}) is not recognized. Consider using "
+                f"one of: {', '.join(sorted(API_VERSIONS))}.",
+                code="BadParameter",
             )
-            response = self._error(VaultError("The server failed to handle the request."), request)
-        status = response.status
-        if operation != "Unknown" or status not in (401, 429):  # unauthenticated: no record
-            AuditRecord(
-                caller,
-                vault_name,
-                operation,
-                obj,
-                version,
-                status,
-                round((time.perf_counter() - started) * 1000, 2),
-            ).emit()
-        return response
+        route, call = self._route(request, vault)
+        record.operation, record.object = route.operation, call.name
+        record.version = call.version or ""
+        if not is_admin:
+            self._authorize(vault, caller, route)
+        call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
+        if route.has_body:
+            call.body = await self._read_json(request)
+        return self._respond(await route.handler(call))
 
     def _vault_for(self, request: web.Request) -> Vault:
         host = (request.host or "").rsplit(":", 1)[0].lower()
@@ -299,13 +256,13 @@ class DataPlane:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _ChallengeNeeded(
+            raise ChallengeNeeded(
                 self._challenge(request, vault), "The request needs a bearer token."
             )
         try:
             return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
-            raise _ChallengeNeeded(self._challenge(request, vault), exc.message) from None
+            raise ChallengeNeeded(self._challenge(request, vault), exc.message) from None
 
     @staticmethod
     def _authorize(vault: Vault, caller: str, route: Route) -> None:
@@ -355,80 +312,48 @@ class DataPlane:
             return result
         return web.Response(body=_compact_json(result).encode(), content_type="application/json")
 
-    def _error(self, exc: VaultError, request: web.Request) -> web.Response:
-        body = {"error": {"code": exc.code, "message": exc.message}}
-        headers = {}
-        if isinstance(exc, _ChallengeNeeded):
-            headers["WWW-Authenticate"] = exc.challenge
-        if isinstance(exc, Throttled):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, MethodNotAllowed):
-            headers["Allow"] = ", ".join(exc.allowed)
-        return web.Response(
-            status=exc.status,
-            headers=headers,
-            body=json.dumps(body).encode(),
-            content_type="application/json",
-        )
-
     # --- routing -------------------------------------------------------------------
 
     def _route(self, request: web.Request, vault: Vault) -> tuple[Route, Call]:
+        """The table's row for this request (routes.ROUTES), its name and version checked."""
         raw_path = request.raw_path.split("?", 1)[0]
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         if segments and segments[-1] == "" and len(segments) == 2:
             segments = segments[:-1]  # "/keys/" lists like "/keys"
         method = request.method
         call = Call(request, vault, f"https://{request.host}")
-        route = self._match(method, segments, call)
-        if route is None:
-            allowed = [
-                other
-                for other in ROUTED_METHODS
-                if other != method and self._matches(other, segments, request, vault)
-            ]
-            if allowed:
-                raise MethodNotAllowed(
-                    f"The method {method[:16]} is not allowed on {raw_path[:200]}; "
-                    f"use {', '.join(allowed)}.",
-                    allowed,
-                )
+        candidates = shapes(segments)
+        if not candidates:
             raise BadParameter(
                 f"No operation {method[:16]} {raw_path[:200]} exists in this API.",
                 code="BadParameter",
                 status=404 if method == "GET" else 400,
             )
-        return route, call
+        named = next((m for m in candidates if m.name is not None), None)
+        if named is not None:
+            what = "key" if named.spec.kind == "keys" else "secret"
+            call.name = check_name(named.name or "", what)
+        chosen = next((m for m in candidates if m.spec.method == method), None)
+        if chosen is None:
+            allowed = sorted({m.spec.method for m in candidates})
+            raise MethodNotAllowed(
+                f"The method {method[:16]} is not allowed on {raw_path[:200]}; "
+                f"use {', '.join(allowed)}.",
+                allowed,
+            )
+        if chosen.version is not None:
+            self._versioned(call, chosen.version, "Key" if chosen.spec.kind == "keys" else "Secret")
+        spec = chosen.spec
+        return Route(
+            spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
+        ), call
 
-    def _matches(
-        self, method: str, segments: list[str], request: web.Request, vault: Vault
-    ) -> bool:
-        try:
-            return self._match(method, segments, Call(request, vault, "")) is not None
-        except NotFound:  # the path has this method's shape, with no such version
-            return True
-        except VaultError:
-            return False
-
-    def _match(self, method: str, segments: list[str], call: Call) -> Route | None:
-        """The route of `method` on these path segments, or None; bad names raise."""
-        collection = segments[0] if segments else ""
-        rest = segments[1:]
-        if collection == "keys":
-            return self._key_route(method, rest, call)
-        if collection == "deletedkeys":
-            return self._deleted_route(method, rest, call, "keys")
-        if collection == "secrets":
-            return self._secret_route(method, rest, call)
-        if collection == "deletedsecrets":
-            return self._deleted_route(method, rest, call, "secrets")
-        if collection == "rng" and not rest and method == "POST":
-            return Route("Rng", "", "", self._rng, True)
-        return None
-
-    @staticmethod
-    def _named(call: Call, name: str, what: str) -> None:
-        call.name = check_name(name, what)
+    def _handler(self, spec: RouteSpec) -> Handler:
+        if spec.handler == "rng":
+            return self._rng
+        group, _, method = spec.handler.partition(".")
+        handler: Handler = getattr(self._keys if group == "keys" else self._secrets, method)
+        return handler
 
     @staticmethod
     def _versioned(call: Call, version: str, not_found: str) -> None:
@@ -442,113 +367,12 @@ class DataPlane:
                 ) from None
         call.version = version or None
 
-    def _key_route(self, method: str, rest: list[str], call: Call) -> Route | None:
-        k = self._keys
-        if not rest:
-            return Route("KeyList", "keys", "list", k.list) if method == "GET" else None
-        if rest == ["restore"] and method == "POST":
-            return Route("KeyRestore", "keys", "restore", k.restore, True)
-        self._named(call, rest[0], "key")
-        tail = rest[1:]
-        if not tail:
-            if method == "GET":
-                return Route("KeyGet", "keys", "get", k.get)
-            if method == "DELETE":
-                return Route("KeyDelete", "keys", "delete", k.delete)
-            return None
-        action = tail[0]
-        if len(tail) == 1:
-            if action == "create" and method == "POST":
-                return Route("KeyCreate", "keys", "create", k.create, True)
-            if action == "versions" and method == "GET":
-                return Route("KeyListVersions", "keys", "list", k.versions)
-            if action == "backup" and method == "POST":
-                return Route("KeyBackup", "keys", "backup", k.backup)
-            if action == "rotate" and method == "POST":
-                return Route("KeyRotate", "keys", "rotate", k.rotate)
-            if action == "rotationpolicy" and method == "GET":
-                return Route("KeyGetRotationPolicy", "keys", "getrotationpolicy", k.get_policy)
-            if action == "rotationpolicy" and method == "PUT":
-                return Route(
-                    "KeySetRotationPolicy", "keys", "setrotationpolicy", k.set_policy, True
-                )
-            if action in KEY_ACTIONS:  # another method than the action's: no version
-                return None
-            self._versioned(call, action, "Key")
-            if method == "GET":
-                return Route("KeyGet", "keys", "get", k.get)
-            if method == "PATCH":
-                return Route("KeyUpdate", "keys", "update", k.update, True)
-            return None
-        if len(tail) == 2 and method == "POST" and tail[1] in CRYPTO_OPERATIONS:
-            self._versioned(call, action, "Key")
-            permission = CRYPTO_OPERATIONS[tail[1]]
-            handler = getattr(k, tail[1])
-            return Route(
-                "Key" + permission[0].upper() + permission[1:], "keys", permission, handler, True
-            )
-        return None
-
-    def _secret_route(self, method: str, rest: list[str], call: Call) -> Route | None:
-        s = self._secrets
-        if not rest:
-            return Route("SecretList", "secrets", "list", s.list) if method == "GET" else None
-        if rest == ["restore"] and method == "POST":
-            return Route("SecretRestore", "secrets", "restore", s.restore, True)
-        self._named(call, rest[0], "secret")
-        tail = rest[1:]
-        if not tail:
-            if method == "PUT":
-                return Route("SecretSet", "secrets", "set", s.set, True)
-            if method == "GET":
-                return Route("SecretGet", "secrets", "get", s.get)
-            if method == "DELETE":
-                return Route("SecretDelete", "secrets", "delete", s.delete)
-            return None
-        if len(tail) == 1:
-            if tail[0] == "versions" and method == "GET":
-                return Route("SecretListVersions", "secrets", "list", s.versions)
-            if tail[0] == "backup" and method == "POST":
-                return Route("SecretBackup", "secrets", "backup", s.backup)
-            if tail[0] in SECRET_ACTIONS:  # another method than the action's: no version
-                return None
-            self._versioned(call, tail[0], "Secret")
-            if method == "GET":
-                return Route("SecretGet", "secrets", "get", s.get)
-            if method == "PATCH":
-                return Route("SecretUpdate", "secrets", "set", s.update, True)
-        return None
-
-    def _deleted_route(self, method: str, rest: list[str], call: Call, kind: str) -> Route | None:
-        handlers = self._keys if kind == "keys" else self._secrets
-        prefix = "Key" if kind == "keys" else "Secret"
-        if not rest:
-            if method == "GET":
-                return Route(f"Deleted{prefix}List", kind, "list", handlers.list_deleted)
-            return None
-        self._named(call, rest[0], prefix.lower())
-        if len(rest) == 1:
-            if method == "GET":
-                return Route(f"Deleted{prefix}Get", kind, "list", handlers.get_deleted)
-            if method == "DELETE":
-                return Route(f"{prefix}Purge", kind, "purge", handlers.purge)
-            return None
-        if rest[1:] == ["recover"] and method == "POST":
-            return Route(f"{prefix}Recover", kind, "recover", handlers.recover)
-        return None
-
     async def _rng(self, call: Call) -> dict[str, Any]:
         count = call.json_body().get("count")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 128:
             raise BadParameter("'count' must be an integer from 1 to 128")
         data = await guarded(self.hsm.random(call.vault.config.name, count))
         return {"value": b64url(data)}
-
-
-class _ChallengeNeeded(Unauthorized):
-    def __init__(self, challenge: str, message: str) -> None:
-        super().__init__(message)
-        self.challenge = challenge
 
 
 def bearer_challenge(host: str, resource: str | None = None) -> str:
@@ -811,29 +635,10 @@ async def healthz(request: web.Request) -> web.Response:
 def make_app(
     plane: DataPlane, management_routes: list[web.RouteDef] | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_routing_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[answers])
     app["plane"] = plane
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(management_routes or [])
     # `.` stops at a newline: a name holding %0A would miss the data plane.
     app.router.add_route("*", r"/{tail:[\s\S]*}", plane.handle)
     return app
-
-
-@web.middleware
-async def _routing_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The router's own 404 and 405 (a path or method no route takes) in Key Vault's shape."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        error = {"code": "NotFound", "message": "No such resource exists in this API."}
-        return web.json_response({"error": error}, status=404)
-    except web.HTTPMethodNotAllowed as exc:
-        error = {
-            "code": "MethodNotAllowed",
-            "message": f"The method {request.method[:16]} is not allowed here.",
-        }
-        headers = {"Allow": ",".join(sorted(exc.allowed_methods))}
-        return web.json_response({"error": error}, status=405, headers=headers)

@@ -26,6 +26,14 @@ class Unauthorized(VaultError):
     code = "Unauthorized"
 
 
+class ChallengeNeeded(Unauthorized):
+    """A 401 whose answer carries the bearer challenge the Azure SDKs follow."""
+
+    def __init__(self, challenge: str, message: str) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
 class Forbidden(VaultError):
     status = 403
     code = "Forbidden"

@@ -7,7 +7,6 @@ pool's record storage, so the vault is served again after a restart.
 """
 
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,12 +15,11 @@ from pydantic import ValidationError
 
 from ..api import management as wire
 from ..api.management import PREFIX
-from ..hsm.errors import HsmError
 from ..tls import ServerTls
 from .app import DataPlane, Vault
-from .audit import AuditRecord
 from .config import VaultConfig
-from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized, VaultError, from_hsm
+from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
+from .middleware import audit
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
 from .objects import Deletion, KeyEntry, SecretEntry, owner_of
@@ -77,28 +75,16 @@ class Management:
         ]
 
     def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
+        """A management handler behind the admin check; errors and the audit line are the
+        server's middleware's (vault/middleware.py), as for the data plane."""
+
         async def handle(request: web.Request) -> web.Response:
-            started = time.perf_counter()
-            caller, name = "", request.match_info.get("name", "")
-            body: wire.WireModel | None
-            try:
-                caller = await self._admin(request)
-                status, body = await handler(request, name)
-            except (VaultError, HsmError) as exc:
-                error = exc if isinstance(exc, VaultError) else from_hsm(exc)
-                status = error.status
-                body = wire.ErrorBody(
-                    error=wire.ErrorDetail(code=error.code, message=error.message)
-                )
-            AuditRecord(
-                caller,
-                name,
-                f"Management{operation}",
-                request.match_info.get("object", ""),
-                "",
-                status,
-                round((time.perf_counter() - started) * 1000, 2),
-            ).emit()
+            record = audit(request)
+            record.operation = f"Management{operation}"
+            record.vault = request.match_info.get("name", "")
+            record.object = request.match_info.get("object", "")
+            record.caller = await self._admin(request)
+            status, body = await handler(request, record.vault)
             if body is None:
                 return web.Response(status=status)
             return web.json_response(body.wire(), status=status)
