@@ -246,10 +246,7 @@ def test_a_restored_backup_with_times_out_of_range_is_refused(dev: DevServer, ad
     async def seal() -> bytes:
         hsm = HsmClient(dev.state / "hsm.sock")
         try:
-            sealed: bytes = await hsm.call(
-                "seal", vault="dev", plaintext=plaintext, aad=b"strongroom-backup:dev"
-            )
-            return sealed
+            return await hsm.seal("dev", plaintext, b"strongroom-backup:dev")
         finally:
             await hsm.close()
 
