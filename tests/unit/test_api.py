@@ -24,7 +24,7 @@ from strongroom.reconcile import key as key_reconcile
 from strongroom.reconcile import secret as secret_reconcile
 from strongroom.reconcile.errors import InvalidSpec, PoolApiError
 from strongroom.reconcile.poolapi import read_answer
-from strongroom.vault import keys as vault_keys
+from strongroom.vault import keylife as vault_keys
 from strongroom.vault import objects as vault_objects
 from strongroom.vault.errors import BadParameter
 
