@@ -10,7 +10,7 @@ from strongroom.storage import SqliteStorage
 from strongroom.vault.app import DataPlane
 from strongroom.vault.auth import Throttled
 from strongroom.vault.config import ServerConfig, VaultConfig
-from strongroom.vault.middleware import answers
+from strongroom.vault.middleware import answers, gated
 
 VAULT = VaultConfig("dev", ("localhost",))
 
@@ -39,7 +39,7 @@ def test_a_spent_review_budget_answers_429_with_retry_after() -> None:
         "/secrets?api-version=7.5",
         headers={"Host": "localhost", "Authorization": "Bearer a.b.c"},
     )
-    response = asyncio.run(answers(request, plane.handle))
+    response = asyncio.run(answers(request, gated(plane.identify, plane.handle)))
     assert response.status == 429
     assert response.headers["Retry-After"] == "1"
     assert busy.calls == 1

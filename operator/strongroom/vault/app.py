@@ -37,7 +37,7 @@ from .errors import (
     VaultError,
 )
 from .keys import KeyStore
-from .middleware import answers, audit
+from .middleware import answers, audit, gated
 from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
 from .routes import RouteSpec, shapes
@@ -45,6 +45,8 @@ from .secrets import SecretStore
 from .store import ObjectStore, guarded
 
 log = logging.getLogger(__name__)
+# The vault, the caller and whether it is the pool's administrator, as the gate found them.
+_CALLER = web.RequestKey("strongroom_caller", tuple)
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -215,14 +217,22 @@ class DataPlane:
 
     # --- the one request handler ------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Every data-plane request; errors and the audit line are the middleware's."""
+    async def identify(self, request: web.Request) -> None:
+        """The data plane's gate (run by the middleware): the vault by host name, and the
+        caller: the pool's administrator by its client certificate, anyone else by a bearer
+        token bound to this vault."""
         record = audit(request)
         vault = self._vault_for(request)
         record.vault = vault.config.name
         is_admin = self.admin.matches(request)
-        caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
-        record.caller = caller
+        record.caller = self.admin.caller if is_admin else await self._authenticate(request, vault)
+        request[_CALLER] = (vault, record.caller, is_admin)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Every data-plane request, once `identify` let it in; errors and the audit line
+        are the middleware's."""
+        vault, caller, is_admin = request[_CALLER]
+        record = audit(request)
         api_version = request.query.get("api-version")
         if api_version not in API_VERSIONS:
             raise BadParameter(
@@ -640,5 +650,5 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(management_routes or [])
     # `.` stops at a newline: a name holding %0A would miss the data plane.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", plane.handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", gated(plane.identify, plane.handle))
     return app

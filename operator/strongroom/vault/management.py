@@ -19,7 +19,7 @@ from ..tls import ServerTls
 from .app import DataPlane, Vault
 from .config import VaultConfig
 from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
-from .middleware import audit
+from .middleware import audit, gated
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
 from .objects import Deletion, KeyEntry, SecretEntry, owner_of
@@ -75,21 +75,23 @@ class Management:
         ]
 
     def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
-        """A management handler behind the admin check; errors and the audit line are the
-        server's middleware's (vault/middleware.py), as for the data plane."""
+        """A management handler behind the admin gate; authentication, errors and the audit
+        line are the server's middleware's (vault/middleware.py), as for the data plane."""
 
-        async def handle(request: web.Request) -> web.Response:
+        async def gate(request: web.Request) -> None:
             record = audit(request)
             record.operation = f"Management{operation}"
             record.vault = request.match_info.get("name", "")
             record.object = request.match_info.get("object", "")
             record.caller = await self._admin(request)
-            status, body = await handler(request, record.vault)
+
+        async def handle(request: web.Request) -> web.Response:
+            status, body = await handler(request, request.match_info.get("name", ""))
             if body is None:
                 return web.Response(status=status)
             return web.json_response(body.wire(), status=status)
 
-        return handle
+        return gated(gate, handle)
 
     async def _admin(self, request: web.Request) -> str:
         admin = self.plane.admin

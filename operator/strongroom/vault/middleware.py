@@ -1,7 +1,12 @@
-"""The one middleware of the pool's HTTPS server: errors and audit for every surface.
+"""The one middleware of the pool's HTTPS server: authentication, errors and audit for
+every surface.
 
-The data plane and the management API raise the data plane's errors (`VaultError`, or the
-HSM's, mapped here); this turns each into Key Vault's error body with its headers, turns
+A handler names its surface's gate (`gated`): the data plane's identifies the caller by
+the operator's client certificate or a bearer token bound to the vault; the management
+API's admits the operator's certificate only. The middleware runs the gate before the
+handler. The data plane and the management API raise the data plane's errors
+(`VaultError`, or the HSM's, mapped here); this turns each into Key Vault's error body
+with its headers, turns
 an unexpected exception into a 500 of the same shape (logged by type and place only: its
 message could hold request data), and writes one audit line for every request a handler
 opened an `Audit` for, with the status it got. A request turned away before it was
@@ -24,6 +29,19 @@ from .errors import ChallengeNeeded, MethodNotAllowed, VaultError, from_hsm
 log = logging.getLogger(__name__)
 
 _AUDIT = web.RequestKey("strongroom_audit", object)
+Gate = Callable[[web.Request], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def gated(gate: Gate, handler: Handler) -> Handler:
+    """`handler` behind `gate`: the middleware authenticates with the gate first (it
+    raises to refuse, and notes the caller in the request's audit)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    handle.strongroom_gate = gate  # type: ignore[attr-defined]
+    return handle
 
 
 @dataclass
@@ -86,7 +104,10 @@ async def answers(
 ) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
+    gate = getattr(handler, "strongroom_gate", None)
     try:
+        if gate is not None:
+            await gate(request)
         response = await handler(request)
     except VaultError as exc:
         response = error_response(exc)
