@@ -137,6 +137,18 @@ def test_kill_9_of_server_and_sidecar_during_writes_loses_nothing(tmp_path: Path
         stop_dev(dev)
 
 
+def _listed_versions(dev: DevServer, caller: Caller, path: str, field: str) -> set[str]:
+    """Every version the vault lists at `path`, following nextLink, each page a 200."""
+    listed = caller.call("GET", path)
+    assert listed.status_code == 200, listed.text
+    present = {item[field].rsplit("/", 1)[1] for item in listed.json()["value"]}
+    while listed.json().get("nextLink"):
+        listed = caller.session.get(listed.json()["nextLink"], timeout=60, verify=dev.ca)
+        assert listed.status_code == 200, listed.text
+        present |= {item[field].rsplit("/", 1)[1] for item in listed.json()["value"]}
+    return present
+
+
 def _verify(dev: DevServer, ledger: Ledger, state: Path) -> None:
     caller = Caller(dev, "dev:admin")
     with sqlite3.connect(state / "records" / "records.db") as db:
@@ -154,13 +166,7 @@ def _verify(dev: DevServer, ledger: Ledger, state: Path) -> None:
             # so only a delete that was undone by nothing): it must be one of the two.
             assert deleted.status_code == 200 or live.status_code == 200, name
             continue
-        listed = caller.call("GET", f"/secrets/{name}/versions")
-        assert listed.status_code == 200, listed.text
-        present = {item["id"].rsplit("/", 1)[1] for item in listed.json()["value"]}
-        while listed.json().get("nextLink"):
-            listed = caller.session.get(listed.json()["nextLink"], timeout=60, verify=dev.ca)
-            assert listed.status_code == 200, listed.text
-            present |= {item["id"].rsplit("/", 1)[1] for item in listed.json()["value"]}
+        present = _listed_versions(dev, caller, f"/secrets/{name}/versions", "id")
         assert set(versions) <= present, f"secret {name}: acknowledged versions lost"
         assert stored_versions.get(f"secret/{name}") == len(present), f"secret {name}: torn"
         for version in present:
@@ -170,13 +176,7 @@ def _verify(dev: DevServer, ledger: Ledger, state: Path) -> None:
             assert versions.get(version) == value or value in ledger.unanswered_values
     extra_keys = 0
     for name, versions in ledger.keys.items():
-        listed = caller.call("GET", f"/keys/{name}/versions")
-        assert listed.status_code == 200, listed.text
-        present = {item["kid"].rsplit("/", 1)[1] for item in listed.json()["value"]}
-        while listed.json().get("nextLink"):
-            listed = caller.session.get(listed.json()["nextLink"], timeout=60, verify=dev.ca)
-            assert listed.status_code == 200, listed.text
-            present |= {item["kid"].rsplit("/", 1)[1] for item in listed.json()["value"]}
+        present = _listed_versions(dev, caller, f"/keys/{name}/versions", "kid")
         assert versions <= present, f"key {name}: acknowledged versions lost"
         assert stored_versions.get(f"key/{name}") == len(present), f"key {name}: torn"
         extra_keys += len(present - versions)
