@@ -12,22 +12,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+import requests
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from strongroom.devclient import FileTokenCredential
 
-from .release import API_GROUP_KINDS, DRIVER, NAMESPACE, RELEASE, ROOT, Release, is_ready
+from .release import (
+    API_GROUP_KINDS,
+    DRIVER,
+    IMAGE,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    Release,
+    is_ready,
+)
 
 EXAMPLES = ROOT / "examples"
 DEMO = "demo"  # the examples' namespace
@@ -50,6 +67,68 @@ def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def b64url_int(text: str) -> int:
     return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+
+def reader_pod(name: str, objects: str, script: str) -> dict[str, Any]:
+    """A pod of the `reader` ServiceAccount with the demo vault's objects mounted at
+    /secrets through the CSI driver, running `script` (never printing a value)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": DEMO},
+        "spec": {
+            "serviceAccountName": "reader",
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "app",
+                    "image": IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", script],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "vault", "mountPath": "/secrets", "readOnly": True}],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "vault",
+                    "csi": {
+                        "driver": DRIVER,
+                        "readOnly": True,
+                        "volumeAttributes": {"vault": "demo", "objects": objects},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def digest(value: str | bytes) -> str:
+    """What the watching pods print instead of a value: the first 16 hex digits of its
+    SHA-256."""
+    raw = value.encode() if isinstance(value, str) else value
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def audit_lines(release: Release) -> list[dict[str, Any]]:
+    """The demo pool's audit trail: its vault-server's JSON lines marked audit."""
+    text = release.k("-n", DEMO, "logs", "demo-pool-0", "-c", "vault-server", "--tail=-1").stdout
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{") and '"audit":true' in line:
+            found.append(json.loads(line))
+    return found
 
 
 # Run in the pool's vault-server container with the vault's name as its argument.
@@ -182,6 +261,118 @@ def test_examples_06_signs_in_a_pod_with_its_vault_uri_token(release: Release) -
     assert key["status"]["kid"].rsplit("/", 1)[0] in log, log
 
 
+def served_certificate(release: Release, vault: dict[str, Any], ca: Path) -> str:
+    """The SHA-256 of the certificate a new connection to the vault's Service gets."""
+    host = vault["status"]["vaultUri"].removeprefix("https://").split("/")[0]
+    address = release.get("service", host.split(".")[0], DEMO)["spec"]["clusterIP"]
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection((address, 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der, "the vault sent no certificate"
+    return hashlib.sha256(der).hexdigest()
+
+
+class SignLoop(threading.Thread):
+    """Signs in a loop until stopped, counting answers and keeping every failure."""
+
+    def __init__(self, name: str, sign: Any) -> None:
+        super().__init__(name=name, daemon=True)
+        self.sign = sign
+        self.ok = 0
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                self.sign()
+                self.ok += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is what the test counts
+                self.failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                time.sleep(0.2)
+
+
+def test_a_renewed_pool_certificate_is_served_without_a_restart_or_a_failed_request(
+    release: Release,
+) -> None:
+    """The pool's TLS Secret is deleted (the way to force a renewal) while two clients sign
+    in a loop: the SDK's client on its kept-alive connection, and plain requests that each
+    open a new connection. The operator issues a new certificate and the running pool
+    serves it to new connections at once; the pod is not restarted and no request fails."""
+    vault = release.get("vault", "demo", DEMO)
+    key = release.wait_ready("key", "signing", DEMO)
+    kid = key["status"]["kid"]
+    ca = release.ca_file()
+    pod = release.get("pod", "demo-pool-0", DEMO)
+    restarts = {c["name"]: c["restartCount"] for c in pod["status"]["containerStatuses"]}
+    before = served_certificate(release, vault, ca)
+    token = release.vault_token("signer", DEMO)
+    token_file = release.tmp / "renewal.token"
+    token_file.write_text(token)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"renewal").digest()).decode().rstrip("=")
+    with release.reach(vault) as uri:
+        path = kid.removeprefix(uri) + "/sign"
+
+        def sign_on_a_new_connection() -> None:
+            answer = requests.post(
+                f"{uri}{path}",
+                params={"api-version": "7.6"},
+                json={"alg": "ES256", "value": digest},
+                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                verify=str(ca),
+                timeout=30,
+            )
+            if answer.status_code != 200:
+                raise AssertionError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+            if not answer.json().get("value"):
+                raise AssertionError(f"no signature in {answer.text[:200]}")
+
+        credential = FileTokenCredential(token_file)
+        crypto = CryptographyClient(kid, credential, connection_verify=str(ca))
+        hashed = hashlib.sha256(b"renewal").digest()
+
+        def sign_with_the_sdk() -> None:
+            crypto.sign(SignatureAlgorithm.es256, hashed)
+
+        loops = [
+            SignLoop("sdk-signer", sign_with_the_sdk),
+            SignLoop("new-connections", sign_on_a_new_connection),
+        ]
+        for loop in loops:
+            loop.start()
+        try:
+            release.wait_for("both signers signing", lambda: all(x.ok >= 5 for x in loops), 60)
+            release.k("-n", DEMO, "delete", "secret", "demo-pool-tls")
+            after = release.wait_for(
+                "the pool serving a new certificate",
+                lambda: (now := served_certificate(release, vault, ca)) != before and now,
+                timeout=180,
+            )
+            at_switch = [x.ok for x in loops]
+            release.wait_for(
+                "20 signatures each after the switch",
+                lambda: all(x.ok >= n + 20 for x, n in zip(loops, at_switch, strict=True)),
+                timeout=60,
+            )
+        finally:
+            for loop in loops:
+                loop.halt.set()
+            for loop in loops:
+                loop.join(timeout=60)
+    failures = {x.name: x.failures for x in loops if x.failures}
+    assert failures == {}, f"requests failed across the renewal: {failures}"
+    assert after != before
+    issued = release.get("secret", "demo-pool-tls", DEMO)
+    served = x509.load_pem_x509_certificate(base64.b64decode(issued["data"]["tls.crt"]))
+    assert hashlib.sha256(served.public_bytes(serialization.Encoding.DER)).hexdigest() == after
+    pod_after = release.get("pod", "demo-pool-0", DEMO)
+    assert pod_after["metadata"]["uid"] == pod["metadata"]["uid"], "the pool pod was replaced"
+    assert {c["name"]: c["restartCount"] for c in pod_after["status"]["containerStatuses"]} == (
+        restarts
+    )
+
+
 def test_a_pod_reads_its_secret_through_the_csi_volume(release: Release) -> None:
     release.apply_file(EXAMPLES / "04-vaultsecret.yaml")
     release.wait_ready("vaultsecret", "db-password", DEMO)
@@ -199,6 +390,58 @@ def test_a_pod_reads_its_secret_through_the_csi_volume(release: Release) -> None
     # 32 random bytes from the HSM, written as alphanumerics: 43 characters.
     assert "db password: 43 bytes (value not shown)" in log, log
     assert "-----BEGIN PUBLIC KEY-----" in log, log
+
+
+ROTATING = "rotating"  # generated, rotated every minute; the watch-rotation pod mounts it
+WATCH_SCRIPT = """trap 'exit 0' TERM
+while true; do
+  echo "value: $(sha256sum < /secrets/value | cut -c1-16)"
+  sleep 5 & wait $!
+done
+"""
+
+
+def digests_seen(release: Release, pod: str) -> list[str]:
+    """The digests a watching pod printed, oldest first, each once."""
+    seen: list[str] = []
+    for line in release.k("-n", DEMO, "logs", pod, "--tail=-1").stdout.splitlines():
+        if line.startswith("value: ") and (value := line.removeprefix("value: ")) not in seen:
+            seen.append(value)
+    return seen
+
+
+def test_a_secret_rotated_every_minute_is_mounted_in_a_watching_pod(release: Release) -> None:
+    """Starts the rotation proof: the secret and the pod that prints the digest of its
+    mounted value every few seconds. The rest of the file's tests run while it rotates;
+    test_the_watching_pod_sees_the_rotated_value checks what the pod saw."""
+    release.apply(
+        resource(
+            "VaultSecret",
+            ROTATING,
+            {
+                "vaultRef": {"name": "demo"},
+                "source": {"generate": {"length": 32, "encoding": "alphanumeric"}},
+                "contentType": "text/plain",
+                "rotation": {"rotateAfter": "PT1M"},
+            },
+        )
+    )
+    secret = release.wait_ready("vaultsecret", ROTATING, DEMO)
+    status = secret["status"]
+    assert status.get("currentVersion") and status.get("nextRotation"), status
+    objects = f"- kind: secret\n  name: {ROTATING}\n  path: value\n"
+    release.apply(reader_pod("watch-rotation", objects, WATCH_SCRIPT))
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/watch-rotation", "--timeout=180s")
+    first = release.wait_for(
+        "the pod's first digest", lambda: digests_seen(release, "watch-rotation"), timeout=60
+    )
+    token = release.vault_token("reader", DEMO)
+    with release.reach(release.get("vault", "demo", DEMO)) as uri:
+        answer = release.vault_call(
+            uri, token, "GET", f"/secrets/{ROTATING}/{status['currentVersion']}"
+        )
+    assert answer.status_code == 200, answer.text
+    assert first[0] == digest(answer.json()["value"])
 
 
 def test_helm_test_mounts_a_secret_as_a_workload(release: Release) -> None:
@@ -376,6 +619,111 @@ def test_the_standby_takes_over_within_30s_when_the_active_operator_is_killed_mi
     assert release.lease_holder() == new_holder
     others = [pod for pod in ready_operator_pods(release) if pod != new_holder]
     assert all("became active" not in release.pod_log(pod) for pod in others)
+
+
+def test_the_watching_pod_sees_the_rotated_value(release: Release) -> None:
+    """rotateAfter PT1M: the operator makes a new version within a minute or two of the
+    last one, and the running pod's file changes to it at a republish, without a restart."""
+    pod = release.get("pod", "watch-rotation", DEMO)
+    seen = release.wait_for(
+        "the watching pod to print a second digest",
+        lambda: (found := digests_seen(release, "watch-rotation"))[1:] and found,
+        timeout=300,
+    )
+    secret = release.get("vaultsecret", ROTATING, DEMO)
+    status = secret["status"]
+    token = release.vault_token("reader", DEMO)
+    with release.reach(release.get("vault", "demo", DEMO)) as uri:
+        listed = release.vault_call(uri, token, "GET", f"/secrets/{ROTATING}/versions")
+        assert listed.status_code == 200, listed.text
+        versions = [item["id"].rsplit("/", 1)[1] for item in listed.json()["value"]]
+        values = {}
+        for version in versions:
+            answer = release.vault_call(uri, token, "GET", f"/secrets/{ROTATING}/{version}")
+            assert answer.status_code == 200, answer.text
+            values[digest(answer.json()["value"])] = version
+    assert len(versions) >= 2, versions
+    assert status["currentVersion"] in versions
+    # Every value the pod saw is a version of the secret, the second one a rotated one.
+    assert all(seen_digest in values for seen_digest in seen), (seen, values)
+    assert values[seen[0]] != values[seen[1]]
+    now = release.get("pod", "watch-rotation", DEMO)
+    assert now["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert now["status"]["containerStatuses"][0]["restartCount"] == 0
+    # The rotations are on record: the current version is under a minute or two old.
+    assert status.get("nextRotation") and status.get("currentVersionCreated"), status
+
+
+SHARERS = 4  # pods of one ServiceAccount mounting one secret at once
+
+
+def issuer_kids(release: Release) -> set[str]:
+    jwks = json.loads(release.k("get", "--raw", "/openid/v1/jwks").stdout)
+    return {key["kid"] for key in jwks["keys"]}
+
+
+def test_after_the_cluster_rotates_its_issuer_key_pods_of_one_account_still_share(
+    release: Release,
+) -> None:
+    """The cluster signs ServiceAccount tokens with a new key (e2e/cluster
+    rotate-issuer-key, as a cluster operator rotates it). The CSI plugin's copy of the
+    issuer keys does not know it; the first token naming it makes the plugin refresh, and
+    pods of one ServiceAccount go on sharing fetches: SHARERS pods mounting one secret at
+    once cost the vault fewer than SHARERS reads."""
+    name = "shared-after-rotation"
+    release.apply(
+        resource(
+            "VaultSecret",
+            name,
+            {
+                "vaultRef": {"name": "demo"},
+                "source": {"generate": {"length": 24, "encoding": "alphanumeric"}},
+            },
+        )
+    )
+    release.wait_ready("vaultsecret", name, DEMO)
+    before = issuer_kids(release)
+    rotation = subprocess.run(
+        [str(ROOT / "e2e" / "cluster"), "rotate-issuer-key"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+        check=False,
+    )
+    assert rotation.returncode == 0, rotation.stderr + rotation.stdout
+    release.wait_for("the API server answering", lambda: issuer_kids(release), timeout=120)
+    added = issuer_kids(release) - before
+    assert len(added) == 1 and before <= issuer_kids(release), (before, added)
+    [new_kid] = added
+    token = release.vault_token("reader", DEMO)
+    assert jwt.get_unverified_header(token)["kid"] == new_kid
+    reads_before = len(audit_lines(release))
+    objects = f"- kind: secret\n  name: {name}\n  path: value\n"
+    pods = [f"share-{i}" for i in range(SHARERS)]
+    release.apply(*(reader_pod(pod, objects, WATCH_SCRIPT) for pod in pods))
+    release.k(
+        "-n",
+        DEMO,
+        "wait",
+        "--for=condition=Ready",
+        *(f"pod/{pod}" for pod in pods),
+        "--timeout=180s",
+        timeout=200,
+    )
+    reads = [
+        line
+        for line in audit_lines(release)[reads_before:]
+        if line["operation"] == "SecretGet" and line["object"] == name
+    ]
+    assert all(line["outcome"] == 200 for line in reads), reads
+    assert 1 <= len(reads) < SHARERS, (
+        f"{SHARERS} pods of one ServiceAccount made {len(reads)} vault reads after the issuer "
+        f"key rotation: {reads}"
+    )
+    values = {tuple(digests_seen(release, pod)[:1]) for pod in pods}
+    assert len(values) == 1 and values != {()}, values
+    release.k("-n", DEMO, "delete", "pods", *pods, "--wait=false")
 
 
 def test_a_deleted_key_is_soft_deleted_and_recoverable(release: Release) -> None:
@@ -643,6 +991,29 @@ def test_helm_upgrade_to_a_changed_value_rolls_out_and_keeps_serving(release: Re
     release.apply(resource("Key", "after-upgrade", {"vaultRef": {"name": "demo"}, "kty": "EC-HSM"}))
     release.wait_ready("key", "after-upgrade", DEMO)
     release.wait_ready("key", "signing", DEMO)
+
+
+def test_a_vault_deleted_after_its_pool_goes_at_once_with_an_event(release: Release) -> None:
+    """The user deletes the pool first (its deletionPolicy keeps the token store), then the
+    vaults: each goes without waiting for a pool that is no longer there, and a PoolGone
+    Event on it says what became of its keys."""
+    release.k("-n", DEMO, "delete", "pods", "--all", "--timeout=120s", timeout=150)
+    release.k("-n", DEMO, "delete", "hsmpool", "demo", "--timeout=180s", timeout=200)
+    release.wait_gone("pod", "demo-pool-0", DEMO)
+    started = time.monotonic()
+    release.k("-n", DEMO, "delete", "vault", "demo", "burst", "--timeout=60s", timeout=90)
+    assert time.monotonic() - started < 60
+    for vault in ("demo", "burst"):
+        events = release.items(
+            "events",
+            "-n",
+            DEMO,
+            "--field-selector",
+            f"involvedObject.kind=Vault,involvedObject.name={vault},reason=PoolGone",
+        )
+        assert events, f"no PoolGone Event for Vault {vault}"
+        assert "HsmPool 'demo'" in events[-1]["message"], events[-1]["message"]
+        assert "deletionPolicy" in events[-1]["message"], events[-1]["message"]
 
 
 def test_helm_uninstall_leaves_only_the_crds_and_the_pools_volumes(release: Release) -> None:
