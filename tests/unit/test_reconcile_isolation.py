@@ -101,8 +101,38 @@ class RecordingKube:
             raise ApiException(status=409, reason="Conflict")
         merged = stored(obj)
         merged["metadata"]["uid"] = found["metadata"]["uid"] if found else str(uuid.uuid4())
+        # As server-side apply keeps what another write set: the owner references the
+        # object was created with stay when an apply leaves them out.
+        refs = (found or {}).get("metadata", {}).get("ownerReferences")
+        if refs and "ownerReferences" not in merged["metadata"]:
+            merged["metadata"]["ownerReferences"] = refs
         self.objects[key] = merged
         return copy.deepcopy(merged)
+
+    async def set_owner_references(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        resource_version: str | None,
+        references: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        key = (kind, namespace, name)
+        self.writes.append(("owners", *key))
+        found = self.objects.get(key)
+        if found is None:
+            raise ApiException(status=404, reason="Not Found")
+        if resource_version is not None and found["metadata"].get("resourceVersion") not in (
+            None,
+            resource_version,
+        ):
+            raise ApiException(status=409, reason="Conflict")
+        if references:
+            found["metadata"]["ownerReferences"] = copy.deepcopy(references)
+        else:
+            found["metadata"].pop("ownerReferences", None)
+        return copy.deepcopy(found)
 
     async def delete(
         self,
@@ -314,6 +344,44 @@ def test_a_retained_token_store_is_found_again_by_a_pool_of_the_same_name() -> N
     status = reconciled(context(kube, pools), again)
     assert ready(status) == ("True", "PoolReady")
     assert kube.objects[("Secret", "team-a", "main-pool-secret")] == secret  # never replaced
+
+
+def owned_by(kube: RecordingKube, key: Key, uid: str) -> bool:
+    refs = kube.objects[key]["metadata"].get("ownerReferences") or []
+    return any(ref["uid"] == uid for ref in refs)
+
+
+def collect_garbage(kube: RecordingKube, uid: str) -> None:
+    """What the garbage collector does once the owner with this uid is deleted."""
+    for key in [key for key in kube.objects if owned_by(kube, key, uid)]:
+        del kube.objects[key]
+
+
+@pytest.mark.parametrize("first, then", [("Delete", "Retain"), ("Retain", "Delete")])
+def test_a_changed_deletion_policy_moves_the_token_store_and_pool_secret(
+    first: str, then: str
+) -> None:
+    """deletionPolicy may change: Delete to Retain takes the owner reference off the claim
+    and the pool secret (so deleting the pool keeps every key), Retain to Delete puts it on."""
+    kube, pools = RecordingKube(), PoolDouble()
+    pool = pool_of("main", deletionPolicy=first)
+    reconciled(context(kube, pools), pool)
+    state = [
+        ("Secret", "team-a", "main-pool-secret"),
+        ("PersistentVolumeClaim", "team-a", "main-pool-tokens"),
+    ]
+    assert all(owned_by(kube, key, pool.owner.uid) == (first == "Delete") for key in state)
+    changed = Pool(pool.owner, pool.spec.model_copy(update={"deletion_policy": then}))
+    reconciled(context(kube, pools), changed)
+    assert all(owned_by(kube, key, pool.owner.uid) == (then == "Delete") for key in state)
+    secret = kube.objects[state[0]]
+    collect_garbage(kube, pool.owner.uid)
+    assert all((key in kube.objects) == (then == "Retain") for key in state)
+    if then == "Retain":
+        assert kube.objects[state[0]] == secret  # the pool secret itself is never rewritten
+        # ... and a pool of the same name finds them again.
+        again = Pool(Owner("HsmPool", "main", "team-a", str(uuid.uuid4())), changed.spec)
+        assert ready(reconciled(context(kube, pools), again)) == ("True", "PoolReady")
 
 
 def test_a_vault_never_takes_over_a_service_it_did_not_make() -> None:

@@ -96,7 +96,9 @@ class HsmPoolSpec(Model):
         "Retain",
         description="What happens to the token store and the pool secret when the HsmPool is "
         "deleted: Retain keeps them (a new HsmPool of the same name finds its keys again), "
-        "Delete removes them and with them every key of every vault in the pool.",
+        "Delete removes them and with them every key of every vault in the pool. It may be "
+        "changed at any time; the operator moves the owner references of both to match "
+        "before the next reconcile ends, so set Retain and wait for Ready before deleting.",
     )
 
 

@@ -104,6 +104,29 @@ class Kube:
             raise
         return True
 
+    async def set_owner_references(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        resource_version: str | None,
+        references: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Replace the object's owner references ([] for none): a merge patch that the API
+        server refuses (409) if the object changed since `resource_version`. Server-side
+        apply cannot take back a reference that the object was created with."""
+        body = {
+            "metadata": {"resourceVersion": resource_version, "ownerReferences": references or None}
+        }
+        return await self._call(
+            "PATCH",
+            path(api_version, kind, namespace, name),
+            body,
+            [("fieldManager", FIELD_MANAGER)],
+            "application/merge-patch+json",
+        )
+
     async def delete(
         self,
         api_version: str,

@@ -110,6 +110,30 @@ async def _made_or_mine(
     return found, False
 
 
+async def settle_ownership(
+    kube: Kube, found: Mapping[str, Any], owner: Owner, *, owned: bool
+) -> None:
+    """Give the object an owner reference to `owner` when it is to go with it, and take
+    that reference off when it is to outlive it (a pool's token store and pool secret when
+    deletionPolicy changes). Only an object that is this resource's (or kept for it) is
+    touched; other owners' references stay as they are."""
+    meta = found.get("metadata") or {}
+    current = list(meta.get("ownerReferences") or [])
+    wanted = [ref for ref in current if ref.get("uid") != owner.uid]
+    if owned:
+        wanted.append(owner.reference())
+    if [ref.get("uid") for ref in wanted] == [ref.get("uid") for ref in current]:
+        return
+    await kube.set_owner_references(
+        found["apiVersion"],
+        found["kind"],
+        meta.get("namespace"),
+        meta["name"],
+        meta.get("resourceVersion"),
+        wanted,
+    )
+
+
 async def delete_owned(
     kube: Kube, api_version: str, kind: str, namespace: str | None, name: str, uid: str
 ) -> bool:

@@ -20,7 +20,7 @@ from .certificate import ensure_certificate, serve_certificate
 from .conditions import with_condition
 from .context import Context
 from .errors import ImageNotAllowed, NotReady, PoolApiError
-from .owned import apply_owned, create_owned, delete_owned
+from .owned import apply_owned, create_owned, delete_owned, settle_ownership
 from .poolapi import read_answer
 
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -39,6 +39,7 @@ async def reconcile_pool(
     for obj in build_children(pool, ctx.settings):
         retained = COMPONENT if "ownerReferences" not in obj["metadata"] else None
         await apply_owned(ctx.kube, obj, pool.owner, retained_component=retained)
+    await settle_token_store(ctx, pool)
     # Made once: all of it follows from the pool's uid, namespace and name, none of it changes.
     await create_owned(ctx.kube, build_token_review_binding(pool), pool.owner)
     await remove_legacy_binding(ctx, pool)
@@ -108,10 +109,20 @@ async def ensure_pool_secret(ctx: Context, pool: Pool) -> None:
     """Create the pool secret once. Never replaced: every vault's PINs derive from it. The
     new value is used only when no pool secret exists; one found must be this pool's."""
     fresh = build_pool_secret(pool, secrets.token_hex(POOL_SECRET_BYTES))
-    await create_owned(ctx.kube, fresh, pool.owner, retained_component=COMPONENT)
+    found = await create_owned(ctx.kube, fresh, pool.owner, retained_component=COMPONENT)
+    await settle_ownership(ctx.kube, found, pool.owner, owned=not pool.keeps_state)
 
 
 # --- the token-review binding -------------------------------------------------------------
+
+
+async def settle_token_store(ctx: Context, pool: Pool) -> None:
+    """The claim follows deletionPolicy when it changes, as the pool secret does: owned by
+    the pool with Delete, free of it with Retain (an apply alone cannot drop the reference
+    the claim was created with)."""
+    found = await ctx.kube.get("v1", "PersistentVolumeClaim", pool.owner.namespace, pool.claim_name)
+    if found is not None:
+        await settle_ownership(ctx.kube, found, pool.owner, owned=not pool.keeps_state)
 
 
 async def remove_legacy_binding(ctx: Context, pool: Pool) -> None:
