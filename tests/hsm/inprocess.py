@@ -25,7 +25,7 @@ class InProcessHsm:
                 kwargs = dict(inspect.signature(method).bind(*args, **kwargs).arguments)
             await asyncio.sleep(0)
             result = self.sidecar.call(op, kwargs)
-            if op.startswith("generate_"):
+            if op.startswith("generate_") or op == "import_key":
                 return GeneratedKey(result["public"], result["wrapped"])
             if op == "aes_gcm_encrypt":
                 return tuple(result)

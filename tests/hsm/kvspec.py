@@ -7,9 +7,9 @@ the answers and the error body, as the service and its SDKs exchange them. The f
 (tests/hsm/test_spec_fuzz.py) checks strongroom against it; where strongroom deliberately
 departs from it, that test says so and why, and nowhere here.
 
-Operations of Key Vault that strongroom does not serve (importing a key, releasing one,
-key attestation) are left out: their paths answer 405 like any other method the vault
-does not take.
+Operations of Key Vault that strongroom does not serve (releasing a key, key
+attestation) are left out: their paths answer 405 like any other method the vault does
+not take.
 """
 
 import copy
@@ -177,6 +177,17 @@ KEY_DEFINITIONS: dict[str, Schema] = {
             "release_policy": ref("KeyReleasePolicy"),
         },
         required=("kty",),
+    ),
+    # ImportKey's body: the key's JWK with its private members; `Hsm` is spelt so on the wire.
+    "KeyImportParameters": obj(
+        {
+            "Hsm": {"type": "boolean"},
+            "key": ref("JsonWebKey"),
+            "attributes": ref("KeyAttributes"),
+            "tags": TAGS,
+            "release_policy": ref("KeyReleasePolicy"),
+        },
+        required=("key",),
     ),
     "KeyUpdateParameters": obj(
         {
@@ -394,6 +405,12 @@ def _key_paths() -> dict[str, Schema]:
         },
         # The latest version, without a version segment.
         "/keys/{key-name}": {
+            "put": operation(
+                "ImportKey",
+                "KeyBundle",
+                path_parameter("key-name", **NEW_NAME),
+                body_parameter("parameters", "KeyImportParameters"),
+            ),
             "get": operation("GetKeyLatest", "KeyBundle", name),
             "delete": operation("DeleteKey", "DeletedKeyBundle", name),
         },

@@ -1,6 +1,8 @@
 """Working keys are PRIVATE, SENSITIVE, non-EXTRACTABLE session objects that nothing
 exports; the token keeps root keys only; sealed records open under their own binding only."""
 
+import json
+import os
 import uuid
 
 import pytest
@@ -191,3 +193,86 @@ def test_token_records_are_listed_in_pages_of_bounded_size(engine: Engine) -> No
     assert seen["paged/3"] == b"\x03" * (RECORD_PAGE_BYTES // 3)
     for index in range(5):
         engine.delete_token_record("t", f"paged/{index}")
+
+
+# --- imported keys (BYOK): kept exactly as generated ones ------------------------------
+
+
+def _imported_parts(kind: str) -> tuple[str, str, dict[str, bytes], bytes]:
+    """(kty, crv, parts, the private value) of a fresh key made here."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from strongroom.vault.keyimport import from_private_key
+
+    if kind == "oct":
+        secret = os.urandom(32)
+        return "oct-HSM", "", {"k": secret}, secret
+    if kind == "rsa":
+        material = from_private_key(rsa.generate_private_key(65537, 2048))
+        return "RSA-HSM", "", material.parts, material.parts["d"]
+    material = from_private_key(ec.generate_private_key(ec.SECP384R1()))
+    return "EC-HSM", "P-384", material.parts, material.parts["d"]
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec", "oct"])
+def test_an_imported_key_is_sensitive_and_never_leaves(engine: Engine, kind: str) -> None:
+    kty, crv, parts, private = _imported_parts(kind)
+    key_id = uuid.uuid4().hex
+    before = set(engine.token_key_ids("t"))
+    imported = engine.import_key("t", key_id, f"imported-{kind}", kty, crv, parts)
+    # What leaves the HSM: public parts and the KEK-wrapped blob, which hides the value.
+    assert private.hex() not in json.dumps(imported.public)
+    assert private not in imported.wrapped
+    attributes = engine.key_attributes("t", key_id)
+    assert attributes["TOKEN"] is False and attributes["PRIVATE"] is True
+    assert attributes["SENSITIVE"] is True and attributes["EXTRACTABLE"] is False
+    key = stored_key(engine, key_id)
+    secret_attribute = Attribute.PRIVATE_EXPONENT if kind == "rsa" else Attribute.VALUE
+    with pytest.raises(p11.AttributeSensitive):
+        key[secret_attribute]
+    if kind == "rsa":
+        for attribute in (Attribute.PRIME_1, Attribute.PRIME_2, Attribute.COEFFICIENT):
+            with pytest.raises(p11.AttributeSensitive):
+                key[attribute]
+    with pytest.raises((p11.KeyUnextractable, p11.KeyNotWrappable)):
+        engine._secret_key("t", templates.KEK_LABEL).wrap_key(
+            key, mechanism=Mechanism.AES_KEY_WRAP_PAD
+        )
+    with pytest.raises((p11.AttributeReadOnly, p11.AttributeValueInvalid, p11.ArgumentsBad)):
+        key[Attribute.EXTRACTABLE] = True
+    # Nothing the sidecar serves gives it back, and it is not in the token.
+    sidecar = Sidecar(engine)
+    for op in ("_private", "_key", "export", "export_key", "get_attribute"):
+        with pytest.raises(HsmError, match="unknown HSM operation"):
+            sidecar.call(op, {"vault": "t", "key_id": key_id})
+    answer = sidecar.call("key_attributes", {"vault": "t", "key_id": key_id})
+    assert all(isinstance(v, bool) for v in answer.values())
+    assert set(engine.token_key_ids("t")) == before
+    # Reloaded from its blob, as after a restart: as sensitive, and the same key.
+    engine.destroy_key("t", key_id)
+    engine.load_key("t", key_id, f"imported-{kind}", kty, imported.wrapped)
+    reloaded = engine.key_attributes("t", key_id)
+    assert reloaded["SENSITIVE"] is True and reloaded["EXTRACTABLE"] is False
+    with pytest.raises(p11.AttributeSensitive):
+        stored_key(engine, key_id)[secret_attribute]
+
+
+def test_the_hsm_refuses_imported_parts_of_the_wrong_shape(engine: Engine) -> None:
+    _, _, parts, _ = _imported_parts("rsa")
+    ec_parts = _imported_parts("ec")[2]
+    cases = [
+        ("RSA", "", {k: v for k, v in parts.items() if k != "qi"}, "exactly the parts"),
+        ("RSA", "", parts | {"k": b"x"}, "exactly the parts"),
+        ("RSA", "", parts | {"n": parts["n"][:128]}, "2048, 3072 or 4096"),
+        ("EC", "P-256", ec_parts, "32 bytes each"),
+        ("EC", "P-192", ec_parts, "unsupported curve"),
+        ("oct", "", {"k": b"k" * 20}, "16, 24 or 32"),
+        ("oct", "", {"k": "text"}, "is bytes"),
+        ("DSA", "", {"k": b"k" * 16}, "unknown key type"),
+    ]
+    for kty, crv, given, message in cases:
+        key_id = uuid.uuid4().hex
+        with pytest.raises(InvalidInput, match=message):
+            engine.import_key("t", key_id, "refused", kty, crv, given)  # type: ignore[arg-type]
+        with pytest.raises(KeyNotLoaded):
+            engine.key_attributes("t", key_id)

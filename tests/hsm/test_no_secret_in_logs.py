@@ -170,3 +170,89 @@ def test_token_store_files_hold_no_plain_canary(debug_dev: DevServer) -> None:
     assert files
     for path in files:
         assert CANARY.encode() not in Path(path).read_bytes()
+
+
+def test_no_imported_private_part_in_any_log_line_or_record(debug_dev: DevServer) -> None:
+    """Keys imported with the canary as their private value (an AES key) and with private
+    parts made here (RSA, EC), good imports and refused ones: no private part, in any
+    encoding, in the logs, the audit lines, an answer or the record storage on disk."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    dev = debug_dev
+    session = requests.Session()
+    aes = CANARY.encode()[:24]  # an AES-192 key: the canary itself
+    rsa_numbers = rsa.generate_private_key(65537, 2048).private_numbers()
+    ec_numbers = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+
+    def uint(value: int, size: int | None = None) -> bytes:
+        return value.to_bytes(size or (value.bit_length() + 7) // 8, "big")
+
+    rsa_private = {
+        "d": uint(rsa_numbers.d),
+        "p": uint(rsa_numbers.p),
+        "q": uint(rsa_numbers.q),
+        "dp": uint(rsa_numbers.dmp1),
+        "dq": uint(rsa_numbers.dmq1),
+        "qi": uint(rsa_numbers.iqmp),
+    }
+    rsa_jwk = {
+        "kty": "RSA",
+        "n": b64(uint(rsa_numbers.public_numbers.n)),
+        "e": b64(uint(rsa_numbers.public_numbers.e)),
+    } | {name: b64(value) for name, value in rsa_private.items()}
+    ec_d = uint(ec_numbers.private_value, 32)
+    ec_jwk = {
+        "kty": "EC-HSM",
+        "crv": "P-256",
+        "x": b64(uint(ec_numbers.public_numbers.x, 32)),
+        "y": b64(uint(ec_numbers.public_numbers.y, 32)),
+        "d": b64(ec_d),
+    }
+    answers: list[str] = []
+
+    def put(status: int, name: str, body: object, bearer: str | None = None) -> None:
+        response = session.put(
+            f"{dev.url}/keys/{name}?api-version=7.6",
+            json=body,
+            headers={"Authorization": f"Bearer {bearer or dev.token}"},
+            verify=dev.ca,
+            timeout=30,
+        )
+        assert response.status_code == status, (name, response.text[:300])
+        answers.append(response.text)
+
+    put(200, "canary-aes", {"key": {"kty": "oct", "k": b64(aes)}, "Hsm": True})
+    put(200, "canary-rsa", {"key": rsa_jwk})
+    put(200, "canary-ec", {"key": ec_jwk, "tags": {"imported": "yes"}})
+    put(200, "canary-ec", {"key": ec_jwk})  # a second version
+    # Refused imports that carry the private parts: inconsistent, off the curve, wrong size.
+    put(400, "canary-bad", {"key": rsa_jwk | {"e": b64(b"\x03")}})
+    put(400, "canary-bad", {"key": ec_jwk | {"y": ec_jwk["x"]}})
+    put(400, "canary-bad", {"key": {"kty": "oct", "k": b64(aes[:20])}})
+    put(400, "canary-bad", {"key": rsa_jwk | {"crv": "P-256"}})
+    # A caller without the import permission.
+    put(403, "canary-bad", {"key": {"kty": "oct", "k": b64(aes)}}, dev.issue("dev:reader"))
+    logs = dev.log_text()
+    audit, _ = log_records(logs)
+    imports = Counter(r["outcome"] for r in audit if r["operation"] == "KeyImport")
+    assert imports[200] >= 4 and imports[400] >= 4, imports
+    records = b"".join(p.read_bytes() for p in (dev.state / "records").rglob("*") if p.is_file())
+    assert records
+    private_values = {"canary AES key": aes, "EC d": ec_d} | {
+        f"RSA {name}": value for name, value in rsa_private.items()
+    }
+    for what, value in private_values.items():
+        forms = {
+            "raw": value,
+            "base64url": b64(value).encode(),
+            "base64": base64.b64encode(value),
+            "hex": value.hex().encode(),
+            "decimal": str(int.from_bytes(value, "big")).encode(),
+        }
+        for form, encoded in forms.items():
+            text = encoded.decode("latin-1")
+            assert text not in logs, f"the {what} ({form}) appeared in the logs"
+            assert not any(text in answer for answer in answers), (
+                f"the {what} ({form}) was answered"
+            )
+            assert encoded not in records, f"the {what} ({form}) is in the record storage"

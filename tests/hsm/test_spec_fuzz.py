@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
@@ -45,11 +46,13 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from strongroom import base64url
+
 from .conftest import DevServer, start_dev, stop_dev
 from .kvspec import API_VERSION, key_vault_spec
 
 # Generated examples per operation and generation mode: with the coverage cases (fixed)
-# some thousands of requests over the 36 operations, a minute or two on 2 cores.
+# some thousands of requests over the 37 operations, a minute or two on 2 cores.
 MAX_EXAMPLES = 40
 
 Patch = Callable[[dict[str, Any]], None]
@@ -73,6 +76,7 @@ REQUEST_DEFINITIONS = (
     "GetRandomBytesRequest",
     "KeyAttributes",
     "KeyCreateParameters",
+    "KeyImportParameters",
     "KeyOperationsParameters",
     "KeyReleasePolicy",
     "KeyRestoreParameters",
@@ -213,7 +217,38 @@ HOSTILE = ["\n", "\r\n", "\x00", "/", "%", "..", "?", "#", " ", "\t", "\u2028", 
 GONE = "fz-gone"  # a deleted key and a deleted secret, for the deleted* operations
 # Operations that make objects are steered to names of their own, so that the objects above
 # keep their key types.
-MADE = {"CreateKey": "fz-made", "SetSecret": "fz-made"}
+MADE = {"CreateKey": "fz-made", "SetSecret": "fz-made", "ImportKey": "fz-imported"}
+
+
+def _private_jwks() -> dict[str, dict[str, str]]:
+    """Private JWKs that ImportKey takes (one of each family), made once: a generated JWK
+    is never one consistent key, so half the imports are steered to these."""
+    rsa_numbers = rsa.generate_private_key(65537, 2048).private_numbers()
+    ec_numbers = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+    rsa_values = {
+        "n": rsa_numbers.public_numbers.n,
+        "e": rsa_numbers.public_numbers.e,
+        "d": rsa_numbers.d,
+        "p": rsa_numbers.p,
+        "q": rsa_numbers.q,
+        "dp": rsa_numbers.dmp1,
+        "dq": rsa_numbers.dmq1,
+        "qi": rsa_numbers.iqmp,
+    }
+    ec_values = {
+        "x": ec_numbers.public_numbers.x,
+        "y": ec_numbers.public_numbers.y,
+        "d": ec_numbers.private_value,
+    }
+    return {
+        "rsa": {"kty": "RSA"} | {k: base64url.encode_uint(v) for k, v in rsa_values.items()},
+        "ec": {"kty": "EC-HSM", "crv": "P-256"}
+        | {k: base64url.encode_uint(v, 32) for k, v in ec_values.items()},
+        "oct": {"kty": "oct", "k": _b64url(bytes(range(32)))},
+    }
+
+
+JWKS = _private_jwks()
 
 
 class Counting(requests.Session):
@@ -376,6 +411,8 @@ class Objects:
             if f"{kind}-name" not in params:
                 continue
             name = params[f"{kind}-name"] = made or draw.pick(names)
+            if made == MADE["ImportKey"] and body is not None and draw.below(2) == 0:
+                body["key"] = dict(JWKS[draw.pick(sorted(JWKS))])
             # An empty version would make `//`, which the client folds: a real one.
             if f"{kind}-version" in params:
                 params[f"{kind}-version"] = draw.pick(self.versions[name])

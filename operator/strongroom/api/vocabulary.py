@@ -9,6 +9,7 @@ KeyPermission = Literal[
     "list",
     "update",
     "create",
+    "import",
     "delete",
     "recover",
     "purge",

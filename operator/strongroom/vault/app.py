@@ -457,7 +457,8 @@ async def page_objects(call: Call, store: "ObjectStore[Any]", *, deleted: bool) 
 
 
 def key_body(call: Call) -> dict[str, Any]:
-    """A key create or update body, refused if it asks for what no strongroom key is."""
+    """A key create, import or update body, refused if it asks for what no strongroom key
+    is."""
     body = call.json_body()
     attributes = body.get("attributes")
     if isinstance(attributes, dict) and attributes.get("exportable") not in (None, False):
@@ -496,6 +497,11 @@ class KeyRoutes:
     async def create(self, call: Call) -> dict[str, Any]:
         store = call.vault.keys
         entry, version = await store.create(call.name, key_body(call))
+        return store.bundle(call.base, entry, version)
+
+    async def import_key(self, call: Call) -> dict[str, Any]:
+        store = call.vault.keys
+        entry, version = await store.import_key(call.name, key_body(call))
         return store.bundle(call.base, entry, version)
 
     async def update(self, call: Call) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Keys of one vault, their lifecycle: making them in the HSM, versions, updates, soft
-delete, backup and restore. Cryptography is in keycrypto.py, rotation policies in
-keyrotation.py; vault/keys.py puts the three together as KeyStore.
+"""Keys of one vault, their lifecycle: making them in the HSM or importing them (BYOK),
+versions, updates, soft delete, backup and restore. Cryptography is in keycrypto.py,
+rotation policies in keyrotation.py; vault/keys.py puts the three together as KeyStore.
 """
 
+import asyncio
 import base64
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from ..api.vocabulary import KEY_OPS, family
@@ -14,8 +15,10 @@ from ..hsm.errors import (
     HsmError,
     KeyNotLoaded,
 )
+from . import keyimport
 from .encoding import now
 from .errors import BadParameter, Conflict, from_hsm
+from .keyimport import KeyMaterial, PrivateKey
 from .objects import (
     CURVES,
     KEY_TYPES,
@@ -138,6 +141,15 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         kty = body.get("kty")
         if kty not in KEY_TYPES:
             raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
+        return await self._add_version_locked(
+            name, lambda: self._generate(name, kty, body, reserved or {})
+        )
+
+    async def _add_version_locked(
+        self, name: str, make: Callable[[], Awaitable[KeyVersion]]
+    ) -> tuple[KeyEntry, KeyVersion]:
+        """Add the version `make` makes in the HSM to the key (a new key if there is none),
+        under the name's lock; the key's HSM object goes again if the write fails."""
         entry = await self.find(name)
         await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
@@ -146,7 +158,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
                 "cannot be reused; in this state, the key can only be recovered or purged.",
                 code="Conflict",
             )
-        version = await self._generate(name, kty, body, reserved or {})
+        version = await make()
         new = entry is None
         entry = entry or KeyEntry(name=name)
         entry.versions.append(version)
@@ -158,22 +170,34 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
             raise
         return entry, version
 
+    @staticmethod
+    def _key_ops(kty: str, key_ops: object) -> list[str]:
+        """A new version's key_ops: all its family allows when none are given."""
+        allowed = KEY_OPS[family(kty)]
+        if key_ops is None:
+            return list(allowed)
+        if not isinstance(key_ops, list) or not all(isinstance(o, str) for o in key_ops):
+            raise BadParameter("'key_ops' must be a list of strings")
+        bad = [o for o in key_ops if o not in allowed]
+        if bad:
+            raise BadParameter(f"key_ops {', '.join(bad)} are not valid for key type {kty}")
+        return list(dict.fromkeys(key_ops))
+
+    @staticmethod
+    def _new_metadata(
+        attributes: object, tags: object, reserved: dict[str, str]
+    ) -> tuple[Attributes, dict[str, str]]:
+        checked = Attributes()
+        checked.update_from(attributes)
+        return checked, (check_tags(tags) or {}) | reserved
+
     async def _generate(
         self, name: str, kty: str, body: dict[str, Any], reserved: dict[str, str]
     ) -> KeyVersion:
         kind = family(kty)
         size = body.get("key_size")
         crv = body.get("crv")
-        key_ops = body.get("key_ops")
-        allowed = KEY_OPS[kind]
-        if key_ops is None:
-            key_ops = list(allowed)
-        if not isinstance(key_ops, list) or not all(isinstance(o, str) for o in key_ops):
-            raise BadParameter("'key_ops' must be a list of strings")
-        bad = [o for o in key_ops if o not in allowed]
-        if bad:
-            raise BadParameter(f"key_ops {', '.join(bad)} are not valid for key type {kty}")
-        key_ops = list(dict.fromkeys(key_ops))
+        key_ops = self._key_ops(kty, body.get("key_ops"))
         exponent = body.get("public_exponent")
         # Azure takes no exponent, 0 (the service's choice: what the Java SDK sends when the
         # caller sets none) or 65537, the only one the vault makes.
@@ -182,9 +206,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
                 "'public_exponent' must be 65537, or 0 or absent for the default (65537); "
                 "no other RSA public exponent is supported"
             )
-        attributes = Attributes()
-        attributes.update_from(body.get("attributes"))
-        tags = (check_tags(body.get("tags")) or {}) | reserved
+        attributes, tags = self._new_metadata(body.get("attributes"), body.get("tags"), reserved)
         version_id = uuid.uuid4().hex
         if kind == "RSA":
             size = 2048 if size is None else size
@@ -212,6 +234,80 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
             attributes=attributes,
             tags=tags,
         )
+
+    # --- import (BYOK) ---------------------------------------------------------
+
+    async def import_key(self, name: str, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
+        """Key Vault's ImportKey: `{"key": a JWK with its private members, "Hsm": bool,
+        "attributes", "tags"}`; a new version when the key exists, as a create."""
+        jwk = body.get("key")
+        if not isinstance(jwk, dict):
+            raise BadParameter("'key' is required: a JSON Web Key with its private members")
+        hsm = _hsm_flag(body)
+        material = await asyncio.to_thread(keyimport.from_jwk, jwk)
+        return await self.import_private_key(
+            name,
+            material,
+            hsm=hsm or str(jwk["kty"]).endswith("-HSM"),
+            key_ops=jwk.get("key_ops"),
+            attributes=body.get("attributes"),
+            tags=body.get("tags"),
+        )
+
+    async def import_private_key(
+        self,
+        name: str,
+        key: PrivateKey | KeyMaterial | Mapping[str, Any],
+        *,
+        hsm: bool = True,
+        key_ops: list[str] | None = None,
+        attributes: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        reserved: dict[str, str] | None = None,
+    ) -> tuple[KeyEntry, KeyVersion]:
+        """Import a private key as the key's new version (the key is made if there is none)
+        and return both: the one way a caller's key material enters the vault.
+
+        `key` is a `cryptography` RSA or EC private key, a JWK with its private members,
+        or material already checked by `keyimport`. The key is kept as a generated one is:
+        a SENSITIVE working key in the HSM, wrapped once under the vault's KEK, then
+        non-extractable; the version record holds its public parts and that blob only.
+        `hsm` makes the key type RSA-HSM or EC-HSM rather than RSA or EC (an oct key is
+        always oct-HSM). `key_ops` (default: all the key's family allows), `attributes`
+        and `tags` are those of a create; `reserved` are the operator's tags. A bad key is
+        a BadParameter (400) naming what is wrong, never a value, and nothing is stored.
+        """
+        if isinstance(key, KeyMaterial):
+            material = key
+        elif isinstance(key, Mapping):
+            material = await asyncio.to_thread(keyimport.from_jwk, key)
+        else:
+            material = await asyncio.to_thread(keyimport.from_private_key, key)
+        kty = material.family + "-HSM" if hsm or material.family == "oct" else material.family
+        ops = self._key_ops(kty, key_ops)
+        checked, all_tags = self._new_metadata(attributes, tags, reserved or {})
+
+        async def make() -> KeyVersion:
+            version_id = uuid.uuid4().hex
+            imported = await guarded(
+                self.hsm.import_key(
+                    self.vault, version_id, name, kty, material.crv or "", material.parts
+                )
+            )
+            return KeyVersion(
+                version=version_id,
+                kty=kty,
+                key_ops=ops,
+                public={k: str(v) for k, v in imported.public.items()},
+                wrapped=base64.b64encode(imported.wrapped).decode(),
+                size=material.size,
+                crv=material.crv,
+                attributes=checked,
+                tags=all_tags,
+            )
+
+        async with self.lock(name):
+            return await self._add_version_locked(name, make)
 
     async def _destroy_quietly(self, version_id: str) -> None:
         try:
@@ -295,3 +391,13 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
                     await self._destroy_quietly(version_id)
                 raise
             return entry, entry.current
+
+
+def _hsm_flag(body: dict[str, Any]) -> bool:
+    """ImportKey's `Hsm` (the wire name; `hsm` is read too): whether the key is an -HSM key."""
+    values = [body.get(name) for name in ("Hsm", "hsm") if body.get(name) is not None]
+    if not all(isinstance(v, bool) for v in values):
+        raise BadParameter("'Hsm' must be true or false")
+    if len(set(values)) > 1:
+        raise BadParameter("'Hsm' and 'hsm' disagree")
+    return bool(values and values[0])

@@ -82,6 +82,7 @@ def _objects(kind: str, title: str) -> list[RouteSpec]:
 ROUTES: tuple[RouteSpec, ...] = (
     *_objects("keys", "Key"),
     RouteSpec("POST", "keys/{name}/create", "KeyCreate", "keys", "create", "keys.create", True),
+    RouteSpec("PUT", "keys/{name}", "KeyImport", "keys", "import", "keys.import_key", True),
     RouteSpec("POST", "keys/{name}/rotate", "KeyRotate", "keys", "rotate", "keys.rotate"),
     RouteSpec(
         "GET",
