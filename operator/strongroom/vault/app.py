@@ -277,7 +277,10 @@ class DataPlane:
     @staticmethod
     def _authorize(vault: Vault, caller: str, route: Route) -> None:
         if not route.kind:
-            if any(vault.config.permissions(caller, kind) for kind in ("keys", "secrets")):
+            if any(
+                vault.config.permissions(caller, kind)
+                for kind in ("keys", "secrets", "certificates")
+            ):
                 return
         elif route.permission in vault.config.permissions(caller, route.kind):
             return

@@ -139,6 +139,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         if kty not in KEY_TYPES:
             raise BadParameter(f"'kty' must be one of {', '.join(KEY_TYPES)} (got {kty!r})")
         entry = await self.find(name)
+        if entry is not None:
+            self.refuse_managed(entry, "changed")
         await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
@@ -223,6 +225,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
 
     async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.live(name)
+        self.refuse_managed(entry, "rotated")
         current = entry.current
         reserved = reserved_tags(current.tags)
         body: dict[str, Any] = {
@@ -245,6 +248,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
     ) -> tuple[KeyEntry, KeyVersion]:
         async with self.lock(name):
             entry, found = await self.live_version(name, version)
+            self.refuse_managed(entry, "updated")
             tags = check_tags(body.get("tags"))
             if "key_ops" in body and body["key_ops"] is not None:
                 ops = body["key_ops"]
@@ -265,7 +269,9 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(await self.live(name))
+        entry = await self.live(name)
+        self.refuse_managed(entry, "backed up")
+        return await self.seal(entry)
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.unseal(body)

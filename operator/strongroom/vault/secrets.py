@@ -197,6 +197,8 @@ class SecretStore(ObjectStore[SecretEntry]):
         self, name: str, version: SecretVersion
     ) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.find(name)
+        if entry is not None:
+            self.refuse_managed(entry, "set")
         await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
@@ -219,6 +221,7 @@ class SecretStore(ObjectStore[SecretEntry]):
     ) -> tuple[SecretEntry, SecretVersion]:
         async with self.lock(name):
             entry, found = await self.live_version(name, version)
+            self.refuse_managed(entry, "updated")
             tags = check_tags(body.get("tags"))
             if "contentType" in body:
                 found.content_type = check_content_type(body["contentType"])
@@ -231,7 +234,9 @@ class SecretStore(ObjectStore[SecretEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(await self.live(name))
+        entry = await self.live(name)
+        self.refuse_managed(entry, "backed up")
+        return await self.seal(entry)
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.unseal(body)
