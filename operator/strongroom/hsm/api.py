@@ -7,9 +7,10 @@ the sidecar serves exactly these names, nothing else.
 
 Keys: the token holds each vault's root keys only (the key-encryption key and the
 sealing key). A working key lives in the HSM as a sensitive, non-extractable session
-object, made by `generate_*` or unwrapped by `load_key` from the blob its generation
-returned; the engine keeps a bounded set of them and answers `KeyNotLoaded` for one
-it does not hold, after which the caller loads it and asks again.
+object, made by `generate_*`, brought in by `import_key` from a caller's private key
+(BYOK), or unwrapped by `load_key` from the blob its making returned; the engine keeps a
+bounded set of them and answers `KeyNotLoaded` for one it does not hold, after which the
+caller loads it and asks again.
 """
 
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class Hsm(Protocol):
     ) -> GeneratedKey: ...
     async def generate_exportable(
         self, vault: str, key_id: str, label: str, kty: str, bits: int, curve: str
+    ) -> GeneratedKey: ...
+    async def import_key(
+        self, vault: str, key_id: str, label: str, kty: str, crv: str, parts: dict[str, bytes]
     ) -> GeneratedKey: ...
     async def load_key(
         self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes

@@ -160,6 +160,21 @@ class HsmClient:
             )
         )
 
+    async def import_key(
+        self, vault: str, key_id: str, label: str, kty: str, crv: str, parts: dict[str, bytes]
+    ) -> GeneratedKey:
+        return self._generated(
+            await self._call(
+                "import_key",
+                vault=vault,
+                key_id=key_id,
+                label=label,
+                kty=kty,
+                crv=crv,
+                parts=parts,
+            )
+        )
+
     async def load_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
         await self._call(
             "load_key", vault=vault, key_id=key_id, label=label, kty=kty, wrapped=wrapped

@@ -79,6 +79,28 @@ INVARIANT_ATTRIBUTES = (
 
 _PUBLIC_CAPABILITIES = (Attribute.ENCRYPT, Attribute.VERIFY, Attribute.WRAP)
 
+# The parts of an imported RSA key (JWK names, RFC 7518 6.3) and the attribute of each.
+_RSA_PARTS = {
+    "n": Attribute.MODULUS,
+    "e": Attribute.PUBLIC_EXPONENT,
+    "d": Attribute.PRIVATE_EXPONENT,
+    "p": Attribute.PRIME_1,
+    "q": Attribute.PRIME_2,
+    "dp": Attribute.EXPONENT_1,
+    "dq": Attribute.EXPONENT_2,
+    "qi": Attribute.COEFFICIENT,
+}
+RSA_IMPORT_BITS = (2048, 3072, 4096)
+AES_IMPORT_BYTES = (16, 24, 32)
+# What C_CreateObject answers for a template it will not make into a key.
+_REFUSED_TEMPLATE = (
+    p11.AttributeValueInvalid,
+    p11.AttributeTypeInvalid,
+    p11.TemplateIncomplete,
+    p11.TemplateInconsistent,
+    p11.DomainParamsInvalid,
+)
+
 _REFUSALS = (
     p11.FunctionRejected,
     p11.KeyTypeInconsistent,
@@ -366,6 +388,66 @@ class Engine:
             raise
         self._remember(vault, key_id, key)
         return bytes(wrapped), exported
+
+    def import_key(
+        self, vault: str, key_id: str, label: str, kty: str, crv: str, parts: dict[str, bytes]
+    ) -> GeneratedKey:
+        """Bring a caller's private key (BYOK) in as a working key, kept as a generated one
+        is: a SENSITIVE session object, wrapped once under the vault's KEK, then
+        non-extractable for good. Returns its public parts and the wrapped blob.
+
+        The vault server has already checked that the parts are one consistent key (the
+        RSA parameters agree, the EC point is on its curve and is d's); here every part
+        must be there, be bytes and have its size. No message names a part's value.
+        """
+        base = kty.removesuffix("-HSM")
+        kid = bytes.fromhex(key_id)
+        if base == "RSA":
+            _expect_parts(parts, tuple(_RSA_PARTS), "an RSA key")
+            modulus = parts["n"].lstrip(b"\0")
+            if len(modulus) * 8 not in RSA_IMPORT_BITS:
+                raise InvalidInput("an imported RSA key has a modulus of 2048, 3072 or 4096 bits")
+            template = templates.imported(
+                templates.rsa_private(kid, label), ObjectClass.PRIVATE_KEY, KeyType.RSA
+            ) | {attribute: parts[name] for name, attribute in _RSA_PARTS.items()}
+            public: dict[str, str | int] = {
+                "n": _hex(modulus),
+                "e": _hex(parts["e"].lstrip(b"\0")),
+            }
+        elif base == "EC":
+            if crv not in CURVES:
+                raise InvalidInput(f"unsupported curve {crv!r}")
+            _expect_parts(parts, ("x", "y", "d"), "an EC key")
+            size = CURVE_BYTES[crv]
+            if any(len(parts[name]) != size for name in ("x", "y", "d")):
+                raise InvalidInput(f"an imported {crv} key's x, y and d are {size} bytes each")
+            template = templates.imported(
+                templates.ec_private(kid, label), ObjectClass.PRIVATE_KEY, KeyType.EC
+            ) | {
+                Attribute.EC_PARAMS: encode_named_curve_parameters(CURVES[crv]),
+                Attribute.VALUE: parts["d"],
+            }
+            public = {"x": _hex(parts["x"]), "y": _hex(parts["y"])}
+        elif base == "oct":
+            _expect_parts(parts, ("k",), "an AES key")
+            if len(parts["k"]) not in AES_IMPORT_BYTES:
+                raise InvalidInput("an imported AES key is 16, 24 or 32 bytes")
+            template = templates.imported(
+                templates.aes_secret(kid, label, len(parts["k"]) * 8),
+                ObjectClass.SECRET_KEY,
+                KeyType.AES,
+            ) | {Attribute.VALUE: parts["k"]}
+            public = {}
+        else:
+            raise InvalidInput(f"unknown key type {kty!r}")
+        with _mapped_errors("importing a key"):
+            try:
+                key = self._session(vault).create_object(template)
+            except _REFUSED_TEMPLATE as exc:
+                raise InvalidInput(
+                    f"the HSM refused the imported key ({type(exc).__name__})"
+                ) from None
+            return GeneratedKey(public, self._seal_new_key(vault, key_id, key))
 
     def load_key(self, vault: str, key_id: str, label: str, kty: str, wrapped: bytes) -> None:
         """Unwrap a working key under the vault's KEK into a session object, sensitive and
@@ -735,6 +817,13 @@ def _der_prefix(data: bytes) -> bytes:
     if end > len(data):
         raise HsmError("the HSM exported a truncated private key")
     return data[:end]
+
+
+def _expect_parts(parts: dict[str, bytes], names: tuple[str, ...], what: str) -> None:
+    if not isinstance(parts, dict) or set(parts) != set(names):
+        raise InvalidInput(f"{what} is imported with exactly the parts {', '.join(names)}")
+    if not all(isinstance(parts[name], bytes) and parts[name] for name in names):
+        raise InvalidInput(f"each part of {what} is bytes, and not empty")
 
 
 def _ec_point(raw: bytes, size: int) -> bytes:

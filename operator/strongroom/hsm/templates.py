@@ -6,7 +6,7 @@ explicitly here rather than left to the token's defaults.
 
 from typing import Any
 
-from pkcs11 import Attribute, ObjectClass
+from pkcs11 import Attribute, KeyType, ObjectClass
 
 Template = dict[Attribute, Any]
 
@@ -84,6 +84,16 @@ def aes_secret(key_id: bytes, label: str, bits: int) -> Template:
         Attribute.VERIFY: False,
         Attribute.DERIVE: False,
     }
+
+
+def imported(base: Template, object_class: ObjectClass, key_type: KeyType) -> Template:
+    """A working key made from a caller's private key (BYOK): the template of a generated
+    key of its kind, with the class and type that C_CreateObject needs and without
+    CKA_VALUE_LEN, which it refuses beside a CKA_VALUE. It is SENSITIVE from its first
+    moment and, like a generated key, extractable only until its one wrapping."""
+    template = base | {Attribute.CLASS: object_class, Attribute.KEY_TYPE: key_type}
+    template.pop(Attribute.VALUE_LEN, None)
+    return template
 
 
 def restored(base: Template) -> Template:
