@@ -128,7 +128,9 @@ class HsmClient:
 
     @staticmethod
     def _generated(raw: Any) -> GeneratedKey:
-        return GeneratedKey(public=raw["public"], wrapped=raw["wrapped"], private=raw.get("private"))
+        return GeneratedKey(
+            public=raw["public"], wrapped=raw["wrapped"], private=raw.get("private")
+        )
 
     async def generate_rsa(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
         return self._generated(

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pkcs11
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.constants import DEFAULT
 from pkcs11.mechanisms import MGF, GCMParams
-from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import templates

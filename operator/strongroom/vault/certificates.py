@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..api.vocabulary import KEY_OPS, family
@@ -35,6 +36,7 @@ from .certpolicy import PEM, PKCS12, SELF, UNKNOWN, check_policy, policy_wire, r
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound
 from .keys import KeyStore
+from .migration import meta_aad
 from .objects import (
     Attributes,
     CertificateEntry,
@@ -96,9 +98,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
     def parse(self, raw: bytes) -> CertificateEntry:
         return CertificateEntry.load(raw)
 
-    def from_parts(
-        self, head: dict[str, Any], versions: list[dict[str, Any]]
-    ) -> CertificateEntry:
+    def from_parts(self, head: dict[str, Any], versions: list[dict[str, Any]]) -> CertificateEntry:
         return CertificateEntry.from_parts(head, versions)
 
     def dump_version(self, version: Any) -> bytes:
@@ -293,8 +293,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             version=key.version,
             cer=base64.b64encode(der).decode(),
             chain=[
-                base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
-                for c in chain
+                base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain
             ],
             content_type=content_type,
             attributes=attributes,
@@ -321,10 +320,12 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             await self.stage(write, entry, [version])
             await self.keys.stage(write, key_entry, [key])
             await self.secrets.stage(write, secret_entry, [secret])
-            await self.commit(
-                write,
-                [(self, entry, new), (self.keys, key_entry, new_key), (self.secrets, secret_entry, new_secret)],
-            )  # fmt: skip
+            staged: list[tuple[ObjectStore[Any], Any, bool]] = [
+                (self, entry, new),
+                (self.keys, key_entry, new_key),
+                (self.secrets, secret_entry, new_secret),
+            ]
+            await self.commit(write, staged)
         except BaseException:
             entry.versions.remove(version)
             key_entry.versions.remove(key)
@@ -742,7 +743,11 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             for store in (self, self.keys, self.secrets):
                 store._cache.pop(key, None)
             await stored(self.storage.write(write))
-            for store, item in ((self, entry), (self.keys, key_entry), (self.secrets, secret_entry)):
+            for store, item in (
+                (self, entry),
+                (self.keys, key_entry),
+                (self.secrets, secret_entry),
+            ):
                 if item is not None and store._count is not None:
                     store._count -= 1
             for version in key_entry.versions if key_entry else []:
@@ -777,7 +782,9 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             key_entry = self.keys.parse(json.dumps(data["key"]).encode())
             secret_entry = self.secrets.parse(json.dumps(data["secret"]).encode())
         except (HsmError, ValueError, KeyError, TypeError):
-            raise BadParameter("The backup blob is invalid, or was not made by this vault.") from None
+            raise BadParameter(
+                "The backup blob is invalid, or was not made by this vault."
+            ) from None
         for item in (*entry.versions, *key_entry.versions, *secret_entry.versions):
             item.attributes.check()
         async with self._locks(entry.name):
@@ -839,7 +846,9 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             current = entry.current
             if current.notified or current.attributes.nbf is None or current.attributes.exp is None:
                 return
-            action = renewal_due(entry.policy, current.attributes.nbf, current.attributes.exp, moment)
+            action = renewal_due(
+                entry.policy, current.attributes.nbf, current.attributes.exp, moment
+            )
             if action is None:
                 return
             policy = {k: v for k, v in entry.policy.items() if not k.startswith("_")}
@@ -940,7 +949,15 @@ def _private_of(value: str, content_type: str | None) -> PrivateKey | None:
 def _read_import(
     value: str, password: str | None
 ) -> tuple[PrivateKey, x509.Certificate, list[x509.Certificate], str]:
-    """(private key, leaf, its issuers, content type) of an imported PFX or PEM."""
+    """(private key, leaf, its issuers, content type) of an imported PFX or PEM (as text,
+    or base64 of the PEM file as the SDKs send it)."""
+    if "-----BEGIN" not in value:
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise BadParameter("'value' is neither base64 PKCS#12 nor PEM text") from None
+        if decoded.lstrip().startswith(b"-----BEGIN"):
+            value = decoded.decode("ascii", errors="replace")
     if "-----BEGIN" in value:
         keys = pem_blocks(value, "PRIVATE KEY")
         if not keys:
@@ -980,9 +997,7 @@ def _read_import(
         content_type = PKCS12
     if not certs:
         raise BadParameter("the import holds no certificate")
-    leaf_index = next(
-        (i for i, c in enumerate(certs) if same_key(c, private.public_key())), None
-    )
+    leaf_index = next((i for i, c in enumerate(certs) if same_key(c, private.public_key())), None)
     if leaf_index is None:
         raise BadParameter("no certificate of the import matches its private key")
     leaf = certs.pop(leaf_index)
@@ -992,12 +1007,211 @@ def _read_import(
 async def import_private_key(
     store: CertificateStore, name: str, version_id: str, private: PrivateKey
 ) -> bytes:
-    """Put an imported private key into the HSM as the working key `version_id`: its KEK-
-    wrapped blob, which is what the key's record keeps."""
-    der = private.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    kty = "RSA" if key_parts(private.public_key())[0] == "RSA" else "EC"
-    return await guarded(store.hsm.import_key(store.vault, version_id, name, kty, der))
+    """Put an imported private key into the HSM as the working key `version_id` (the HSM's
+    `import_key`, the byok branch's operation): returns the KEK-wrapped blob the key's
+    record keeps. Kept apart so that it can become a call of KeyLifecycle's own import
+    once that is on main."""
+    fam, _, crv, _ = key_parts(private.public_key())
+
+    def raw(value: int, size: int = 0) -> bytes:
+        return value.to_bytes(max(size, (value.bit_length() + 7) // 8), "big")
+
+    if isinstance(private, rsa.RSAPrivateKey):
+        numbers = private.private_numbers()
+        public = numbers.public_numbers
+        parts = {
+            "n": raw(public.n),
+            "e": raw(public.e),
+            "d": raw(numbers.d),
+            "p": raw(numbers.p),
+            "q": raw(numbers.q),
+            "dp": raw(numbers.dmp1),
+            "dq": raw(numbers.dmq1),
+            "qi": raw(numbers.iqmp),
+        }
+    else:
+        size = {"P-256": 32, "P-384": 48, "P-521": 66}[crv or "P-256"]
+        ec_numbers = private.private_numbers()
+        parts = {
+            "x": raw(ec_numbers.public_numbers.x, size),
+            "y": raw(ec_numbers.public_numbers.y, size),
+            "d": raw(ec_numbers.private_value, size),
+        }
+    made = await guarded(store.hsm.import_key(store.vault, version_id, name, fam, crv or "", parts))
+    return made.wrapped
+
+
+# --- contacts and issuers: one sealed meta record each per vault -----------------------
+
+CONTACTS = "certificate-contacts"
+ISSUERS = "certificate-issuers"
+MAX_CONTACTS = 64
+MAX_ISSUERS = 64
+_TEXT_MAX = 256
+
+
+def _text(raw: object, what: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > _TEXT_MAX:
+        raise BadParameter(f"'{what}' is a string of at most {_TEXT_MAX} characters")
+    return raw
+
+
+class CertificateMeta:
+    """A vault's certificate contacts and issuers (stored and returned only: the vault
+    sends no mail and calls no CA). An issuer's password is kept sealed, never returned."""
+
+    def __init__(self, store: CertificateStore) -> None:
+        self.store = store
+
+    async def _read(self, name: str) -> Any:
+        sealed = await stored(self.store.storage.get_meta(self.store.vault, name))
+        if sealed is None:
+            return None
+        opened = await self.store.sealer.open([meta_aad(self.store.vault, name)], [sealed])
+        return json.loads(opened[0])
+
+    async def _write(self, name: str, value: Any) -> None:
+        write = Write(self.store.vault)
+        if value is None:
+            write.delete_meta.append(name)
+        else:
+            sealed = await self.store.sealer.seal(
+                [meta_aad(self.store.vault, name)], [json.dumps(value).encode()]
+            )
+            write.put_meta.append((name, sealed[0]))
+        await stored(self.store.storage.write(write))
+
+    # contacts
+    @staticmethod
+    def contacts_wire(base: str, contacts: list[dict[str, str]]) -> dict[str, Any]:
+        return {"id": f"{base}/certificates/contacts", "contacts": contacts}
+
+    async def get_contacts(self) -> list[dict[str, str]]:
+        found = await self._read(CONTACTS)
+        if not found:
+            raise NotFound("This vault has no certificate contacts.", code="ContactsNotFound")
+        return list(found)
+
+    async def set_contacts(self, body: dict[str, Any]) -> list[dict[str, str]]:
+        raw = body.get("contacts")
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_CONTACTS:
+            raise BadParameter(f"'contacts' is a list of 1 to {MAX_CONTACTS} contacts")
+        contacts = []
+        for item in raw:
+            if not isinstance(item, dict):
+                raise BadParameter("each contact is an object with email, name and phone")
+            email = _text(item.get("email"), "contacts.email")
+            if not email or "@" not in email:
+                raise BadParameter("each contact needs an 'email' address")
+            contact = {"email": email}
+            for field in ("name", "phone"):
+                value = _text(item.get(field), f"contacts.{field}")
+                if value:
+                    contact[field] = value
+            contacts.append(contact)
+        async with self.store.lock("\0contacts"):
+            await self._write(CONTACTS, contacts)
+        return contacts
+
+    async def delete_contacts(self) -> list[dict[str, str]]:
+        async with self.store.lock("\0contacts"):
+            found = await self.get_contacts()
+            await self._write(CONTACTS, None)
+            return found
+
+    # issuers
+    @staticmethod
+    def issuer_wire(base: str, name: str, issuer: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": f"{base}/certificates/issuers/{name}"}
+        out["provider"] = issuer["provider"]
+        if issuer.get("account_id") is not None:
+            out["credentials"] = {"account_id": issuer["account_id"]}
+        if issuer.get("org_details"):
+            out["org_details"] = issuer["org_details"]
+        out["attributes"] = issuer["attributes"]
+        return out
+
+    async def issuers(self) -> dict[str, dict[str, Any]]:
+        found = await self._read(ISSUERS)
+        return dict(found or {})
+
+    async def get_issuer(self, name: str) -> tuple[str, dict[str, Any]]:
+        for stored_name, issuer in (await self.issuers()).items():
+            if stored_name.lower() == name.lower():
+                return stored_name, issuer
+        raise NotFound(f"Issuer not found: {name}", code="CertificateIssuerNotFound")
+
+    async def set_issuer(self, name: str, body: dict[str, Any], *, update: bool) -> dict[str, Any]:
+        if name.lower() in (SELF.lower(), UNKNOWN.lower()):
+            raise BadParameter(f"{name} is a reserved issuer name")
+        async with self.store.lock("\0issuers"):
+            issuers = await self.issuers()
+            old_name, old = next(
+                ((n, i) for n, i in issuers.items() if n.lower() == name.lower()), (name, None)
+            )
+            if update and old is None:
+                raise NotFound(f"Issuer not found: {name}", code="CertificateIssuerNotFound")
+            if not update and old is None and len(issuers) >= MAX_ISSUERS:
+                raise BadParameter(f"a vault holds at most {MAX_ISSUERS} issuers")
+            issuer = dict(old or {})
+            provider = body.get("provider", issuer.get("provider"))
+            if not isinstance(provider, str) or not provider or len(provider) > _TEXT_MAX:
+                raise BadParameter("'provider' is required: the issuer's provider name")
+            issuer["provider"] = provider
+            credentials = body.get("credentials")
+            if credentials is not None:
+                if not isinstance(credentials, dict):
+                    raise BadParameter("'credentials' must be an object")
+                issuer["account_id"] = _text(credentials.get("account_id"), "account_id")
+                issuer["pwd"] = _text(credentials.get("pwd"), "credentials.pwd")
+            org = body.get("org_details")
+            if org is not None:
+                issuer["org_details"] = _org_details(org)
+            attributes = body.get("attributes") or {}
+            if not isinstance(attributes, dict):
+                raise BadParameter("'attributes' must be an object")
+            enabled = attributes.get(
+                "enabled", (issuer.get("attributes") or {}).get("enabled", True)
+            )
+            if not isinstance(enabled, bool):
+                raise BadParameter("'attributes.enabled' must be true or false")
+            moment = now()
+            created = (issuer.get("attributes") or {}).get("created", moment)
+            issuer["attributes"] = {"enabled": enabled, "created": created, "updated": moment}
+            issuers.pop(old_name, None)
+            issuers[name] = issuer
+            await self._write(ISSUERS, issuers)
+            return issuer
+
+    async def delete_issuer(self, name: str) -> tuple[str, dict[str, Any]]:
+        async with self.store.lock("\0issuers"):
+            stored_name, issuer = await self.get_issuer(name)
+            issuers = await self.issuers()
+            issuers.pop(stored_name, None)
+            await self._write(ISSUERS, issuers)
+            return stored_name, issuer
+
+
+def _org_details(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise BadParameter("'org_details' must be an object")
+    out: dict[str, Any] = {}
+    if raw.get("id") is not None:
+        out["id"] = _text(raw.get("id"), "org_details.id")
+    admins = raw.get("admin_details") or []
+    if not isinstance(admins, list) or len(admins) > MAX_CONTACTS:
+        raise BadParameter(f"'org_details.admin_details' is a list of at most {MAX_CONTACTS}")
+    out["admin_details"] = []
+    for admin in admins:
+        if not isinstance(admin, dict):
+            raise BadParameter("each of 'org_details.admin_details' is an object")
+        out["admin_details"].append(
+            {
+                k: _text(admin.get(k), f"admin_details.{k}")
+                for k in ("first_name", "last_name", "email", "phone")
+                if admin.get(k) is not None
+            }
+        )
+    return out

@@ -272,7 +272,9 @@ def check_policy(raw: object, previous: dict[str, Any] | None = None) -> dict[st
             f"'secret_props.contentType' is one of {', '.join(CONTENT_TYPES)} "
             f"(got {str(content_type)[:64]!r})"
         )
-    x509_props = _x509_props(given.get("x509_props"), before.get("x509_props", {}), key_props["kty"])
+    x509_props = _x509_props(
+        given.get("x509_props"), before.get("x509_props", {}), key_props["kty"]
+    )
     months = x509_props["validity_months"]
     if given.get("lifetime_actions") is None and previous is not None:
         actions = _lifetime_actions(before.get("lifetime_actions", []), months)

@@ -84,6 +84,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         }
         if version.tags:
             out["tags"] = version.tags
+        if version.managed:
+            out["managed"] = True
         return out | self.deletion_fields(base, entry)
 
     def item(self, base: str, entry: KeyEntry, version: KeyVersion) -> dict[str, Any]:
@@ -93,6 +95,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         }
         if version.tags:
             out["tags"] = version.tags
+        if version.managed:
+            out["managed"] = True
         return out | self.deletion_fields(base, entry)
 
     def _attributes(self, attributes: Attributes) -> dict[str, Any]:

@@ -351,9 +351,7 @@ class CertificateEntry:
         return _json(asdict(version))
 
     @classmethod
-    def from_parts(
-        cls, head: dict[str, Any], versions: list[dict[str, Any]]
-    ) -> "CertificateEntry":
+    def from_parts(cls, head: dict[str, Any], versions: list[dict[str, Any]]) -> "CertificateEntry":
         loaded = [
             CertificateVersion(**v | {"attributes": Attributes(**v["attributes"])})
             for v in versions

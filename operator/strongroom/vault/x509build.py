@@ -122,9 +122,7 @@ def _general_names(sans: dict[str, list[str]]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     names += [x509.DNSName(n) for n in sans.get("dns_names", [])]
     names += [x509.RFC822Name(n) for n in sans.get("emails", [])]
-    names += [
-        x509.OtherName(UPN_OID, _der(0x0C, n.encode())) for n in sans.get("upns", [])
-    ]
+    names += [x509.OtherName(UPN_OID, _der(0x0C, n.encode())) for n in sans.get("upns", [])]
     names += [x509.IPAddress(ipaddress.ip_address(n)) for n in sans.get("ipAddresses", [])]
     names += [x509.UniformResourceIdentifier(n) for n in sans.get("uris", [])]
     return names
@@ -297,10 +295,15 @@ def key_parts(key: PublicKey) -> tuple[str, int | None, str | None, dict[str, st
         raise BadParameter(f"EC curve {key.curve.name} is not supported")
     size = {"P-256": 32, "P-384": 48, "P-521": 66}[crv]
     point = key.public_numbers()
-    return "EC", None, crv, {
-        "x": point.x.to_bytes(size, "big").hex(),
-        "y": point.y.to_bytes(size, "big").hex(),
-    }
+    return (
+        "EC",
+        None,
+        crv,
+        {
+            "x": point.x.to_bytes(size, "big").hex(),
+            "y": point.y.to_bytes(size, "big").hex(),
+        },
+    )
 
 
 def pem_blocks(text: str, kind: str) -> list[bytes]:
