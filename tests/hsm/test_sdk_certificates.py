@@ -338,3 +338,43 @@ def test_bad_policies_are_clear_400s(clients: Clients, policy: dict[str, Any], w
     assert refused.value.code == 400
     body = json.loads(refused.value.read())
     assert body["error"]["code"] == "BadParameter" and words in body["error"]["message"]
+
+
+def test_a_canary_private_key_never_reaches_logs_or_audit(
+    certs: CertificateClient, clients: Clients
+) -> None:
+    canary = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "canary")])
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(canary.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=5))
+        .sign(canary, hashes.SHA256())
+    )
+    pfx = pkcs12.serialize_key_and_certificates(
+        None, canary, leaf, None, serialization.NoEncryption()
+    )
+    certs.import_certificate("canary", pfx)
+    exported = clients.secrets.get_secret("canary").value
+    certs.begin_delete_certificate("canary", _polling_interval=0).wait()
+    assert exported  # the exportable key did leave, to its caller, in the answer only
+    der = canary.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    numbers = canary.private_numbers()
+    log = clients.dev.log_text()
+    assert "canary" in log  # the audit lines of these calls are there
+    for needle in (
+        base64.b64encode(der).decode()[40:100],
+        base64.b64encode(pfx).decode()[40:100],
+        exported[40:100],
+        format(numbers.d, "x")[:48],
+        str(numbers.d)[:48],
+        format(numbers.p, "x")[:48],
+    ):
+        assert needle not in log

@@ -346,7 +346,7 @@ class Engine:
     def _export_private(self, vault: str, key: Any) -> bytes:
         """The private key as PKCS#8 DER, while it is still extractable: wrapped under a
         one-time AES key (a session object destroyed straight after) and unwrapped here."""
-        carrier = self._session(vault).generate_key(
+        carrier: Any = self._session(vault).generate_key(
             KeyType.AES,
             256,
             store=False,

@@ -225,7 +225,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
         usage = policy["x509_props"].get("key_usage", [])
         ops = [op for u in usage for op in USAGE_OPS.get(u, ())]
         allowed = KEY_OPS[fam]
-        key_ops = [op for op in dict.fromkeys(ops) if op in allowed] or ["verify"]
+        key_ops: list[str] = [op for op in dict.fromkeys(ops) if op in allowed] or ["verify"]
         version = KeyVersion(
             version=version_id,
             kty=kty,
@@ -669,7 +669,11 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             write = Write(self.vault)
             staged: list[tuple[ObjectStore[Any], Any, bool]] = [(self, entry, False)]
             await self.stage(write, entry, [found])
-            for store, companion in ((self.keys, key_entry), (self.secrets, secret_entry)):
+            companions: list[tuple[ObjectStore[Any], Any]] = [
+                (self.keys, key_entry),
+                (self.secrets, secret_entry),
+            ]
+            for store, companion in companions:
                 match = companion.version(found.version) if companion else None
                 if companion is None or match is None:
                     continue
@@ -717,7 +721,12 @@ class CertificateStore(ObjectStore[CertificateEntry]):
         key_entry, secret_entry = await self._companions(entry.name, new_version=False)
         write = Write(self.vault)
         staged: list[tuple[ObjectStore[Any], Any, bool]] = []
-        for store, item in ((self, entry), (self.keys, key_entry), (self.secrets, secret_entry)):
+        parts: list[tuple[ObjectStore[Any], Any]] = [
+            (self, entry),
+            (self.keys, key_entry),
+            (self.secrets, secret_entry),
+        ]
+        for store, item in parts:
             if item is None:
                 continue
             item.deletion = deletion
@@ -785,7 +794,8 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             raise BadParameter(
                 "The backup blob is invalid, or was not made by this vault."
             ) from None
-        for item in (*entry.versions, *key_entry.versions, *secret_entry.versions):
+        versions: list[Any] = [*entry.versions, *key_entry.versions, *secret_entry.versions]
+        for item in versions:
             item.attributes.check()
         async with self._locks(entry.name):
             await self.check_free(entry)
@@ -806,11 +816,12 @@ class CertificateStore(ObjectStore[CertificateEntry]):
                     loaded.append(version.version)
                 write = Write(self.vault)
                 staged: list[tuple[ObjectStore[Any], Any, bool]] = []
-                for store, item in (
+                restored: list[tuple[ObjectStore[Any], Any]] = [
                     (self, entry),
                     (self.keys, key_entry),
                     (self.secrets, secret_entry),
-                ):
+                ]
+                for store, item in restored:
                     item.deletion = None
                     await store.stage(write, item, item.versions)
                     staged.append((store, item, True))
