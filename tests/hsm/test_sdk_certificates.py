@@ -4,6 +4,7 @@ with their managed key and secret, the Unknown-issuer flow, import, contacts, is
 import base64
 import datetime
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,8 +28,15 @@ from .conftest import Clients
 
 
 @pytest.fixture(scope="module")
-def certs(clients: Clients) -> CertificateClient:
-    return CertificateClient(clients.dev.url, clients.credential, **clients.options)
+def certs(clients: Clients) -> Iterator[CertificateClient]:
+    client = CertificateClient(clients.dev.url, clients.credential, **clients.options)
+    yield client
+    # The dev server is shared by the tier: leave no certificate (nor its managed key and
+    # secret) for the other modules' lists.
+    for item in list(client.list_properties_of_certificates()):
+        client.begin_delete_certificate(item.name, _polling_interval=0).wait()
+    for item in list(client.list_deleted_certificates()):
+        client.purge_deleted_certificate(item.name)
 
 
 def _create(certs: CertificateClient, name: str, policy: CertificatePolicy, **kw: Any) -> Any:
