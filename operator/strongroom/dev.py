@@ -131,11 +131,17 @@ def _write_config(state: Path, namespace: str | None) -> None:
                 "hosts": ["localhost", "127.0.0.1", "::1"],
                 "retentionDays": 7,
                 "access": [
-                    {"subject": ADMIN, "keys": ["all"], "secrets": ["all"]},
+                    {
+                        "subject": ADMIN,
+                        "keys": ["all"],
+                        "secrets": ["all"],
+                        "certificates": ["all"],
+                    },
                     {
                         "subject": READER,
                         "keys": ["get", "list", "verify"],
                         "secrets": ["get", "list"],
+                        "certificates": ["get", "list"],
                     },
                 ],
             }

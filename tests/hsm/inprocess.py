@@ -26,7 +26,7 @@ class InProcessHsm:
             await asyncio.sleep(0)
             result = self.sidecar.call(op, kwargs)
             if op.startswith("generate_") or op == "import_key":
-                return GeneratedKey(result["public"], result["wrapped"])
+                return GeneratedKey(result["public"], result["wrapped"], result.get("private"))
             if op == "aes_gcm_encrypt":
                 return tuple(result)
             return result

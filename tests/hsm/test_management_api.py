@@ -314,7 +314,7 @@ def test_the_answers_keep_their_shape(dev: DevServer) -> None:
     assert status == 200 and set(vaults) == {"value"}
     [served] = [v for v in vaults["value"] if v["name"] == "dev"]
     assert set(served) == {"name", "hosts", "access", "retentionDays", "purgeProtection"}
-    assert set(served["access"][0]) == {"subject", "keys", "secrets"}
+    assert set(served["access"][0]) == {"subject", "keys", "secrets", "certificates"}
     owner = "uid-shape"
     status, key = manage(
         dev,

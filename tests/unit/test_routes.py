@@ -1,7 +1,7 @@
 """The data plane's route table: one row per method and path, every handler there, and
 the matching rules (literals before placeholders, action words never a version)."""
 
-from strongroom.vault.app import KeyRoutes, SecretRoutes
+from strongroom.vault.app import CertificateRoutes, KeyRoutes, SecretRoutes
 from strongroom.vault.routes import ACTIONS, ROUTES, shapes
 
 
@@ -16,13 +16,15 @@ def test_every_handler_exists() -> None:
         group, _, method = route.handler.partition(".")
         if group == "rng":
             continue
-        owner = KeyRoutes if group == "keys" else SecretRoutes
+        owner = {"keys": KeyRoutes, "secrets": SecretRoutes, "certificates": CertificateRoutes}[
+            group
+        ]
         assert callable(getattr(owner, method, None)), route
 
 
 def test_every_row_names_its_permission() -> None:
     for route in ROUTES:
-        assert route.kind in ("keys", "secrets", "")
+        assert route.kind in ("keys", "secrets", "certificates", "")
         assert route.permission or route.kind == ""
         assert route.operation[0].isupper()
 

@@ -25,7 +25,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .vocabulary import ALL, KEY_PERMISSIONS, SECRET_PERMISSIONS, SecretEncoding
+from .vocabulary import (
+    ALL,
+    CERTIFICATE_PERMISSIONS,
+    KEY_PERMISSIONS,
+    SECRET_PERMISSIONS,
+    SecretEncoding,
+)
 
 PREFIX = "/_strongroom/v1"
 # The uid of the custom resource an object is made for.
@@ -124,6 +130,7 @@ class AccessGrant(WireModel):
     subject: str = Field(min_length=1, max_length=512)
     keys: list[str] = Field(default_factory=list, max_length=64)
     secrets: list[str] = Field(default_factory=list, max_length=64)
+    certificates: list[str] = Field(default_factory=list, max_length=64)
 
     @field_validator("keys")
     @classmethod
@@ -134,6 +141,11 @@ class AccessGrant(WireModel):
     @classmethod
     def _secrets(cls, value: list[str]) -> list[str]:
         return _permissions(value, SECRET_PERMISSIONS, "secrets")
+
+    @field_validator("certificates")
+    @classmethod
+    def _certificates(cls, value: list[str]) -> list[str]:
+        return _permissions(value, CERTIFICATE_PERMISSIONS, "certificates")
 
 
 class VaultSettings(WireModel):

@@ -26,10 +26,28 @@ KeyPermission = Literal[
     "setrotationpolicy",
 ]
 SecretPermission = Literal["get", "list", "set", "delete", "recover", "purge", "backup", "restore"]
+CertificatePermission = Literal[
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "purge",
+    "backup",
+    "restore",
+    "managecontacts",
+    "getissuers",
+    "listissuers",
+    "setissuers",
+    "deleteissuers",
+]
 # Grants every permission of its kind, those added later included.
 ALL = "all"
 KEY_PERMISSIONS: frozenset[str] = frozenset(get_args(KeyPermission))
 SECRET_PERMISSIONS: frozenset[str] = frozenset(get_args(SecretPermission))
+CERTIFICATE_PERMISSIONS: frozenset[str] = frozenset(get_args(CertificatePermission))
 
 # What a key may be used for; each family allows these, and they are a new key's default.
 KeyOperation = Literal["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]

@@ -19,10 +19,12 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class GeneratedKey:
-    """What leaves the HSM when a key is made: public parts and a KEK-wrapped blob."""
+    """What leaves the HSM when a key is made: public parts and a KEK-wrapped blob, and,
+    from `generate_exportable` only, the private key once (PKCS#8 DER)."""
 
     public: dict[str, str | int]
     wrapped: bytes
+    private: bytes | None = None
 
 
 class Hsm(Protocol):
@@ -41,6 +43,9 @@ class Hsm(Protocol):
     ) -> GeneratedKey: ...
     async def generate_aes(
         self, vault: str, key_id: str, label: str, bits: int
+    ) -> GeneratedKey: ...
+    async def generate_exportable(
+        self, vault: str, key_id: str, label: str, kty: str, bits: int, curve: str
     ) -> GeneratedKey: ...
     async def import_key(
         self, vault: str, key_id: str, label: str, kty: str, crv: str, parts: dict[str, bytes]

@@ -128,7 +128,9 @@ class HsmClient:
 
     @staticmethod
     def _generated(raw: Any) -> GeneratedKey:
-        return GeneratedKey(public=raw["public"], wrapped=raw["wrapped"])
+        return GeneratedKey(
+            public=raw["public"], wrapped=raw["wrapped"], private=raw.get("private")
+        )
 
     async def generate_rsa(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
         return self._generated(
@@ -143,6 +145,21 @@ class HsmClient:
     async def generate_aes(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
         return self._generated(
             await self._call("generate_aes", vault=vault, key_id=key_id, label=label, bits=bits)
+        )
+
+    async def generate_exportable(
+        self, vault: str, key_id: str, label: str, kty: str, bits: int, curve: str
+    ) -> GeneratedKey:
+        return self._generated(
+            await self._call(
+                "generate_exportable",
+                vault=vault,
+                key_id=key_id,
+                label=label,
+                kty=kty,
+                bits=bits,
+                curve=curve,
+            )
         )
 
     async def import_key(

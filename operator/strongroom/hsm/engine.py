@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pkcs11
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.constants import DEFAULT
@@ -268,6 +269,11 @@ class Engine:
     # --- keys ---------------------------------------------------------------
 
     def generate_rsa(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
+        return self._generate_rsa(vault, key_id, label, bits, export=False)
+
+    def _generate_rsa(
+        self, vault: str, key_id: str, label: str, bits: int, *, export: bool
+    ) -> GeneratedKey:
         with _mapped_errors("generating an RSA key"):
             session = self._session(vault)
             kid = bytes.fromhex(key_id)
@@ -282,9 +288,15 @@ class Engine:
                 "n": _hex(public[Attribute.MODULUS]),
                 "e": _hex(public[Attribute.PUBLIC_EXPONENT]),
             }
-            return GeneratedKey(parts, self._seal_new_key(vault, key_id, private))
+            wrapped, exported = self._seal_fresh(vault, key_id, private, export=export)
+            return GeneratedKey(parts, wrapped, exported)
 
     def generate_ec(self, vault: str, key_id: str, label: str, curve: str) -> GeneratedKey:
+        return self._generate_ec(vault, key_id, label, curve, export=False)
+
+    def _generate_ec(
+        self, vault: str, key_id: str, label: str, curve: str, *, export: bool
+    ) -> GeneratedKey:
         if curve not in CURVES:
             raise InvalidInput(f"unsupported curve {curve!r}")
         with _mapped_errors("generating an EC key"):
@@ -300,7 +312,8 @@ class Engine:
             point = _ec_point(public[Attribute.EC_POINT], CURVE_BYTES[curve])
             size = CURVE_BYTES[curve]
             parts: dict[str, str | int] = {"x": _hex(point[:size]), "y": _hex(point[size:])}
-            return GeneratedKey(parts, self._seal_new_key(vault, key_id, private))
+            wrapped, exported = self._seal_fresh(vault, key_id, private, export=export)
+            return GeneratedKey(parts, wrapped, exported)
 
     def generate_aes(self, vault: str, key_id: str, label: str, bits: int) -> GeneratedKey:
         if bits not in (128, 192, 256):
@@ -314,19 +327,67 @@ class Engine:
             )
             return GeneratedKey({}, self._seal_new_key(vault, key_id, key))
 
+    def generate_exportable(
+        self, vault: str, key_id: str, label: str, kty: str, bits: int, curve: str
+    ) -> GeneratedKey:
+        """An RSA or EC key made by the HSM whose private key leaves it once, now, as
+        PKCS#8 DER: what a certificate with an exportable key policy needs for its PFX or
+        PEM. Exportable is decided here, at birth: the key is then wrapped under the KEK
+        and made non-extractable like every other working key, and no later operation
+        returns it. Only the non-HSM key types (RSA, EC) are ever exportable."""
+        if kty == "RSA":
+            if bits not in (2048, 3072, 4096):
+                raise InvalidInput(f"unsupported RSA key size {bits}")
+            return self._generate_rsa(vault, key_id, label, bits, export=True)
+        if kty == "EC":
+            return self._generate_ec(vault, key_id, label, curve, export=True)
+        raise InvalidInput(f"only RSA and EC keys are exportable, not {kty!r}")
+
+    def _export_private(self, vault: str, key: Any) -> bytes:
+        """The private key as PKCS#8 DER, while it is still extractable: wrapped under a
+        one-time AES key (a session object destroyed straight after) and unwrapped here."""
+        carrier: Any = self._session(vault).generate_key(
+            KeyType.AES,
+            256,
+            store=False,
+            template={
+                Attribute.TOKEN: False,
+                Attribute.SENSITIVE: False,
+                Attribute.EXTRACTABLE: True,
+                Attribute.WRAP: True,
+                Attribute.UNWRAP: False,
+                Attribute.ENCRYPT: False,
+                Attribute.DECRYPT: False,
+            },
+        )
+        try:
+            wrapped = bytes(carrier.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
+            one_time = bytes(carrier[Attribute.VALUE])
+        finally:
+            carrier.destroy()
+        return _der_prefix(aes_key_unwrap_with_padding(one_time, wrapped))
+
     def _seal_new_key(self, vault: str, key_id: str, key: Any) -> bytes:
         """Wrap a fresh key under the vault's KEK, make it non-extractable for good, and
         hold it loaded. The wrapped blob is the only form of the key that leaves the HSM."""
+        return self._seal_fresh(vault, key_id, key, export=False)[0]
+
+    def _seal_fresh(
+        self, vault: str, key_id: str, key: Any, *, export: bool
+    ) -> tuple[bytes, bytes | None]:
+        """`_seal_new_key`, and with `export` the private key as PKCS#8 DER, read while
+        the key is still extractable (generate_exportable only)."""
         try:
             wrapped: bytes = self._secret_key(vault, templates.KEK_LABEL).wrap_key(
                 key, mechanism=Mechanism.AES_KEY_WRAP_PAD
             )
+            exported = self._export_private(vault, key) if export else None
             key[Attribute.EXTRACTABLE] = False
         except BaseException:
             key.destroy()
             raise
         self._remember(vault, key_id, key)
-        return bytes(wrapped)
+        return bytes(wrapped), exported
 
     def import_key(
         self, vault: str, key_id: str, label: str, kty: str, crv: str, parts: dict[str, bytes]
@@ -741,6 +802,21 @@ def _destroy_quietly(key: Any) -> None:
         key.destroy()
     except p11.PKCS11Error:
         pass  # a session object goes with its session anyway
+
+
+def _der_prefix(data: bytes) -> bytes:
+    """The first DER element of `data`: SoftHSM2 pads a key to whole AES blocks before it
+    wraps it with padding, so the unwrapped PKCS#8 may carry trailing zero bytes."""
+    if len(data) < 2 or data[0] != 0x30:
+        raise HsmError("the HSM exported a private key in an unexpected encoding")
+    if data[1] < 0x80:
+        end = 2 + data[1]
+    else:
+        count = data[1] & 0x7F
+        end = 2 + count + int.from_bytes(data[2 : 2 + count], "big")
+    if end > len(data):
+        raise HsmError("the HSM exported a truncated private key")
+    return data[:end]
 
 
 def _expect_parts(parts: dict[str, bytes], names: tuple[str, ...], what: str) -> None:

@@ -24,6 +24,7 @@ from ..hsm.api import Hsm
 from ..hsm.errors import HsmError
 from ..storage import Storage
 from .auth import AdminClient, Authenticator
+from .certificates import CertificateMeta, CertificateStore
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
@@ -68,10 +69,16 @@ class Vault:
     config: VaultConfig
     keys: KeyStore
     secrets: SecretStore
+    certificates: CertificateStore
 
     @classmethod
     def make(cls, config: VaultConfig, hsm: Hsm, storage: Storage) -> "Vault":
-        return cls(config, KeyStore(config, hsm, storage), SecretStore(config, hsm, storage))
+        keys, secrets = KeyStore(config, hsm, storage), SecretStore(config, hsm, storage)
+        return cls(config, keys, secrets, CertificateStore(keys, secrets))
+
+    @property
+    def certificate_meta(self) -> CertificateMeta:
+        return CertificateMeta(self.certificates)
 
     async def load(self) -> None:
         """Make the vault's token if it is new, and bring its records into the storage
@@ -83,7 +90,9 @@ class Vault:
     async def maintain(self) -> None:
         await self.keys.purge_expired()
         await self.secrets.purge_expired()
+        await self.certificates.purge_expired()
         await self.keys.rotate_due()
+        await self.certificates.renew_due()
 
 
 @dataclass
@@ -129,6 +138,7 @@ class DataPlane:
         self.by_host: dict[str, Vault] = {}
         self._keys = KeyRoutes()
         self._secrets = SecretRoutes()
+        self._certificates = CertificateRoutes()
         for vault_config in config.vaults:
             self.add_vault(vault_config)
 
@@ -196,6 +206,7 @@ class DataPlane:
             for host in vault.config.hosts:
                 self.by_host.pop(host, None)
             vault.config = vault.keys.config = vault.secrets.config = config
+            vault.certificates.config = config
         for host in config.hosts:
             self.by_host[host] = vault
         return vault
@@ -277,7 +288,10 @@ class DataPlane:
     @staticmethod
     def _authorize(vault: Vault, caller: str, route: Route) -> None:
         if not route.kind:
-            if any(vault.config.permissions(caller, kind) for kind in ("keys", "secrets")):
+            if any(
+                vault.config.permissions(caller, kind)
+                for kind in ("keys", "secrets", "certificates")
+            ):
                 return
         elif route.permission in vault.config.permissions(caller, route.kind):
             return
@@ -341,7 +355,9 @@ class DataPlane:
             )
         named = next((m for m in candidates if m.name is not None), None)
         if named is not None:
-            what = "key" if named.spec.kind == "keys" else "secret"
+            what = named.spec.kind.removesuffix("s")
+            if named.spec.path.startswith("certificates/issuers/"):
+                what = "issuer"
             call.name = check_name(named.name or "", what)
         chosen = next((m for m in candidates if m.spec.method == method), None)
         if chosen is None:
@@ -352,7 +368,7 @@ class DataPlane:
                 allowed,
             )
         if chosen.version is not None:
-            self._versioned(call, chosen.version, "Key" if chosen.spec.kind == "keys" else "Secret")
+            self._versioned(call, chosen.version, chosen.spec.kind.removesuffix("s").capitalize())
         spec = chosen.spec
         return Route(
             spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
@@ -362,7 +378,8 @@ class DataPlane:
         if spec.handler == "rng":
             return self._rng
         group, _, method = spec.handler.partition(".")
-        handler: Handler = getattr(self._keys if group == "keys" else self._secrets, method)
+        routes = {"keys": self._keys, "secrets": self._secrets, "certificates": self._certificates}
+        handler: Handler = getattr(routes[group], method)
         return handler
 
     @staticmethod
@@ -637,6 +654,144 @@ class SecretRoutes:
         store = call.vault.secrets
         entry, version = await store.restore(call.json_body())
         return store.bundle(call.base, entry, version, with_value=False)
+
+
+class CertificateRoutes:
+    async def list(self, call: Call) -> dict[str, Any]:
+        return await page_objects(call, call.vault.certificates, deleted=False)
+
+    async def versions(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.live(call.name)
+        return page(call, [store.item(call.base, entry, v) for v in entry.versions])
+
+    async def get(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry, version = await store.live_version(call.name, call.version)
+        return store.bundle(call.base, entry, version)
+
+    async def create(self, call: Call) -> web.Response:
+        store = call.vault.certificates
+        entry = await store.create(call.name, call.json_body())
+        # Key Vault answers a create with the operation in progress, whatever happens next;
+        # the SDK's poller reads the outcome from the pending operation (here already done).
+        operation = store.pending_wire(call.base, entry)
+        operation.pop("target", None)
+        operation["status"] = "inProgress"
+        body = _compact_json(operation).encode()
+        return web.Response(
+            status=202,
+            body=body,
+            content_type="application/json",
+            headers={"Location": f"{call.base}/certificates/{entry.name}/pending"},
+        )
+
+    async def import_(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.import_(call.name, call.json_body())
+        return store.bundle(call.base, entry, entry.current)
+
+    async def update(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry, version = await store.update(call.name, call.version, call.json_body())
+        return store.bundle(call.base, entry, version)
+
+    async def get_policy(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        return store.policy(call.base, await store.live(call.name))
+
+    async def set_policy(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        return store.policy(call.base, await store.update_policy(call.name, call.json_body()))
+
+    async def get_pending(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        return store.pending_wire(call.base, await store.get_pending(call.name))
+
+    async def cancel_pending(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.cancel_pending(call.name, call.json_body())
+        return store.pending_wire(call.base, entry)
+
+    async def delete_pending(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        return store.pending_wire(call.base, await store.delete_pending(call.name))
+
+    async def merge(self, call: Call) -> web.Response:
+        store = call.vault.certificates
+        entry = await store.merge(call.name, call.json_body())
+        body = _compact_json(store.bundle(call.base, entry, entry.current)).encode()
+        return web.Response(status=201, body=body, content_type="application/json")
+
+    async def delete(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.delete(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def list_deleted(self, call: Call) -> dict[str, Any]:
+        return await page_objects(call, call.vault.certificates, deleted=True)
+
+    async def get_deleted(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.deleted(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def purge(self, call: Call) -> None:
+        await call.vault.certificates.purge(call.name)
+
+    async def recover(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.recover(call.name)
+        return store.bundle(call.base, entry, entry.current)
+
+    async def backup(self, call: Call) -> dict[str, Any]:
+        return {"value": await call.vault.certificates.backup(call.name)}
+
+    async def restore(self, call: Call) -> dict[str, Any]:
+        store = call.vault.certificates
+        entry = await store.restore(call.json_body())
+        return store.bundle(call.base, entry, entry.current)
+
+    async def get_contacts(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        return meta.contacts_wire(call.base, await meta.get_contacts())
+
+    async def set_contacts(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        return meta.contacts_wire(call.base, await meta.set_contacts(call.json_body()))
+
+    async def delete_contacts(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        return meta.contacts_wire(call.base, await meta.delete_contacts())
+
+    async def list_issuers(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        issuers = await meta.issuers()
+        items = [
+            {"id": f"{call.base}/certificates/issuers/{name}", "provider": issuer["provider"]}
+            for name, issuer in sorted(issuers.items(), key=lambda i: i[0].lower())
+        ]
+        return page(call, items)
+
+    async def get_issuer(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        name, issuer = await meta.get_issuer(call.name)
+        return meta.issuer_wire(call.base, name, issuer)
+
+    async def set_issuer(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        issuer = await meta.set_issuer(call.name, call.json_body(), update=False)
+        return meta.issuer_wire(call.base, call.name, issuer)
+
+    async def update_issuer(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        issuer = await meta.set_issuer(call.name, call.json_body(), update=True)
+        return meta.issuer_wire(call.base, call.name, issuer)
+
+    async def delete_issuer(self, call: Call) -> dict[str, Any]:
+        meta = call.vault.certificate_meta
+        name, issuer = await meta.delete_issuer(call.name)
+        return meta.issuer_wire(call.base, name, issuer)
 
 
 async def healthz(request: web.Request) -> web.Response:

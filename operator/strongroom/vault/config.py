@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.management import AccessGrant, VaultBody, VaultSettings, problems
-from ..api.vocabulary import ALL, KEY_PERMISSIONS, SECRET_PERMISSIONS
+from ..api.vocabulary import ALL, CERTIFICATE_PERMISSIONS, KEY_PERMISSIONS, SECRET_PERMISSIONS
 
 # The audience every vault of every pool accepts from its own namespace's ServiceAccounts:
 # what the CSI driver's token requests ask for.
@@ -22,6 +22,7 @@ class AccessEntry:
     subject: str
     keys: frozenset[str] = frozenset()
     secrets: frozenset[str] = frozenset()
+    certificates: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, grant: AccessGrant) -> "AccessEntry":
@@ -30,6 +31,7 @@ class AccessEntry:
             grant.subject,
             KEY_PERMISSIONS if ALL in grant.keys else frozenset(grant.keys),
             SECRET_PERMISSIONS if ALL in grant.secrets else frozenset(grant.secrets),
+            CERTIFICATE_PERMISSIONS if ALL in grant.certificates else frozenset(grant.certificates),
         )
 
     @classmethod
@@ -41,7 +43,10 @@ class AccessEntry:
 
     def wire(self) -> AccessGrant:
         return AccessGrant(
-            subject=self.subject, keys=sorted(self.keys), secrets=sorted(self.secrets)
+            subject=self.subject,
+            keys=sorted(self.keys),
+            secrets=sorted(self.secrets),
+            certificates=sorted(self.certificates),
         )
 
 
@@ -108,7 +113,11 @@ class VaultConfig:
         granted: set[str] = set()
         for entry in self.access:
             if entry.subject in (subject, "*"):
-                granted |= entry.keys if kind == "keys" else entry.secrets
+                granted |= {
+                    "keys": entry.keys,
+                    "secrets": entry.secrets,
+                    "certificates": entry.certificates,
+                }.get(kind, frozenset())
         return frozenset(granted)
 
 

@@ -87,6 +87,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         }
         if version.tags:
             out["tags"] = version.tags
+        if version.managed:
+            out["managed"] = True
         return out | self.deletion_fields(base, entry)
 
     def item(self, base: str, entry: KeyEntry, version: KeyVersion) -> dict[str, Any]:
@@ -96,6 +98,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         }
         if version.tags:
             out["tags"] = version.tags
+        if version.managed:
+            out["managed"] = True
         return out | self.deletion_fields(base, entry)
 
     def _attributes(self, attributes: Attributes) -> dict[str, Any]:
@@ -151,6 +155,8 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
         """Add the version `make` makes in the HSM to the key (a new key if there is none),
         under the name's lock; the key's HSM object goes again if the write fails."""
         entry = await self.find(name)
+        if entry is not None:
+            self.refuse_managed(entry, "changed")
         await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
@@ -319,6 +325,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
 
     async def rotate(self, name: str) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.live(name)
+        self.refuse_managed(entry, "rotated")
         current = entry.current
         reserved = reserved_tags(current.tags)
         body: dict[str, Any] = {
@@ -341,6 +348,7 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
     ) -> tuple[KeyEntry, KeyVersion]:
         async with self.lock(name):
             entry, found = await self.live_version(name, version)
+            self.refuse_managed(entry, "updated")
             tags = check_tags(body.get("tags"))
             if "key_ops" in body and body["key_ops"] is not None:
                 ops = body["key_ops"]
@@ -361,7 +369,9 @@ class KeyLifecycle(ObjectStore[KeyEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(await self.live(name))
+        entry = await self.live(name)
+        self.refuse_managed(entry, "backed up")
+        return await self.seal(entry)
 
     async def restore(self, body: dict[str, Any]) -> tuple[KeyEntry, KeyVersion]:
         entry = await self.unseal(body)

@@ -53,6 +53,7 @@ class KeyRotation(KeyLifecycle):
             attributes["expiryTime"] = expiry
         async with self.lock(name):
             entry = await self.live(name)
+            self.refuse_managed(entry, "given a rotation policy")
             created = (entry.rotation_policy or {}).get("attributes", {}).get("created", now())
             attributes.update({"created": created, "updated": now()})
             entry.rotation_policy = {"lifetimeActions": actions, "attributes": attributes}

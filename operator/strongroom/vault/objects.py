@@ -194,6 +194,8 @@ class KeyVersion:
     crv: str | None = None
     attributes: Attributes = field(default_factory=Attributes)
     tags: dict[str, str] = field(default_factory=dict)
+    # The key of a certificate version: changed only through its certificate.
+    managed: bool = False
 
     def jwk(self, kid: str) -> dict[str, Any]:
         out: dict[str, Any] = {"kid": kid, "kty": self.kty, "key_ops": list(self.key_ops)}
@@ -258,6 +260,8 @@ class SecretVersion:
     content_type: str | None = None
     attributes: Attributes = field(default_factory=Attributes)
     tags: dict[str, str] = field(default_factory=dict)
+    # The secret of a certificate version (its PFX or PEM): changed only through it.
+    managed: bool = False
 
 
 @dataclass
@@ -295,5 +299,67 @@ class SecretEntry:
 
     @classmethod
     def load(cls, raw: bytes) -> "SecretEntry":
+        data = json.loads(raw)
+        return cls.from_parts(data, data["versions"])
+
+
+@dataclass
+class CertificateVersion:
+    version: str
+    cer: str  # the certificate, DER in base64
+    chain: list[str] = field(default_factory=list)  # its issuers' certificates, DER in base64
+    content_type: str = "application/x-pkcs12"
+    attributes: Attributes = field(default_factory=Attributes)
+    tags: dict[str, str] = field(default_factory=dict)
+    notified: bool = False  # an EmailContacts lifetime action has fired for this version
+
+
+@dataclass
+class CertificateEntry:
+    """A certificate: its versions, its policy (the wire shape, checked), and its pending
+    operation, if one was made (the wire shape plus what the vault keeps for it)."""
+
+    name: str
+    versions: list[CertificateVersion] = field(default_factory=list)
+    deletion: Deletion | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+
+    @property
+    def current(self) -> CertificateVersion:
+        return self.versions[-1]
+
+    def version(self, version: str | None) -> CertificateVersion | None:
+        if not version:
+            return self.versions[-1] if self.versions else None
+        for candidate in self.versions:
+            if candidate.version == version:
+                return candidate
+        return None
+
+    def dump(self) -> bytes:
+        return _json(asdict(self))
+
+    def head(self) -> bytes:
+        return _json(
+            _head(self.name, self.versions, self.deletion)
+            | {"policy": self.policy, "pending": self.pending}
+        )
+
+    @staticmethod
+    def dump_version(version: CertificateVersion) -> bytes:
+        return _json(asdict(version))
+
+    @classmethod
+    def from_parts(cls, head: dict[str, Any], versions: list[dict[str, Any]]) -> "CertificateEntry":
+        loaded = [
+            CertificateVersion(**v | {"attributes": Attributes(**v["attributes"])})
+            for v in versions
+        ]
+        deletion = Deletion(**head["deletion"]) if head.get("deletion") else None
+        return cls(head["name"], loaded, deletion, head.get("policy") or {}, head.get("pending"))
+
+    @classmethod
+    def load(cls, raw: bytes) -> "CertificateEntry":
         data = json.loads(raw)
         return cls.from_parts(data, data["versions"])

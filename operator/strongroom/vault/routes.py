@@ -125,6 +125,134 @@ ROUTES: tuple[RouteSpec, ...] = (
         "secrets.update",
         True,
     ),  # noqa: E501
+    *_objects("certificates", "Certificate"),
+    *(
+        RouteSpec(method, path, op, "certificates", permission, f"certificates.{handler}", body)
+        for method, path, op, permission, handler, body in (
+            ("POST", "certificates/{name}/create", "CertificateCreate", "create", "create", True),
+            ("POST", "certificates/{name}/import", "CertificateImport", "import", "import_", True),
+            (
+                "PATCH",
+                "certificates/{name}/{version}",
+                "CertificateUpdate",
+                "update",
+                "update",
+                True,
+            ),
+            (
+                "GET",
+                "certificates/{name}/policy",
+                "CertificatePolicyGet",
+                "get",
+                "get_policy",
+                False,
+            ),
+            (
+                "PATCH",
+                "certificates/{name}/policy",
+                "CertificatePolicyUpdate",
+                "update",
+                "set_policy",
+                True,
+            ),
+            (
+                "GET",
+                "certificates/{name}/pending",
+                "CertificatePendingGet",
+                "get",
+                "get_pending",
+                False,
+            ),
+            (
+                "PATCH",
+                "certificates/{name}/pending",
+                "CertificatePendingUpdate",
+                "update",
+                "cancel_pending",
+                True,
+            ),
+            (
+                "DELETE",
+                "certificates/{name}/pending",
+                "CertificatePendingDelete",
+                "delete",
+                "delete_pending",
+                False,
+            ),
+            (
+                "POST",
+                "certificates/{name}/pending/merge",
+                "CertificateMerge",
+                "create",
+                "merge",
+                True,
+            ),
+            (
+                "GET",
+                "certificates/contacts",
+                "CertificateContactsGet",
+                "managecontacts",
+                "get_contacts",
+                False,
+            ),
+            (
+                "PUT",
+                "certificates/contacts",
+                "CertificateContactsSet",
+                "managecontacts",
+                "set_contacts",
+                True,
+            ),
+            (
+                "DELETE",
+                "certificates/contacts",
+                "CertificateContactsDelete",
+                "managecontacts",
+                "delete_contacts",
+                False,
+            ),
+            (
+                "GET",
+                "certificates/issuers",
+                "CertificateIssuerList",
+                "listissuers",
+                "list_issuers",
+                False,
+            ),
+            (
+                "GET",
+                "certificates/issuers/{name}",
+                "CertificateIssuerGet",
+                "getissuers",
+                "get_issuer",
+                False,
+            ),
+            (
+                "PUT",
+                "certificates/issuers/{name}",
+                "CertificateIssuerSet",
+                "setissuers",
+                "set_issuer",
+                True,
+            ),
+            (
+                "PATCH",
+                "certificates/issuers/{name}",
+                "CertificateIssuerUpdate",
+                "setissuers",
+                "update_issuer",
+                True,
+            ),
+            (
+                "DELETE",
+                "certificates/issuers/{name}",
+                "CertificateIssuerDelete",
+                "deleteissuers",
+                "delete_issuer",
+                False,
+            ),
+        )
+    ),  # noqa: E501
     RouteSpec("POST", "rng", "Rng", "", "", "rng", True),
 )
 
@@ -135,7 +263,7 @@ ACTIONS = {
         for r in ROUTES
         if r.segments[0] == kind and len(r.segments) == 3 and not r.segments[2].startswith("{")
     )
-    for kind in ("keys", "secrets")
+    for kind in ("keys", "secrets", "certificates")
 }
 METHODS = tuple(sorted({r.method for r in ROUTES}))
 

@@ -9,6 +9,7 @@ import base64
 import math
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from .errors import BadParameter, Conflict, Forbidden
@@ -23,6 +24,7 @@ from .objects import (
     reserved_tags,
 )
 from .store import ObjectStore, guarded
+from .x509build import convert
 
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # The out content types of a secret GET: Key Vault converts a certificate's PFX to PEM.
@@ -73,6 +75,9 @@ class SecretStore(ObjectStore[SecretEntry]):
             out["contentType"] = version.content_type
         if version.tags:
             out["tags"] = version.tags
+        if version.managed:
+            out["managed"] = True
+            out["kid"] = f"{base}/keys/{entry.name}/{version.version}"
         return out | self.deletion_fields(base, entry)
 
     def bundle(
@@ -106,9 +111,13 @@ class SecretStore(ObjectStore[SecretEntry]):
         reason = found.attributes.usable_now()
         if reason is not None:
             raise Forbidden(reason.replace("object", "secret"), code="Forbidden")
+        if found.managed and out_content_type and out_content_type != found.content_type:
+            # A certificate's secret converts between PKCS#12 and PEM, as in Key Vault.
+            value = convert(found.value, found.content_type or "", out_content_type)
+            return entry, replace(found, value=value, content_type=out_content_type)
         if out_content_type is not None and out_content_type != found.content_type:
-            # Key Vault converts only a certificate's PFX to PEM; strongroom holds no
-            # certificates, so a value is only ever returned as it was stored.
+            # Key Vault converts only a certificate's secret; any other value is only
+            # ever returned as it was stored.
             raise BadParameter(
                 f"This secret cannot be converted to {out_content_type}: only a certificate's "
                 "secret converts, and a secret is returned in its own content type "
@@ -197,6 +206,8 @@ class SecretStore(ObjectStore[SecretEntry]):
         self, name: str, version: SecretVersion
     ) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.find(name)
+        if entry is not None:
+            self.refuse_managed(entry, "set")
         await self.check_quota(name, entry)
         if entry is not None and entry.deletion is not None:
             raise Conflict(
@@ -219,6 +230,7 @@ class SecretStore(ObjectStore[SecretEntry]):
     ) -> tuple[SecretEntry, SecretVersion]:
         async with self.lock(name):
             entry, found = await self.live_version(name, version)
+            self.refuse_managed(entry, "updated")
             tags = check_tags(body.get("tags"))
             if "contentType" in body:
                 found.content_type = check_content_type(body["contentType"])
@@ -231,7 +243,9 @@ class SecretStore(ObjectStore[SecretEntry]):
     # --- backup ----------------------------------------------------------------
 
     async def backup(self, name: str) -> str:
-        return await self.seal(await self.live(name))
+        entry = await self.live(name)
+        self.refuse_managed(entry, "backed up")
+        return await self.seal(entry)
 
     async def restore(self, body: dict[str, Any]) -> tuple[SecretEntry, SecretVersion]:
         entry = await self.unseal(body)

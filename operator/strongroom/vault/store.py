@@ -303,6 +303,13 @@ class ObjectStore(Generic[E]):
 
     async def _save(self, entry: E, changed: Iterable[Any] = (), *, new: bool = False) -> None:
         """Write the changed versions and the head that lists them, in one durable write."""
+        write = Write(self.vault)
+        await self.stage(write, entry, changed)
+        await self.commit(write, [(self, entry, new)])
+
+    async def stage(self, write: Write, entry: E, changed: Iterable[Any] = ()) -> None:
+        """Add the sealed changed versions and head of `entry` to `write` (which may carry
+        other kinds' records too: a certificate writes its key and secret with it)."""
         key = entry.name.lower()
         changed = list(changed)
         aads = [record_aad(self.vault, self.kind, key, v.version) for v in changed]
@@ -310,11 +317,10 @@ class ObjectStore(Generic[E]):
         plaintexts = [self.dump_version(v) for v in changed] + [entry.head()]
         sealed = await self.sealer.seal(aads, plaintexts)
         deletion = entry.deletion
-        write = Write(self.vault)
-        write.put_versions = [
+        write.put_versions += [
             (self.kind, key, v.version, blob) for v, blob in zip(changed, sealed, strict=False)
         ]
-        write.put_objects = [
+        write.put_objects.append(
             (
                 self.kind,
                 ObjectRow(
@@ -325,15 +331,30 @@ class ObjectStore(Generic[E]):
                     scheduled=self.scheduled(entry),
                 ),
             )
-        ]
+        )
+
+    @staticmethod
+    async def commit(write: Write, staged: "list[tuple[ObjectStore[Any], Any, bool]]") -> None:
+        """Write `write` durably; then each (store, entry, new) it staged is remembered."""
         try:
-            await stored(self.storage.write(write))
+            await stored(staged[0][0].storage.write(write))
         except BaseException:
-            self._cache.pop(key, None)  # what is in memory may be ahead of what is stored
+            for store, entry, _ in staged:
+                store._cache.pop(entry.name.lower(), None)  # memory may be ahead of storage
             raise
-        if new and self._count is not None:
-            self._count += 1
-        self._remember(entry)
+        for store, entry, new in staged:
+            if new and store._count is not None:
+                store._count += 1
+            store._remember(entry)
+
+    def refuse_managed(self, entry: E, action: str) -> None:
+        """A certificate's key or secret changes only through its certificate (403)."""
+        if entry.versions and getattr(entry.versions[-1], "managed", False):
+            raise Forbidden(
+                f"{self._title} {entry.name} is managed by certificate {entry.name}: it cannot "
+                f"be {action} through the {self.kind}s API; use the certificate's operations.",
+                code="Forbidden",
+            )
 
     async def _forget(self, entry: E) -> None:
         """Remove an object and every one of its versions, in one durable write."""
@@ -415,6 +436,7 @@ class ObjectStore(Generic[E]):
             found = owner_of(entry.versions[0].tags)
             if found == owner:
                 return entry
+            self.refuse_managed(entry, "adopted")
             if found is not None:
                 raise Conflict(
                     f"A {self.kind} named {name} exists in this vault and belongs to another "
@@ -453,6 +475,7 @@ class ObjectStore(Generic[E]):
     async def delete(self, name: str) -> E:
         async with self.lock(name):
             entry = await self.live(name)
+            self.refuse_managed(entry, "deleted")
             moment = now()
             entry.deletion = Deletion(moment, moment + self.config.retention_days * DAY)
             await self._save(entry)
@@ -461,6 +484,7 @@ class ObjectStore(Generic[E]):
     async def recover(self, name: str) -> E:
         async with self.lock(name):
             entry = await self.deleted(name)
+            self.refuse_managed(entry, "recovered")
             entry.deletion = None
             await self._save(entry)
             return entry
@@ -468,6 +492,8 @@ class ObjectStore(Generic[E]):
     async def purge(self, name: str, *, expired: bool = False) -> None:
         async with self.lock(name):
             entry = await self.deleted(name)
+            if not expired:
+                self.refuse_managed(entry, "purged")
             if self.config.purge_protection and not expired:
                 raise Forbidden(
                     f'Operation "purge" is not allowed because purge protection is enabled '
