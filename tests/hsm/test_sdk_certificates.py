@@ -46,15 +46,15 @@ def _create(certs: CertificateClient, name: str, policy: CertificatePolicy, **kw
 def test_default_policy_self_signed_with_managed_key_and_secret(
     certs: CertificateClient, clients: Clients
 ) -> None:
-    cert = _create(certs, "web", CertificatePolicy.get_default(), tags={"app": "web"})
-    assert cert.name == "web" and cert.cer and cert.key_id and cert.secret_id
+    cert = _create(certs, "cert-web", CertificatePolicy.get_default(), tags={"app": "cert-web"})
+    assert cert.name == "cert-web" and cert.cer and cert.key_id and cert.secret_id
     leaf = x509.load_der_x509_certificate(bytes(cert.cer))
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "DefaultPolicy"
     public = leaf.public_key()
     assert isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     assert 365 <= lifetime.days <= 366
-    policy = certs.get_certificate_policy("web")
+    policy = certs.get_certificate_policy("cert-web")
     assert policy.exportable is True and policy.key_type == KeyType.rsa and policy.key_size == 2048
     assert policy.content_type == CertificateContentType.pkcs12
     assert policy.validity_in_months == 12
@@ -63,7 +63,7 @@ def test_default_policy_self_signed_with_managed_key_and_secret(
     assert cert.properties.x509_thumbprint == hashlib.sha1(bytes(cert.cer)).digest()  # noqa: S324
 
     # The secret: the PFX, with the private key (exportable), managed.
-    secret = clients.secrets.get_secret("web")
+    secret = clients.secrets.get_secret("cert-web")
     assert secret.properties.content_type == "application/x-pkcs12"
     assert secret.properties.managed is True
     assert secret.properties.key_id == cert.key_id
@@ -71,11 +71,13 @@ def test_default_policy_self_signed_with_managed_key_and_secret(
     assert key is not None and inside is not None
     assert inside.public_bytes(serialization.Encoding.DER) == bytes(cert.cer)
     assert key.public_key().public_numbers() == public.public_numbers()  # type: ignore[union-attr]
-    pem = clients.secrets._client.get_secret("web", "", out_content_type="application/x-pem-file")
+    pem = clients.secrets._client.get_secret(
+        "cert-web", "", out_content_type="application/x-pem-file"
+    )
     assert "BEGIN PRIVATE KEY" in pem.value and "BEGIN CERTIFICATE" in pem.value
 
     # The key: managed, and signs what the certificate's public key verifies.
-    managed = clients.keys.get_key("web")
+    managed = clients.keys.get_key("cert-web")
     assert managed.properties.managed is True
     digest = hashlib.sha256(b"signed by the certificate's key").digest()
     signed = clients.crypto(managed).sign(SignatureAlgorithm.rs256, digest)
@@ -85,22 +87,22 @@ def test_default_policy_self_signed_with_managed_key_and_secret(
         padding.PKCS1v15(),
         hashes.SHA256(),
     )
-    assert certs.get_certificate("web").properties.tags == {"app": "web"}
+    assert certs.get_certificate("cert-web").properties.tags == {"app": "cert-web"}
 
 
 def test_managed_key_and_secret_refuse_changes(certs: CertificateClient, clients: Clients) -> None:
-    _create(certs, "guarded", CertificatePolicy.get_default())
+    _create(certs, "cert-guarded", CertificatePolicy.get_default())
     for call in (
-        lambda: clients.secrets.set_secret("guarded", "overwrite"),
-        lambda: clients.secrets.begin_delete_secret("guarded").wait(),
-        lambda: clients.keys.create_rsa_key("guarded"),
-        lambda: clients.keys.begin_delete_key("guarded").wait(),
-        lambda: clients.keys.update_key_properties("guarded", enabled=False),
+        lambda: clients.secrets.set_secret("cert-guarded", "overwrite"),
+        lambda: clients.secrets.begin_delete_secret("cert-guarded").wait(),
+        lambda: clients.keys.create_rsa_key("cert-guarded"),
+        lambda: clients.keys.begin_delete_key("cert-guarded").wait(),
+        lambda: clients.keys.update_key_properties("cert-guarded", enabled=False),
     ):
         with pytest.raises(HttpResponseError) as refused:
             call()
         assert refused.value.status_code == 403
-    assert clients.secrets.get_secret("guarded").properties.managed is True
+    assert clients.secrets.get_secret("cert-guarded").properties.managed is True
 
 
 def test_ec_hsm_non_exportable_pem(certs: CertificateClient, clients: Clients) -> None:
@@ -114,20 +116,20 @@ def test_ec_hsm_non_exportable_pem(certs: CertificateClient, clients: Clients) -
         content_type=CertificateContentType.pem,
         validity_in_months=3,
     )
-    cert = _create(certs, "api", policy)
+    cert = _create(certs, "cert-api", policy)
     leaf = x509.load_der_x509_certificate(bytes(cert.cer))
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["api.example.test", "www.example.test"]
-    secret = clients.secrets.get_secret("api")
+    secret = clients.secrets.get_secret("cert-api")
     assert secret.properties.content_type == "application/x-pem-file"
     assert "PRIVATE KEY" not in secret.value and "BEGIN CERTIFICATE" in secret.value
-    key = clients.keys.get_key("api")
+    key = clients.keys.get_key("cert-api")
     digest = hashlib.sha384(b"ec").digest()
     signature = clients.crypto(key).sign(SignatureAlgorithm.es384, digest).signature
     assert clients.crypto(key).verify(SignatureAlgorithm.es384, digest, signature).is_valid
     with pytest.raises(HttpResponseError) as refused:
-        _create(certs, "bad", CertificatePolicy(
+        _create(certs, "cert-bad", CertificatePolicy(
             issuer_name="Self", subject="CN=x", key_type=KeyType.rsa_hsm, exportable=True
         ))  # fmt: skip
     assert refused.value.status_code == 400 and "exportable" in str(refused.value)
@@ -171,70 +173,71 @@ def test_unknown_issuer_csr_merge_cancel_and_delete_pending(
     certs: CertificateClient, clients: Clients
 ) -> None:
     policy = CertificatePolicy(issuer_name=WellKnownIssuerNames.unknown, subject="CN=signed.test")
-    operation = certs.begin_create_certificate("signed", policy).result()
+    operation = certs.begin_create_certificate("cert-signed", policy).result()
     assert operation.status == "inProgress" and operation.csr
-    assert certs.get_certificate_operation("signed").csr == operation.csr
+    assert certs.get_certificate_operation("cert-signed").csr == operation.csr
     ca_key, ca = _ca()
     leaf = _sign_csr(bytes(operation.csr), ca_key, ca)
     with pytest.raises(HttpResponseError) as mismatch:
-        certs.merge_certificate("signed", [ca.public_bytes(serialization.Encoding.DER)])
+        certs.merge_certificate("cert-signed", [ca.public_bytes(serialization.Encoding.DER)])
     assert mismatch.value.status_code == 400
     merged = certs.merge_certificate(
-        "signed",
+        "cert-signed",
         [
             leaf.public_bytes(serialization.Encoding.DER),
             ca.public_bytes(serialization.Encoding.DER),
         ],
     )
     assert bytes(merged.cer) == leaf.public_bytes(serialization.Encoding.DER)
-    assert certs.get_certificate_operation("signed").status == "completed"
+    assert certs.get_certificate_operation("cert-signed").status == "completed"
     key, inside, chain = pkcs12.load_key_and_certificates(
-        base64.b64decode(clients.secrets.get_secret("signed").value), None
+        base64.b64decode(clients.secrets.get_secret("cert-signed").value), None
     )
     assert key is not None and inside is not None and len(chain) == 1
     digest = hashlib.sha256(b"m").digest()
-    signature = clients.crypto(clients.keys.get_key("signed")).sign(
+    signature = clients.crypto(clients.keys.get_key("cert-signed")).sign(
         SignatureAlgorithm.rs256, digest
     )
     leaf.public_key().verify(signature.signature, b"m", padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg,arg-type]
 
-    certs.begin_create_certificate("cancelled", policy).result()
-    cancelled = certs.cancel_certificate_operation("cancelled")
+    certs.begin_create_certificate("cert-cancelled", policy).result()
+    cancelled = certs.cancel_certificate_operation("cert-cancelled")
     assert cancelled.cancellation_requested is True and cancelled.status == "cancelled"
-    deleted = certs.delete_certificate_operation("cancelled")
+    deleted = certs.delete_certificate_operation("cert-cancelled")
     assert deleted.status == "cancelled"
     with pytest.raises(ResourceNotFoundError):
-        certs.get_certificate_operation("cancelled")
+        certs.get_certificate_operation("cert-cancelled")
 
 
 def test_versions_update_list_delete_recover_purge_backup(certs: CertificateClient) -> None:
-    first = _create(certs, "cycle", CertificatePolicy.get_default())
-    second = _create(certs, "cycle", CertificatePolicy.get_default())
-    versions = {p.version for p in certs.list_properties_of_certificate_versions("cycle")}
+    first = _create(certs, "cert-cycle", CertificatePolicy.get_default())
+    second = _create(certs, "cert-cycle", CertificatePolicy.get_default())
+    versions = {p.version for p in certs.list_properties_of_certificate_versions("cert-cycle")}
     assert versions == {first.properties.version, second.properties.version}
-    assert certs.get_certificate_version("cycle", first.properties.version).cer == first.cer
-    updated = certs.update_certificate_properties("cycle", enabled=False, tags={"t": "1"})
+    assert certs.get_certificate_version("cert-cycle", first.properties.version).cer == first.cer
+    updated = certs.update_certificate_properties("cert-cycle", enabled=False, tags={"t": "1"})
     assert updated.properties.enabled is False and updated.properties.tags == {"t": "1"}
-    assert "cycle" in {c.name for c in certs.list_properties_of_certificates()}
+    assert "cert-cycle" in {c.name for c in certs.list_properties_of_certificates()}
     new_policy = certs.update_certificate_policy(
-        "cycle", CertificatePolicy(issuer_name="Self", subject="CN=renamed", validity_in_months=6)
+        "cert-cycle",
+        CertificatePolicy(issuer_name="Self", subject="CN=renamed", validity_in_months=6),
     )
     assert new_policy.subject == "CN=renamed" and new_policy.validity_in_months == 6
-    backup = certs.backup_certificate("cycle")
-    deleted = certs.begin_delete_certificate("cycle", _polling_interval=0).result()
-    assert deleted.recovery_id.endswith("/deletedcertificates/cycle")
-    assert "cycle" in {c.name for c in certs.list_deleted_certificates()}
-    assert certs.get_deleted_certificate("cycle").name == "cycle"
+    backup = certs.backup_certificate("cert-cycle")
+    deleted = certs.begin_delete_certificate("cert-cycle", _polling_interval=0).result()
+    assert deleted.recovery_id.endswith("/deletedcertificates/cert-cycle")
+    assert "cert-cycle" in {c.name for c in certs.list_deleted_certificates()}
+    assert certs.get_deleted_certificate("cert-cycle").name == "cert-cycle"
     with pytest.raises(ResourceNotFoundError):
-        certs.get_certificate("cycle")
-    certs.begin_recover_deleted_certificate("cycle", _polling_interval=0).result()
-    assert certs.get_certificate("cycle").properties.version == second.properties.version
-    certs.begin_delete_certificate("cycle", _polling_interval=0).wait()
-    certs.purge_deleted_certificate("cycle")
+        certs.get_certificate("cert-cycle")
+    certs.begin_recover_deleted_certificate("cert-cycle", _polling_interval=0).result()
+    assert certs.get_certificate("cert-cycle").properties.version == second.properties.version
+    certs.begin_delete_certificate("cert-cycle", _polling_interval=0).wait()
+    certs.purge_deleted_certificate("cert-cycle")
     with pytest.raises(ResourceNotFoundError):
-        certs.get_deleted_certificate("cycle")
+        certs.get_deleted_certificate("cert-cycle")
     restored = certs.restore_certificate_backup(backup)
-    assert restored.name == "cycle" and restored.cer == second.cer
+    assert restored.name == "cert-cycle" and restored.cer == second.cer
 
 
 def test_import_pfx_with_password_and_pem(certs: CertificateClient, clients: Clients) -> None:
