@@ -21,6 +21,7 @@ def _hsm(args: argparse.Namespace) -> None:
         args.socket,
         read_pool_secret(args.pool_secret_file),
         args.vault,
+        args.await_activation,
     )
 
 
@@ -74,7 +75,7 @@ def _dev(args: argparse.Namespace) -> None:
     from .dev import StateDirRefused, run
 
     try:
-        run(args.state_dir, args.port, args.keep_state, args.namespace)
+        run(args.state_dir, args.port, args.keep_state, args.namespace, args.await_activation)
     except StateDirRefused as exc:
         sys.exit(f"strongroom dev: {exc}")
 
@@ -156,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="create this vault's token at start (repeatable)",
     )
+    hsm.add_argument(
+        "--await-activation",
+        action="store_true",
+        help="a new pool starts not activated and serves no key until its security domain is "
+        "downloaded (or, to restore a pool, uploaded); without it a new pool is activated at "
+        "once, with a security domain that is never exported",
+    )
     hsm.set_defaults(run=_hsm)
 
     server = roles.add_parser(
@@ -226,6 +234,13 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         help="serve as a pool of this namespace: tokens for the shared audience are "
         "accepted only from its ServiceAccounts (default: from anyone)",
+    )
+    dev.add_argument(
+        "--await-activation",
+        action="store_true",
+        help="start the pool not activated: it serves no key until its security domain is "
+        "downloaded with the official client (or uploaded, to restore a pool); dev.json's "
+        "hsmUrl is its endpoint",
     )
     dev.set_defaults(run=_dev)
 
