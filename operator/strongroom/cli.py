@@ -129,6 +129,12 @@ def _dev_token(args: argparse.Namespace) -> None:
     print(issuer.issue(args.subject, args.audience, args.ttl))
 
 
+def _security_domain(args: argparse.Namespace) -> None:
+    from .securitydomain.command import run
+
+    run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="strongroom", description=__doc__)
     top.add_argument("--version", action="version", version=f"strongroom {__version__}")
@@ -315,6 +321,16 @@ def parser() -> argparse.ArgumentParser:
         "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
     csi.set_defaults(run=_csi_node)
+
+    from .securitydomain.command import add_arguments as security_domain_arguments
+
+    domain = roles.add_parser(
+        "security-domain",
+        help="the holders' offline side of a pool's security domain: certificates as JWKs, "
+        "and the upload blob from a quorum of private keys",
+    )
+    security_domain_arguments(domain)
+    domain.set_defaults(run=_security_domain)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
     token.add_argument("--state-dir", type=Path, default=DEV_STATE)

@@ -70,15 +70,15 @@ def certificate_jwk(certificate: x509.Certificate, **extra: Any) -> dict[str, An
     } | extra
 
 
-def _thumbprint_text(value: object) -> str:
+def _thumbprint_text(value: object, field: str = "x5t#S256") -> str:
     """A thumbprint as sent: base64url, or standard base64, either padded or not."""
     if not isinstance(value, str):
-        raise DomainError("'x5t#S256' must be a string")
+        raise DomainError(f"'{field}' must be a string")
     text = value.replace("+", "-").replace("/", "_").rstrip("=")
     try:
         base64url.decode(text)
     except ValueError:
-        raise DomainError("'x5t#S256' is not base64url") from None
+        raise DomainError(f"'{field}' is not base64url") from None
     return text
 
 
@@ -286,7 +286,7 @@ def read_download(text: object) -> Download:
         x5t, enc_key = raw.get("x5t_256"), raw.get("enc_key")
         if not isinstance(x5t, str) or not isinstance(enc_key, str):
             raise DomainError(f"each of the {what}'s shares needs 'x5t_256' and 'enc_key'")
-        shares.append(EncryptedShare(_thumbprint_text(x5t), enc_key))
+        shares.append(EncryptedShare(_thumbprint_text(x5t, "x5t_256"), enc_key))
     return Download(required, shares, _read_data(document, what))
 
 
@@ -309,7 +309,7 @@ def read_upload(text: object) -> Upload:
     x5t, enc_key = wrapped.get("x5t_256"), wrapped.get("enc_key")
     if not isinstance(x5t, str) or not isinstance(enc_key, str):
         raise DomainError(f"the {what}'s 'WrappedKey' needs 'x5t_256' and 'enc_key'")
-    return Upload(_thumbprint_text(x5t), enc_key, _read_data(document, what))
+    return Upload(_thumbprint_text(x5t, "WrappedKey.x5t_256"), enc_key, _read_data(document, what))
 
 
 def build_upload(key: bytes, transfer: x509.Certificate, plaintexts: Mapping[str, bytes]) -> str:
