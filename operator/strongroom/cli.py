@@ -21,6 +21,7 @@ def _hsm(args: argparse.Namespace) -> None:
         args.socket,
         read_pool_secret(args.pool_secret_file),
         args.vault,
+        args.await_activation,
     )
 
 
@@ -74,7 +75,7 @@ def _dev(args: argparse.Namespace) -> None:
     from .dev import StateDirRefused, run
 
     try:
-        run(args.state_dir, args.port, args.keep_state, args.namespace)
+        run(args.state_dir, args.port, args.keep_state, args.namespace, args.await_activation)
     except StateDirRefused as exc:
         sys.exit(f"strongroom dev: {exc}")
 
@@ -128,6 +129,12 @@ def _dev_token(args: argparse.Namespace) -> None:
     print(issuer.issue(args.subject, args.audience, args.ttl))
 
 
+def _security_domain(args: argparse.Namespace) -> None:
+    from .securitydomain.command import run
+
+    run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="strongroom", description=__doc__)
     top.add_argument("--version", action="version", version=f"strongroom {__version__}")
@@ -155,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="create this vault's token at start (repeatable)",
+    )
+    hsm.add_argument(
+        "--await-activation",
+        action="store_true",
+        help="a new pool starts not activated and serves no key until its security domain is "
+        "downloaded (or, to restore a pool, uploaded); without it a new pool is activated at "
+        "once, with a security domain that is never exported",
     )
     hsm.set_defaults(run=_hsm)
 
@@ -226,6 +240,13 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         help="serve as a pool of this namespace: tokens for the shared audience are "
         "accepted only from its ServiceAccounts (default: from anyone)",
+    )
+    dev.add_argument(
+        "--await-activation",
+        action="store_true",
+        help="start the pool not activated: it serves no key until its security domain is "
+        "downloaded with the official client (or uploaded, to restore a pool); dev.json's "
+        "hsmUrl is its endpoint",
     )
     dev.set_defaults(run=_dev)
 
@@ -300,6 +321,16 @@ def parser() -> argparse.ArgumentParser:
         "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
     csi.set_defaults(run=_csi_node)
+
+    from .securitydomain.command import add_arguments as security_domain_arguments
+
+    domain = roles.add_parser(
+        "security-domain",
+        help="the holders' offline side of a pool's security domain: certificates as JWKs, "
+        "and the upload blob from a quorum of private keys",
+    )
+    security_domain_arguments(domain)
+    domain.set_defaults(run=_security_domain)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
     token.add_argument("--state-dir", type=Path, default=DEV_STATE)

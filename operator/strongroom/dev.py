@@ -42,6 +42,8 @@ def prepare(
     """Lay out the state directory; return what clients need (the content of dev.json)."""
     info = {
         "vaultUrl": f"https://localhost:{port}",
+        # The pool's own endpoint (the security domain's): the same server, every host.
+        "hsmUrl": f"https://localhost:{port}",
         "caFile": str(state / "ca.crt"),
         "tokenFile": str(state / "token"),
         "issuerKey": str(state / "issuer.key"),
@@ -118,6 +120,7 @@ def _write_config(state: Path, namespace: str | None) -> None:
         except (OSError, ValueError):
             kept = None
         if isinstance(kept, dict) and kept.get("vaults"):
+            kept.setdefault("securityOfficers", [ADMIN])
             kept.pop("namespace", None)
             if namespace:
                 kept["namespace"] = namespace
@@ -125,6 +128,8 @@ def _write_config(state: Path, namespace: str | None) -> None:
             return
     config: dict[str, object] = {
         "audiences": [AUDIENCE],
+        # The dev token's subject may download and upload the pool's security domain.
+        "securityOfficers": [ADMIN],
         "vaults": [
             {
                 "name": "dev",
@@ -152,7 +157,7 @@ def _write_config(state: Path, namespace: str | None) -> None:
     (state / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
+def start_sidecar(state: Path, await_activation: bool = False) -> subprocess.Popen[bytes]:
     level = logging.getLevelName(logging.getLogger().level)
     command = [
         sys.executable,
@@ -169,7 +174,7 @@ def start_sidecar(state: Path) -> subprocess.Popen[bytes]:
         str(state / "pool-secret"),
         "--vault",
         "dev",
-    ]
+    ] + (["--await-activation"] if await_activation else [])
     return subprocess.Popen(command)
 
 
@@ -191,13 +196,47 @@ def usage(info: dict[str, str]) -> str:
 Stop with Ctrl-C. The next start begins afresh unless it is given --keep-state."""
 
 
-def run(state: Path, port: int, keep: bool = False, namespace: str | None = None) -> None:
+def activation_usage(info: dict[str, str]) -> str:
+    return f"""strongroom dev started the pool at {info["hsmUrl"]} NOT ACTIVATED: it serves no key
+or secret until its security domain is downloaded. Activate it with the official client
+(`pip install azure-keyvault-securitydomain`), three or more RSA certificates of your own
+(`openssl req -x509 -newkey rsa:2048 -nodes -keyout sd1.key -out sd1.cer -subj /CN=sd1`)
+and a quorum; keep the blob and the private keys apart, they are the only way to recover:
+
+  from azure.keyvault.securitydomain import SecurityDomainClient
+  from azure.keyvault.securitydomain.models import CertificateInfo, SecurityDomainJsonWebKey
+  from cryptography import x509
+  from strongroom.devclient import FileTokenCredential
+  from strongroom.securitydomain.document import certificate_jwk
+
+  def jwk(path):
+      return SecurityDomainJsonWebKey(certificate_jwk(x509.load_pem_x509_certificate(
+          open(path, "rb").read())))
+
+  client = SecurityDomainClient("{info["hsmUrl"]}", FileTokenCredential("{info["tokenFile"]}"),
+                                connection_verify="{info["caFile"]}",
+                                verify_challenge_resource=False)
+  poller = client.begin_download(CertificateInfo(
+      certificates=[jwk("sd1.cer"), jwk("sd2.cer"), jwk("sd3.cer")], required=2))
+  open("security-domain.json", "w").write(poller.result().value)
+
+(`strongroom security-domain jwk sd1.cer` prints one certificate's JWK.)
+"""
+
+
+def run(
+    state: Path,
+    port: int,
+    keep: bool = False,
+    namespace: str | None = None,
+    await_activation: bool = False,
+) -> None:
     info = prepare(state, port, keep, namespace)
-    sidecar = start_sidecar(state)
+    sidecar = start_sidecar(state, await_activation)
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info))
+        aio.run(_serve(state, port, info, await_activation))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -206,7 +245,9 @@ def run(state: Path, port: int, keep: bool = False, namespace: str | None = None
             sidecar.kill()
 
 
-async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
+async def _serve(
+    state: Path, port: int, info: dict[str, str], await_activation: bool = False
+) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
@@ -235,5 +276,7 @@ async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
     partial.write_text(json.dumps(info, indent=2))
     partial.rename(dev_json)
     print(usage(info), flush=True)
+    if await_activation:
+        print(activation_usage(info), flush=True)
     os.environ.setdefault("STRONGROOM_DEV_JSON", str(dev_json))
     await server

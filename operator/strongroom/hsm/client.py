@@ -260,6 +260,18 @@ class HsmClient:
             list[bytes], await self._call("unseal_records", vault=vault, aads=aads, blobs=blobs)
         )
 
+    async def domain_state(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._call("domain_state"))
+
+    async def domain_download(self, request: dict[str, Any]) -> str:
+        return cast(str, await self._call("domain_download", request=request))
+
+    async def domain_transfer_key(self) -> str:
+        return cast(str, await self._call("domain_transfer_key"))
+
+    async def domain_upload(self, value: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._call("domain_upload", value=value))
+
     async def list_token_records(self, vault: str, after: str) -> dict[str, Any]:
         return cast(
             dict[str, Any], await self._call("list_token_records", vault=vault, after=after)

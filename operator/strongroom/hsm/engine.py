@@ -13,6 +13,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pkcs11
@@ -25,6 +26,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import templates
 from .api import GeneratedKey
+from .domain import Domain
 from .errors import (
     HsmError,
     HsmUnavailable,
@@ -158,7 +160,13 @@ def _mapped_errors(what: str) -> Iterator[None]:
 class Engine:
     """One loaded PKCS#11 module, one logged-in session per vault token."""
 
-    def __init__(self, module_path: str, pool_secret: bytes) -> None:
+    def __init__(
+        self,
+        module_path: str,
+        pool_secret: bytes,
+        domain_file: Path | None = None,
+        await_activation: bool = False,
+    ) -> None:
         self._module_path = module_path
         self._pool_secret = pool_secret
         try:
@@ -169,6 +177,8 @@ class Engine:
         self._objects: dict[tuple[str, str, str], Any] = {}
         self._records: dict[tuple[str, str], Any] = {}
         self._loaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # The security domain (hsm/domain.py); a restored one sets `_pool_secret`.
+        self.domain = Domain(self, pool_secret, domain_file, await_activation)
 
     # --- tokens -------------------------------------------------------------
 
@@ -180,12 +190,13 @@ class Engine:
         raise TokenNotFound(f"no token for vault {vault!r}")
 
     def vault_names(self) -> list[str]:
-        """Labels of the initialized tokens: the vaults this pool holds."""
+        """Labels of the initialized tokens: the vaults this pool holds (the pool's own
+        token, `strongroom:pool`, has a colon, which no vault's name has)."""
         with _mapped_errors("listing tokens"):
             return sorted(
                 token.label
                 for token in (s.get_token() for s in self._lib.get_slots(token_present=True))
-                if token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED
+                if token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED and ":" not in token.label
             )
 
     def platform(self) -> str:
@@ -265,6 +276,27 @@ class Engine:
         while len(self._loaded) > MAX_LOADED_KEYS:
             _, evicted = self._loaded.popitem(last=False)
             _destroy_quietly(evicted)
+
+    # --- the security domain (hsm/domain.py) ------------------------------------------
+
+    @property
+    def activated(self) -> bool:
+        return self.domain.activated
+
+    def domain_state(self) -> dict[str, Any]:
+        return self.domain.state()
+
+    def domain_download(self, request: dict[str, Any]) -> str:
+        with _mapped_errors("activating the pool"):
+            return self.domain.download(request)
+
+    def domain_transfer_key(self) -> str:
+        with _mapped_errors("making the transfer key"):
+            return self.domain.transfer_key()
+
+    def domain_upload(self, value: str) -> dict[str, Any]:
+        with _mapped_errors("restoring the security domain"):
+            return self.domain.upload(value)
 
     # --- keys ---------------------------------------------------------------
 

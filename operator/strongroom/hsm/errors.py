@@ -31,3 +31,13 @@ class OperationNotAllowed(HsmError):
 
 class InvalidInput(HsmError):
     """The input to a cryptographic operation is malformed (wrong length, bad padding)."""
+
+
+class NotActivated(HsmError):
+    """The pool is not activated yet: it serves no key or secret until its security domain
+    is downloaded (a new pool) or uploaded (a pool being restored)."""
+
+
+class DomainConflict(HsmError):
+    """The security-domain operation does not fit the pool's state (a second download, an
+    upload into an activated pool)."""

@@ -23,6 +23,8 @@ ERRORS: dict[str, type[errors.HsmError]] = {
         errors.OperationNotAllowed,
         errors.InvalidInput,
         errors.KeyNotLoaded,
+        errors.NotActivated,
+        errors.DomainConflict,
     )
 }
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from .. import aio
 from . import protocol
-from .api import OPERATIONS
+from .api import OPERATIONS, UNACTIVATED_OPERATIONS
+from .domain import STATE_FILE
 from .engine import Engine
 from .errors import HsmError
 
@@ -48,6 +49,8 @@ class Sidecar:
             raise HsmError(f"unknown HSM operation {op!r}")
         if op == "ping":
             return "pong"
+        if op not in UNACTIVATED_OPERATIONS:
+            self._engine.domain.refuse_unless_activated(op)
         result = getattr(self._engine, op)(**args)
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
             return dataclasses.asdict(result)
@@ -119,11 +122,22 @@ async def serve(engine: Engine, socket_path: Path) -> None:
 
 
 def run(
-    module: str, state_dir: Path, socket_path: Path, pool_secret: bytes, vaults: list[str]
+    module: str,
+    state_dir: Path,
+    socket_path: Path,
+    pool_secret: bytes,
+    vaults: list[str],
+    await_activation: bool = False,
 ) -> None:
     if module == SOFTHSM2_MODULE or "softhsm" in module:
         os.environ["SOFTHSM2_CONF"] = str(write_softhsm_config(state_dir))
-    engine = Engine(module, pool_secret)
-    for vault in vaults:
-        engine.ensure_vault(vault)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = Engine(module, pool_secret, state_dir / STATE_FILE, await_activation)
+    if engine.activated:
+        for vault in vaults:
+            engine.ensure_vault(vault)
+    else:
+        # Made once the pool is activated (download) or restored (upload).
+        engine.domain.pending_vaults = list(vaults)
+        log.info("the pool is not activated: it awaits a security domain download or upload")
     aio.run(serve(engine, socket_path))

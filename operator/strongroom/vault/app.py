@@ -28,11 +28,13 @@ from .certificates import CertificateMeta, CertificateStore
 from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
+    NOT_ACTIVATED,
     BadParameter,
     ChallengeNeeded,
     Conflict,
     Forbidden,
     MethodNotAllowed,
+    NotActivated,
     NotFound,
     Unauthorized,
     VaultError,
@@ -139,6 +141,9 @@ class DataPlane:
         self._keys = KeyRoutes()
         self._secrets = SecretRoutes()
         self._certificates = CertificateRoutes()
+        # The security domain's state as the HSM last said (hsm/domain.py); see `activated`.
+        self.domain: dict[str, Any] = {}
+        self._loaded = False
         for vault_config in config.vaults:
             self.add_vault(vault_config)
 
@@ -152,6 +157,22 @@ class DataPlane:
     async def start(self) -> None:
         await self._wait_for_hsm(60)
         await self.storage.open()
+        await self.domain_changed()
+
+    @property
+    def activated(self) -> bool:
+        """Whether the pool is activated (vault/securitydomain.py): until it is, it serves
+        no key or secret operation."""
+        return bool(self.domain.get("activated", True))
+
+    async def domain_changed(self) -> None:
+        """The pool's security-domain state from the HSM; once activated, its vaults."""
+        self.domain = await guarded(self.hsm.domain_state())
+        if self.activated and not self._loaded:
+            await self._load_vaults()
+            self._loaded = True
+
+    async def _load_vaults(self) -> None:
         for vault in self.vaults.values():
             await vault.load()
         # Vaults added through the management API keep their config in the storage; a
@@ -256,6 +277,8 @@ class DataPlane:
         record.version = call.version or ""
         if not is_admin:
             self._authorize(vault, caller, route)
+        if not self.activated:
+            raise NotActivated(NOT_ACTIVATED)
         call.may_decrypt = is_admin or "decrypt" in (vault.config.permissions(caller, "keys"))
         if route.has_body:
             call.body = await self._read_json(request)

@@ -129,6 +129,11 @@ class ServerConfig:
     # The pool's namespace; None (dev, tests) lifts the restriction on shared audiences.
     namespace: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Subjects whose bearer tokens may run the pool's security-domain operations (besides the
+    # operator's client certificate), and the audience such a token must hold (else a shared
+    # audience, as for vaults): vault/securitydomain.py.
+    security_officers: tuple[str, ...] = ()
+    pool_audience: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> "ServerConfig":
@@ -144,4 +149,16 @@ class ServerConfig:
         namespace = raw.get("namespace")
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ValueError("'namespace' must be the pool's namespace")
-        return cls(vaults=vaults, audiences=audiences, namespace=namespace)
+        officers = raw.get("securityOfficers", [])
+        if not isinstance(officers, list) or not all(isinstance(o, str) and o for o in officers):
+            raise ValueError("'securityOfficers' must be a list of subjects")
+        pool_audience = raw.get("poolAudience")
+        if pool_audience is not None and (not isinstance(pool_audience, str) or not pool_audience):
+            raise ValueError("'poolAudience' must be a non-empty string")
+        return cls(
+            vaults=vaults,
+            audiences=audiences,
+            namespace=namespace,
+            security_officers=tuple(officers),
+            pool_audience=pool_audience,
+        )

@@ -60,6 +60,20 @@ class Conflict(VaultError):
     code = "Conflict"
 
 
+class NotActivated(Conflict):
+    """The pool is not activated: no key or secret operation until its security domain is
+    downloaded or uploaded."""
+
+    code = "PoolNotActivated"
+
+
+NOT_ACTIVATED = (
+    "The pool is not activated, so it serves no key or secret operation: its security "
+    "domain must first be downloaded (POST /securitydomain/download, a new pool) or uploaded "
+    "(POST /securitydomain/upload, a pool being restored)."
+)
+
+
 class ServiceUnavailable(VaultError):
     status = 503
     code = "ServiceUnavailable"
@@ -76,6 +90,10 @@ class RecordUnreadable(VaultError):
 
 def from_hsm(exc: hsm.HsmError) -> VaultError:
     """The one place HSM failures become HTTP answers."""
+    if isinstance(exc, hsm.NotActivated):
+        return NotActivated(NOT_ACTIVATED)
+    if isinstance(exc, hsm.DomainConflict):
+        return Conflict(str(exc), code="SecurityDomainConflict")
     if isinstance(exc, hsm.InvalidInput):
         return BadParameter(str(exc))
     if isinstance(exc, hsm.OperationNotAllowed):

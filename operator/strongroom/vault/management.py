@@ -18,7 +18,15 @@ from ..api.management import PREFIX
 from ..tls import ServerTls
 from .app import DataPlane, Vault
 from .config import VaultConfig
-from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
+from .errors import (
+    NOT_ACTIVATED,
+    BadParameter,
+    Conflict,
+    Forbidden,
+    NotActivated,
+    NotFound,
+    Unauthorized,
+)
 from .middleware import audit, gated
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
@@ -26,6 +34,9 @@ from .objects import Deletion, KeyEntry, SecretEntry, owner_of
 
 # A vault's name labels its PKCS#11 token (32 characters at most) and a Service (a DNS label).
 VAULT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,30}[a-z0-9])?")
+
+# What the management API serves before the pool is activated: no vault is made or changed.
+BEFORE_ACTIVATION = frozenset({"Health", "TlsGet", "TlsPut", "VaultList", "VaultGet"})
 
 Answer = tuple[int, wire.WireModel | None]
 Handler = Callable[[web.Request, str], Awaitable[Answer]]
@@ -84,6 +95,8 @@ class Management:
             record.vault = request.match_info.get("name", "")
             record.object = request.match_info.get("object", "")
             record.caller = await self._admin(request)
+            if operation not in BEFORE_ACTIVATION and not self.plane.activated:
+                raise NotActivated(NOT_ACTIVATED)
 
         async def handle(request: web.Request) -> web.Response:
             status, body = await handler(request, request.match_info.get("name", ""))

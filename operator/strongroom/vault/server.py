@@ -21,6 +21,7 @@ from .app import DataPlane, make_app
 from .auth import AdminClient, Authenticator
 from .config import ServerConfig
 from .management import Management
+from .securitydomain import SecurityDomain
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ async def serve(
     storage = SqliteStorage(data_dir / RECORDS_FILE)
     plane = DataPlane(config, hsm, storage, authenticator, AdminClient(admin_client_name))
     await plane.start()
-    management = Management(plane, tls).routes()
+    # The pool-level routes: the operator's management API and the security domain.
+    management = Management(plane, tls).routes() + SecurityDomain(plane, config).routes()
     runner = web.AppRunner(
         make_app(plane, management),
         access_log=None,
