@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, logs
+from . import __version__, logs, metrics
 
 DEV_STATE = Path.home() / ".cache" / "strongroom" / "dev"
 
@@ -51,6 +51,8 @@ def _vault_server(args: argparse.Namespace) -> None:
         args.tls_cert,
         args.tls_key,
         args.client_ca,
+        args.metrics_port,
+        args.metrics_address,
     )
     run(
         serve(
@@ -74,7 +76,7 @@ def _dev(args: argparse.Namespace) -> None:
     from .dev import StateDirRefused, run
 
     try:
-        run(args.state_dir, args.port, args.keep_state, args.namespace)
+        run(args.state_dir, args.port, args.keep_state, args.namespace, args.metrics_port)
     except StateDirRefused as exc:
         sys.exit(f"strongroom dev: {exc}")
 
@@ -201,6 +203,7 @@ def parser() -> argparse.ArgumentParser:
         help="subject CN of the client certificate that administers the pool: the management "
         "API under /_strongroom/v1/ and every permission in every vault (default %(default)s)",
     )
+    metrics.add_arguments(server, "the vault server (and its HSM sidecar)")
     server.set_defaults(run=_vault_server)
 
     operator = roles.add_parser(
@@ -226,6 +229,13 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         help="serve as a pool of this namespace: tokens for the shared audience are "
         "accepted only from its ServiceAccounts (default: from anyone)",
+    )
+    dev.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the vault server's and the sidecar's metrics at "
+        "http://127.0.0.1:PORT/metrics (default 0: none)",
     )
     dev.set_defaults(run=_dev)
 

@@ -185,13 +185,19 @@ def usage(info: dict[str, str]) -> str:
 Stop with Ctrl-C. The next start begins afresh unless it is given --keep-state."""
 
 
-def run(state: Path, port: int, keep: bool = False, namespace: str | None = None) -> None:
+def run(
+    state: Path,
+    port: int,
+    keep: bool = False,
+    namespace: str | None = None,
+    metrics_port: int = 0,
+) -> None:
     info = prepare(state, port, keep, namespace)
     sidecar = start_sidecar(state)
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info))
+        aio.run(_serve(state, port, info, metrics_port))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -200,12 +206,18 @@ def run(state: Path, port: int, keep: bool = False, namespace: str | None = None
             sidecar.kill()
 
 
-async def _serve(state: Path, port: int, info: dict[str, str]) -> None:
+async def _serve(state: Path, port: int, info: dict[str, str], metrics_port: int = 0) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
     listen = Listen(
-        "127.0.0.1", port, state / "tls.crt", state / "tls.key", state / "client-ca.crt"
+        "127.0.0.1",
+        port,
+        state / "tls.crt",
+        state / "tls.key",
+        state / "client-ca.crt",
+        metrics_port,
+        "127.0.0.1",
     )
     server = asyncio.create_task(
         serve(

@@ -100,6 +100,7 @@ def start_dev(
     log_level: str = "INFO",
     keep: bool = False,
     namespace: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> DevServer:
     port = free_port()
     (state / "dev.json").unlink(missing_ok=True)
@@ -118,7 +119,8 @@ def start_dev(
             str(port),
         ]
         + (["--keep-state"] if keep else [])
-        + (["--namespace", namespace] if namespace else []),
+        + (["--namespace", namespace] if namespace else [])
+        + list(extra),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -18,7 +18,7 @@ from ..api.management import PREFIX
 from ..tls import ServerTls
 from .app import DataPlane, Vault
 from .config import VaultConfig
-from .errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
+from .errors import AccessDenied, BadParameter, Conflict, NotFound, Unauthorized
 from .middleware import audit, gated
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
@@ -102,7 +102,7 @@ class Management:
                 f"certificate (subject CN {admin.name!r}, issued by the operator's client CA)."
             )
         if name != admin.name:
-            raise Forbidden(
+            raise AccessDenied(
                 f"The client certificate {name!r} may not use the management API: "
                 f"only {admin.name!r} may."
             )
