@@ -102,6 +102,8 @@ def _csi_node(args: argparse.Namespace) -> None:
                 args.jwks_refresh_seconds,
                 args.jwks_min_refresh_seconds,
             ),
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_address,
         )
     )
 
@@ -309,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
         help="reach the vault https://HOST at URL instead, e.g. when the plugin runs outside "
         "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
+    metrics.add_arguments(csi, "the CSI node plugin")
     csi.set_defaults(run=_csi_node)
 
     token = roles.add_parser("dev-token", help="issue a bearer token from a dev state directory")
