@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, logs
+from . import __version__, logs, metrics
 
 DEV_STATE = Path.home() / ".cache" / "strongroom" / "dev"
 
@@ -52,6 +52,8 @@ def _vault_server(args: argparse.Namespace) -> None:
         args.tls_cert,
         args.tls_key,
         args.client_ca,
+        args.metrics_port,
+        args.metrics_address,
     )
     run(
         serve(
@@ -75,7 +77,14 @@ def _dev(args: argparse.Namespace) -> None:
     from .dev import StateDirRefused, run
 
     try:
-        run(args.state_dir, args.port, args.keep_state, args.namespace, args.await_activation)
+        run(
+            args.state_dir,
+            args.port,
+            args.keep_state,
+            args.namespace,
+            args.await_activation,
+            args.metrics_port,
+        )
     except StateDirRefused as exc:
         sys.exit(f"strongroom dev: {exc}")
 
@@ -101,6 +110,8 @@ def _csi_node(args: argparse.Namespace) -> None:
                 args.jwks_refresh_seconds,
                 args.jwks_min_refresh_seconds,
             ),
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_address,
         )
     )
 
@@ -215,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
         help="subject CN of the client certificate that administers the pool: the management "
         "API under /_strongroom/v1/ and every permission in every vault (default %(default)s)",
     )
+    metrics.add_arguments(server, "the vault server (and its HSM sidecar)")
     server.set_defaults(run=_vault_server)
 
     operator = roles.add_parser(
@@ -247,6 +259,13 @@ def parser() -> argparse.ArgumentParser:
         help="start the pool not activated: it serves no key until its security domain is "
         "downloaded with the official client (or uploaded, to restore a pool); dev.json's "
         "hsmUrl is its endpoint",
+    )
+    dev.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the vault server's and the sidecar's metrics at "
+        "http://127.0.0.1:PORT/metrics (default 0: none)",
     )
     dev.set_defaults(run=_dev)
 
@@ -320,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
         help="reach the vault https://HOST at URL instead, e.g. when the plugin runs outside "
         "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
+    metrics.add_arguments(csi, "the CSI node plugin")
     csi.set_defaults(run=_csi_node)
 
     from .securitydomain.command import add_arguments as security_domain_arguments

@@ -230,13 +230,14 @@ def run(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    metrics_port: int = 0,
 ) -> None:
     info = prepare(state, port, keep, namespace)
     sidecar = start_sidecar(state, await_activation)
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info, await_activation))
+        aio.run(_serve(state, port, info, await_activation, metrics_port))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -246,13 +247,23 @@ def run(
 
 
 async def _serve(
-    state: Path, port: int, info: dict[str, str], await_activation: bool = False
+    state: Path,
+    port: int,
+    info: dict[str, str],
+    await_activation: bool = False,
+    metrics_port: int = 0,
 ) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
     listen = Listen(
-        "127.0.0.1", port, state / "tls.crt", state / "tls.key", state / "client-ca.crt"
+        "127.0.0.1",
+        port,
+        state / "tls.crt",
+        state / "tls.key",
+        state / "client-ca.crt",
+        metrics_port,
+        "127.0.0.1",
     )
     server = asyncio.create_task(
         serve(

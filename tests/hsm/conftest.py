@@ -101,6 +101,7 @@ def start_dev(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> DevServer:
     port = free_port()
     (state / "dev.json").unlink(missing_ok=True)
@@ -120,7 +121,8 @@ def start_dev(
         ]
         + (["--keep-state"] if keep else [])
         + (["--namespace", namespace] if namespace else [])
-        + (["--await-activation"] if await_activation else []),
+        + (["--await-activation"] if await_activation else [])
+        + list(extra),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -83,7 +83,9 @@ def plugin(
 
 
 @contextmanager
-def running_plugin(dev: DevServer, foreign: Listener, base: Path) -> Iterator[Plugin]:
+def running_plugin(
+    dev: DevServer, foreign: Listener, base: Path, extra: tuple[str, ...] = ()
+) -> Iterator[Plugin]:
     base.mkdir(parents=True, exist_ok=True)
     csi_socket = base / "csi.sock"
     csi_socket.unlink(missing_ok=True)
@@ -112,6 +114,7 @@ def running_plugin(dev: DevServer, foreign: Listener, base: Path) -> Iterator[Pl
             f"{DEV_VAULT}={dev.url}",
             "--vault-address",
             f"{FOREIGN_VAULT}=https://127.0.0.1:{foreign.port}",
+            *extra,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

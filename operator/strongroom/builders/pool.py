@@ -47,6 +47,9 @@ class OperatorSettings:
     # tag would otherwise pull at every start, and Never is what an air-gapped cluster needs).
     image_pull_policy: PullPolicy = "IfNotPresent"
     audience: str = AUDIENCE
+    # The port of each pool's metrics endpoint (the vault server's, with its sidecar's), in
+    # plain HTTP apart from the data plane, announced by Prometheus scrape annotations; 0: none.
+    metrics_port: int = 0
 
     def allows(self, image: str) -> bool:
         return image == self.image or image in self.allowed_images
@@ -296,7 +299,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
     module = spec.pkcs11.module if spec.pkcs11 is not None else SOFTHSM2_MODULE
     resources = spec.resources
     socket = f"{SOCKET_DIR}/hsm.sock"
-    server = {
+    server: dict[str, Any] = {
         "name": "vault-server",
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -359,7 +362,16 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
         ],
     }
-    pod_labels = labels(COMPONENT, pool.owner.name)
+    pod_metadata: dict[str, Any] = {"labels": labels(COMPONENT, pool.owner.name)}
+    if settings.metrics_port:
+        port = settings.metrics_port
+        server["args"] += ["--metrics-port", str(port)]
+        server["ports"].append({"name": "metrics", "containerPort": port, "protocol": "TCP"})
+        pod_metadata["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -371,7 +383,7 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             "podManagementPolicy": "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {
-                "metadata": {"labels": pod_labels},
+                "metadata": pod_metadata,
                 "spec": {
                     "serviceAccountName": pool.service_account_name,
                     "automountServiceAccountToken": True,

@@ -118,6 +118,8 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.vault_calls = 0
+        self.cache_hits = 0  # fetches answered from the shared cache
+        self.joined = 0  # fetches that waited for an identical one in flight
 
     async def _identity(self, token: str) -> str:
         if self._verifier is not None:
@@ -138,6 +140,7 @@ class Fetcher:
         key = (await self._identity(token), vault_url, collection, obj.name, obj.version)
         cached = self._cache.get(key)
         if cached is not None and cached.until > time.monotonic():
+            self.cache_hits += 1
             return render(obj, cached.body)
         pending = self._inflight.get(key)
         if pending is None:
@@ -155,6 +158,7 @@ class Fetcher:
                 if pending.done() and not pending.cancelled():
                     pending.exception()  # mark retrieved: the waiters each get their own copy
             return render(obj, body)
+        self.joined += 1
         return render(obj, await asyncio.shield(pending))
 
     def _base_url(self, vault_url: str) -> str:

@@ -7,6 +7,8 @@ sending the operation's name and arguments and giving back the answer in its typ
 import asyncio
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,13 +18,21 @@ from .errors import HsmError, HsmUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
+# Told of every call once it ends: the operation, its arguments (for what names the mechanism;
+# an observer must never label with an argument it does not know), the seconds it took and
+# the class name of its error (None when it succeeded).
+CallObserver = Callable[[str, dict[str, Any], float, str | None], None]
+
 
 class HsmClient:
     """Calls engine operations in the sidecar; many requests may be in flight at once."""
 
-    def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
+    def __init__(
+        self, socket_path: Path, timeout: float = 30.0, observer: CallObserver | None = None
+    ) -> None:
         self._socket_path = socket_path
         self._timeout = timeout
+        self._observer = observer
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -83,7 +93,28 @@ class HsmClient:
             if not future.done():
                 future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to the sidecar and not answered yet: the queue in front of the HSM,
+        which runs one operation at a time."""
+        return len(self._pending)
+
     async def _call(self, op: str, **args: Any) -> Any:
+        if self._observer is None:
+            return await self._exchange(op, args)
+        started = time.perf_counter()
+        error: str | None = "HsmError"
+        try:
+            result = await self._exchange(op, args)
+            error = None
+            return result
+        except HsmError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._observer(op, args, time.perf_counter() - started, error)
+
+    async def _exchange(self, op: str, args: dict[str, Any]) -> Any:
         request_id = next(self._ids)
         frame = protocol.encode({"i": request_id, "op": op, "a": args})
         if len(frame) > protocol.MAX_LINE:
@@ -108,6 +139,10 @@ class HsmClient:
         if self._reader_task is not None:
             self._reader_task.cancel()
         self._writer = None
+
+    async def sidecar_metrics(self) -> str:
+        """The sidecar's own metrics as Prometheus text (not an HSM operation)."""
+        return cast(str, await self._exchange(protocol.METRICS_OP, {}))
 
     # --- the operations of api.Hsm ------------------------------------------------
 

@@ -29,6 +29,9 @@ ERRORS: dict[str, type[errors.HsmError]] = {
 }
 
 MAX_LINE = 4 * 1024 * 1024
+# Not an HSM operation: the sidecar's own metrics, as Prometheus text, for the vault server to
+# serve beside its own (the pool's pod has one metrics port: the vault server's).
+METRICS_OP = "sidecar_metrics"
 _LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
 
 

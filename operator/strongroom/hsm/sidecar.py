@@ -10,10 +10,13 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
-from .. import aio
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from .. import aio, metrics
 from . import protocol
 from .api import OPERATIONS, UNACTIVATED_OPERATIONS
 from .domain import STATE_FILE
@@ -40,11 +43,68 @@ def write_softhsm_config(state_dir: Path) -> Path:
     return config
 
 
+class SidecarMetrics:
+    """What the sidecar counts: operations, their errors, and the time spent in the HSM.
+    Labels: the operation's name (one of api.OPERATIONS, else "invalid") and the error's
+    class name; never an argument."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.operations = Counter(
+            "strongroom_hsm_operations",
+            "HSM operations the sidecar ran, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "strongroom_hsm_operation_errors",
+            "HSM operations that failed, by operation and error class.",
+            ["operation", "error"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "strongroom_hsm_operation_duration_seconds",
+            "Time in the HSM: from the sidecar starting an operation to its result.",
+            ["operation"],
+            buckets=metrics.LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, op: str, seconds: float, error: str | None) -> None:
+        op = op if op in OPERATIONS else "invalid"
+        self.operations.labels(op).inc()
+        self.seconds.labels(op).observe(seconds)
+        if error is not None:
+            self.errors.labels(op, error).inc()
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
 class Sidecar:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self.metrics = SidecarMetrics()
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
+        if op == protocol.METRICS_OP:
+            return self.metrics.text()
+        started = time.perf_counter()
+        error: str | None = "HsmError"
+        try:
+            result = self._call(op, args)
+            error = None
+            return result
+        except HsmError as exc:
+            error = type(exc).__name__
+            raise
+        except (ValueError, TypeError, KeyError):
+            error = "InvalidInput"
+            raise
+        finally:
+            self.metrics.observe(op, time.perf_counter() - started, error)
+
+    def _call(self, op: str, args: dict[str, Any]) -> Any:
         if op not in OPERATIONS:
             raise HsmError(f"unknown HSM operation {op!r}")
         if op == "ping":

@@ -69,7 +69,7 @@ async def hsm_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 
 @kopf.on.delete(**POOLS)
 async def hsm_pool_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         await delete_pool(_context(memo), _pool(body))
 
 
@@ -88,7 +88,7 @@ async def vault(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -
 
 @kopf.on.delete(**VAULTS)
 async def vault_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = VaultSpec.model_validate(dict(body.spec))
         pool_gone = await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)
         if pool_gone is not None:
@@ -112,7 +112,7 @@ async def key(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> 
 
 @kopf.on.delete(**KEYS)
 async def key_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = KeySpec.model_validate(dict(body.spec))
         await delete_key(_context(memo), Owner.of("Key", body.meta), spec)
 
@@ -147,6 +147,6 @@ async def vault_secret(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
 async def vault_secret_deleted(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = VaultSecretSpec.model_validate(dict(body.spec))
         await delete_secret(_context(memo), Owner.of("VaultSecret", body.meta), spec)

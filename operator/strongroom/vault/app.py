@@ -29,10 +29,10 @@ from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
     NOT_ACTIVATED,
+    AccessDenied,
     BadParameter,
     ChallengeNeeded,
     Conflict,
-    Forbidden,
     MethodNotAllowed,
     NotActivated,
     NotFound,
@@ -40,6 +40,7 @@ from .errors import (
     VaultError,
 )
 from .keys import KeyStore
+from .metrics import METRICS, NO_TOKEN, ServerMetrics
 from .middleware import answers, audit, gated
 from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
@@ -300,9 +301,7 @@ class DataPlane:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ChallengeNeeded(
-                self._challenge(request, vault), "The request needs a bearer token."
-            )
+            raise ChallengeNeeded(self._challenge(request, vault), NO_TOKEN)
         try:
             return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
@@ -318,7 +317,7 @@ class DataPlane:
                 return
         elif route.permission in vault.config.permissions(caller, route.kind):
             return
-        raise Forbidden(
+        raise AccessDenied(
             f"The caller {caller!r} does not have {route.kind or 'any'} permission "
             f"{route.permission!r} on vault {vault.config.name!r}.",
             code="Forbidden",
@@ -827,11 +826,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_app(
-    plane: DataPlane, management_routes: list[web.RouteDef] | None = None
+    plane: DataPlane,
+    management_routes: list[web.RouteDef] | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[answers])
     app["plane"] = plane
-    app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app[METRICS] = metrics
+    app.router.add_get("/healthz", healthz, name="Healthz")
     app.router.add_routes(management_routes or [])
     # `.` stops at a newline: a name holding %0A would miss the data plane.
     app.router.add_route("*", r"/{tail:[\s\S]*}", gated(plane.identify, plane.handle))

@@ -49,6 +49,8 @@ REVIEWS_PER_SECOND = 20.0
 REVIEW_TIMEOUT_SECONDS = 10.0
 # Clock skew allowed between this server and the token's issuer.
 LEEWAY_SECONDS = jose.LEEWAY_SECONDS
+# How the refusal of a shared-audience token from another namespace begins.
+FOREIGN_NAMESPACE = "A token for the shared audience"
 
 
 class Throttled(VaultError):
@@ -216,7 +218,7 @@ class _BoundAuthenticator:
             if not review.subject.startswith(prefix):
                 own = f" {vault.audience}" if vault.audience else " the vault's own URI"
                 raise Unauthorized(
-                    f"A token for the shared audience {', '.join(self._shared)} is accepted only "
+                    f"{FOREIGN_NAMESPACE} {', '.join(self._shared)} is accepted only "
                     f"from ServiceAccounts of namespace {self._namespace}; from elsewhere, "
                     f"send a token for audience{own}."
                 )

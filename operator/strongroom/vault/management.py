@@ -20,9 +20,9 @@ from .app import DataPlane, Vault
 from .config import VaultConfig
 from .errors import (
     NOT_ACTIVATED,
+    AccessDenied,
     BadParameter,
     Conflict,
-    Forbidden,
     NotActivated,
     NotFound,
     Unauthorized,
@@ -115,7 +115,7 @@ class Management:
                 f"certificate (subject CN {admin.name!r}, issued by the operator's client CA)."
             )
         if name != admin.name:
-            raise Forbidden(
+            raise AccessDenied(
                 f"The client certificate {name!r} may not use the management API: "
                 f"only {admin.name!r} may."
             )
