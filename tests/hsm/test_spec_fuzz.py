@@ -406,7 +406,10 @@ class Objects:
                 return
             for param in params:
                 if draw.below(2) == 0:
-                    params[param] = draw.pick(["", "a", params[param]]) + draw.pick(HOSTILE)
+                    value = draw.pick(["", "a", params[param]]) + draw.pick(HOSTILE)
+                    # A bare "?" or "#" ends the path before it: `/deletedsecrets/?` is the
+                    # list, another operation. Behind a character it is the name's.
+                    params[param] = "a" + value if value[0] in "?#" else value
             return
         operation = case.operation.path.rsplit("/", 1)[1]
         made = MADE.get(case.operation.definition.raw["operationId"])
@@ -420,8 +423,13 @@ class Objects:
             if made == MADE["ImportKey"] and body is not None and draw.below(2) == 0:
                 body["key"] = dict(JWKS[draw.pick(sorted(JWKS))])
             # An empty version would make `//`, which the client folds: a real one.
+            # Crypto on the version in use one time in two: reset() makes only that one
+            # usable, and other tests' updates may have taken an older one's key_ops away.
             if f"{kind}-version" in params:
-                params[f"{kind}-version"] = draw.pick(self.versions[name])
+                versions = self.versions[name]
+                if operation in ALGORITHMS and draw.below(2) == 0:
+                    versions = versions[:1]
+                params[f"{kind}-version"] = draw.pick(versions)
             if body is None or operation not in ALGORITHMS:
                 continue
             alg = body["alg"] = draw.pick(ALGORITHMS[operation][name])
