@@ -264,9 +264,10 @@ def check_policy(raw: object, previous: dict[str, Any] | None = None) -> dict[st
     before = previous or {}
     key_props = _key_props(given.get("key_props"), before.get("key_props", {}))
     secret_props = _object(given.get("secret_props"), "secret_props")
-    content_type = secret_props.get("contentType") or before.get("secret_props", {}).get(
-        "contentType", PKCS12
-    )
+    given_type = secret_props.get("contentType")
+    if given_type is not None and not isinstance(given_type, str):
+        raise BadParameter("'secret_props.contentType' must be a string")
+    content_type = given_type or before.get("secret_props", {}).get("contentType", PKCS12)
     if content_type not in CONTENT_TYPES:
         raise BadParameter(
             f"'secret_props.contentType' is one of {', '.join(CONTENT_TYPES)} "
