@@ -302,3 +302,43 @@ def test_crypto_fields_take_only_strings(admin: Raw, field: str, op: str) -> Non
     body = {"alg": "RSA-OAEP", "value": b64(b"k" * 32), field: [1]}
     error = json_error(admin.call("POST", f"/keys/crypto-types/{version}/{op}", body), 400)
     assert field in error["message"]
+
+
+CERT_POLICY = {"x509_props": {"subject": "CN=typed.example"}, "issuer": {"name": "Self"}}
+
+
+@pytest.mark.parametrize("content_type", [0, False, [], {}, 5, ["application/x-pkcs12"]])
+def test_a_certificate_policy_content_type_is_a_string(admin: Raw, content_type: object) -> None:
+    """A wrong-typed contentType that is falsy was taken as none given (the default)."""
+    policy = CERT_POLICY | {"secret_props": {"contentType": content_type}}
+    create = admin.call("POST", "/certificates/typed-content/create", {"policy": policy})
+    assert "contentType" in json_error(create, 400)["message"]
+    assert admin.call("GET", "/certificates/typed-content/").status_code == 404
+    made = admin.call("POST", "/certificates/typed-content-ok/create", {"policy": CERT_POLICY})
+    assert made.status_code == 202, made.text
+    try:
+        before = ok(admin.call("GET", "/certificates/typed-content-ok/policy"))
+        bad = {"secret_props": {"contentType": content_type}}
+        json_error(admin.call("PATCH", "/certificates/typed-content-ok/policy", bad), 400)
+        json_error(admin.call("PATCH", "/certificates/typed-content-ok/", {"policy": bad}), 400)
+        after = ok(admin.call("GET", "/certificates/typed-content-ok/policy"))
+        assert (
+            after["secret_props"]
+            == before["secret_props"]
+            == {"contentType": "application/x-pkcs12"}
+        )
+    finally:
+        deleted = admin.call("DELETE", "/certificates/typed-content-ok")
+        assert deleted.status_code == 200, deleted.text
+        purged = admin.call("DELETE", "/deletedcertificates/typed-content-ok")
+        assert purged.status_code == 204, purged.text
+
+
+@pytest.mark.parametrize("path", ["/certificates", "/deletedcertificates"])
+def test_include_pending_is_a_boolean(admin: Raw, path: str) -> None:
+    for value in ("-9377022843", "yes", "1", "", "true%0A"):
+        answer = admin.call("GET", path, query=f"{API}&includePending={value}")
+        assert "includePending" in json_error(answer, 400)["message"], value
+    for value in ("true", "false", "True", "FALSE"):
+        answer = admin.call("GET", path, query=f"{API}&includePending={value}")
+        assert isinstance(ok(answer)["value"], list), value
