@@ -678,8 +678,17 @@ class SecretRoutes:
         return store.bundle(call.base, entry, version, with_value=False)
 
 
+def _include_pending(call: Call) -> None:
+    """Refuse an includePending that is no boolean (certificates still pending are not
+    listed either way: a list holds certificates with a version)."""
+    value = call.request.query.get("includePending")
+    if value is not None and value.lower() not in ("true", "false"):
+        raise BadParameter("'includePending' must be true or false")
+
+
 class CertificateRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
+        _include_pending(call)
         return await page_objects(call, call.vault.certificates, deleted=False)
 
     async def versions(self, call: Call) -> dict[str, Any]:
@@ -751,6 +760,7 @@ class CertificateRoutes:
         return store.bundle(call.base, entry, entry.current)
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
+        _include_pending(call)
         return await page_objects(call, call.vault.certificates, deleted=True)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:

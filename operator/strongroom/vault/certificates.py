@@ -32,7 +32,16 @@ from ..api.vocabulary import KEY_OPS, family
 from ..hsm.errors import HsmError
 from ..storage import Write
 from .audit import AuditRecord
-from .certpolicy import PEM, PKCS12, SELF, UNKNOWN, check_policy, policy_wire, renewal_due
+from .certpolicy import (
+    PEM,
+    PKCS12,
+    SELF,
+    UNKNOWN,
+    check_policy,
+    check_times,
+    policy_wire,
+    renewal_due,
+)
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound
 from .keys import KeyStore
@@ -504,6 +513,10 @@ class CertificateStore(ObjectStore[CertificateEntry]):
         attributes = body.get("attributes")
         if attributes is not None and not isinstance(attributes, dict):
             raise BadParameter("'attributes' must be an object")
+        if attributes is not None:
+            check_times(attributes, "attributes")
+            if not isinstance(attributes.get("enabled", False), bool | None):
+                raise BadParameter("'attributes.enabled' must be true or false")
         async with self._locks(name):
             entry = await self.find(name)
             if (
@@ -927,6 +940,7 @@ def _enabled_and_tags(body: dict[str, Any]) -> tuple[bool, dict[str, str]]:
     attributes = body.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         raise BadParameter("'attributes' must be an object")
+    check_times(attributes or {}, "attributes")
     enabled = (attributes or {}).get("enabled", True)
     if enabled is None:
         enabled = True
@@ -1167,7 +1181,8 @@ class CertificateMeta:
             if not update and old is None and len(issuers) >= MAX_ISSUERS:
                 raise BadParameter(f"a vault holds at most {MAX_ISSUERS} issuers")
             issuer = dict(old or {})
-            provider = body.get("provider", issuer.get("provider"))
+            # A set names the provider (required); an update keeps it when not given.
+            provider = body.get("provider", issuer.get("provider") if update else None)
             if not isinstance(provider, str) or not provider or len(provider) > _TEXT_MAX:
                 raise BadParameter("'provider' is required: the issuer's provider name")
             issuer["provider"] = provider
