@@ -160,6 +160,7 @@ def test_vault_config_grants_roles_and_service_accounts_and_the_pool_accepts_it(
     parsed = VaultConfig.parse(config | {"name": "payments"})
     assert parsed.retention_days == 30 and parsed.purge_protection
     assert "purge" in parsed.permissions("system:serviceaccount:ops:admin", "keys")
+
     # Certificates, as Azure's roles grant them: the officer manages them but reads no
     # secret; the certificate user reads them and their secret (the private key when
     # exportable); the reader sees them; a plain grant is kept as given.

@@ -170,8 +170,7 @@ VAULT_CERTIFICATE = Resource(
     ),
     root_rules=(
         rule(
-            "has(self.spec.certificateName) || "
-            "self.metadata.name.matches('^[0-9A-Za-z-]{1,127}$')",
+            "has(self.spec.certificateName) || self.metadata.name.matches('^[0-9A-Za-z-]{1,127}$')",
             "a certificate's name in a vault is 1-127 letters, digits and dashes, and this "
             "resource's name is not one (it has a dot or is too long): set "
             "spec.certificateName",

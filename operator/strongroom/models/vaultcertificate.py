@@ -8,7 +8,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..api.durations import DAYS_OR_MORE_PATTERN
 from .base import (
     KEY_VAULT_NAME_MESSAGE,
     KEY_VAULT_NAME_RULE,
@@ -104,8 +103,7 @@ class VaultCertificateSpec(Model):
             ),
             rule(
                 "has(self.subject) || has(self.dnsNames) || has(self.ipAddresses)",
-                "a certificate names someone: set spec.subject, spec.dnsNames or "
-                "spec.ipAddresses",
+                "a certificate names someone: set spec.subject, spec.dnsNames or spec.ipAddresses",
             ),
             rule(
                 "(has(self.certificateName) ? self.certificateName : '') == "
@@ -230,9 +228,6 @@ class VaultCertificateStatus(HasConditions):
         None,
         description="Issuer Unknown, while a signing request is pending: the request (PEM) "
         "to sign; put the signed chain in spec.issuer.signedChainSecretRef.",
-    )
-    pending_version: str | None = Field(
-        None, description="The version a pending signing request will become once merged."
     )
     notified_version: str | None = Field(
         None,
