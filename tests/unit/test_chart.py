@@ -18,6 +18,7 @@ import yaml
 
 from strongroom.csi.server import DRIVER_NAME
 from strongroom.csi.volume import AUDIENCE
+from strongroom.models.crd import RESOURCES
 from strongroom.reconcile.ca import CA_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -404,6 +405,29 @@ def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) 
     ]
 
 
+def test_the_operator_watches_and_reports_on_every_kind_of_strongroom(
+    default: list[dict[str, Any]],
+) -> None:
+    """Each kind the CRDs define (VaultCertificate included) is watched, patched for kopf's
+    finalizer, and reported on through its status subresource, and no more."""
+    role = find(default, "ClusterRole", "strongroom-operator")
+    ours = [rule for rule in role["rules"] if rule["apiGroups"] == ["strongroom.io"]]
+    plurals = [resource.plural for resource in RESOURCES]
+    assert "vaultcertificates" in plurals
+    assert ours == [
+        {
+            "apiGroups": ["strongroom.io"],
+            "resources": plurals,
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {
+            "apiGroups": ["strongroom.io"],
+            "resources": [f"{plural}/status" for plural in plurals],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
 def test_every_operator_rule_says_why(default: list[dict[str, Any]]) -> None:
     text = (CHART / "templates" / "operator" / "rbac.yaml").read_text()
     for kind in ("ClusterRole", "Role"):
@@ -431,7 +455,7 @@ def test_pools_are_bound_to_token_review_only(default: list[dict[str, Any]]) -> 
 def test_namespace_users_get_strongroom_kinds_through_the_built_in_roles(
     default: list[dict[str, Any]],
 ) -> None:
-    kinds = ["hsmpools", "vaults", "keys", "vaultsecrets"]
+    kinds = ["hsmpools", "vaults", "keys", "vaultsecrets", "vaultcertificates"]
     edit = find(default, "ClusterRole", "strongroom-edit")
     labels = edit["metadata"]["labels"]
     assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"

@@ -93,7 +93,10 @@ class Publisher:
         first = not (is_mountpoint(target) if self.use_tmpfs else os.path.lexists(target / DATA))
         try:
             contents = await asyncio.gather(
-                *(self.fetcher.fetch(request.vault_url, obj, token) for obj in request.objects)
+                *(
+                    self.fetcher.fetch_files(request.vault_url, obj, token)
+                    for obj in request.objects
+                )
             )
         except FetchError as exc:
             code = {
@@ -106,8 +109,9 @@ class Publisher:
                 self._undo(target)
             raise PublishError(str(exc), code) from None
         files = {
-            obj.path: File(content, obj.mode)
-            for obj, content in zip(request.objects, contents, strict=True)
+            path: File(content, obj.mode)
+            for obj, written in zip(request.objects, contents, strict=True)
+            for path, content in written
         }
         try:
             await asyncio.to_thread(self._prepare, target)

@@ -191,6 +191,51 @@ class PoolApi:
     async def recover_secret(self, vault: VaultAddress, name: str) -> None:
         await self._data_plane("POST", vault, f"/deletedsecrets/{name}/recover")
 
+    # --- certificates: state and create-once through management, the rest (merge, policy,
+    # new versions, delete) through the vault's own API. No answer holds a private key.
+
+    async def get_certificate(self, vault: VaultAddress, name: str) -> dict[str, Any] | None:
+        return await self._found(f"/vaults/{vault.vault}/certificates/{name}", vault)
+
+    async def create_certificate(
+        self, vault: VaultAddress, name: str, owner: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create the certificate for `owner` unless it exists (`body` has the policy)."""
+        answer: dict[str, Any] = await self._call(
+            "PUT",
+            vault.endpoint,
+            f"/vaults/{vault.vault}/certificates/{name}",
+            wire.CertificatePut.model_validate(body | {"owner": owner}).wire(),
+        )
+        return answer
+
+    async def new_certificate_version(
+        self, vault: VaultAddress, name: str, policy: dict[str, Any]
+    ) -> None:
+        """Issue a new version (Self) or start a new signing request (Unknown) with
+        `policy`, which becomes the certificate's policy."""
+        await self._data_plane("POST", vault, f"/certificates/{name}/create", {"policy": policy})
+
+    async def update_certificate_policy(
+        self, vault: VaultAddress, name: str, policy: dict[str, Any]
+    ) -> None:
+        await self._data_plane("PATCH", vault, f"/certificates/{name}/policy", policy)
+
+    async def merge_certificate(self, vault: VaultAddress, name: str, x5c: list[str]) -> None:
+        """Complete the pending signing request with the chain signed for it (base64 DER,
+        the request's certificate first)."""
+        await self._data_plane("POST", vault, f"/certificates/{name}/pending/merge", {"x5c": x5c})
+
+    async def delete_pending_certificate(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("DELETE", vault, f"/certificates/{name}/pending")
+
+    async def delete_certificate(self, vault: VaultAddress, name: str) -> None:
+        # The answer holds the certificate (public) and its policy; it is dropped.
+        await self._data_plane("DELETE", vault, f"/certificates/{name}")
+
+    async def recover_certificate(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("POST", vault, f"/deletedcertificates/{name}/recover")
+
     async def _found(self, path: str, vault: VaultAddress) -> dict[str, Any] | None:
         """The object's state, or None when the vault has no object of that name."""
         try:
