@@ -27,7 +27,7 @@ ERRORS: dict[str, type[errors.HsmError]] = {
 }
 
 MAX_LINE = 4 * 1024 * 1024
-_LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
+LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
 
 
 class FrameTooLarge(Exception):
@@ -58,7 +58,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
             await reader.readexactly(exc.consumed)
         except asyncio.IncompleteReadError:
             break
-    match = _LEADING_ID.match(head)
+    match = LEADING_ID.match(head)
     raise FrameTooLarge(int(match.group(1)) if match else None)
 
 
