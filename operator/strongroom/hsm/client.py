@@ -38,6 +38,7 @@ class HsmClient:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._outgoing: list[tuple[int, bytes]] = []  # frames to send at this turn's end
 
     async def _connection(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():
@@ -119,19 +120,42 @@ class HsmClient:
         frame = protocol.encode({"i": request_id, "op": op, "a": args})
         if len(frame) > protocol.MAX_LINE:
             raise InvalidInput(f"the {op} request is too large for the HSM ({len(frame)} bytes)")
-        writer = await self._connection()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._connection()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[request_id] = future
+        # Requests made in one turn of the event loop leave in one write (one system call,
+        # one wake-up of the sidecar) at the end of that turn.
+        self._outgoing.append((request_id, frame))
+        if len(self._outgoing) == 1:
+            loop.call_soon(self._flush)
+        timer = loop.call_later(self._timeout, self._expire, request_id, op)
         try:
-            writer.write(frame)
-        except (ConnectionError, RuntimeError) as exc:
-            self._pending.pop(request_id, None)
-            raise HsmUnavailable("the connection to the HSM was lost") from exc
+            return await future
+        finally:
+            timer.cancel()
+
+    def _flush(self) -> None:
+        # A request failed meanwhile (its connection lost, its time out) is not sent.
+        outgoing = [(i, frame) for i, frame in self._outgoing if i in self._pending]
+        self._outgoing = []
+        writer = self._writer
         try:
-            return await asyncio.wait_for(future, self._timeout)
-        except TimeoutError as exc:
-            self._pending.pop(request_id, None)
-            raise HsmUnavailable(f"the HSM did not answer {op} in {self._timeout:.0f}s") from exc
+            if writer is None or writer.is_closing():
+                raise ConnectionError("not connected")
+            writer.write(b"".join(frame for _, frame in outgoing))
+        except (ConnectionError, RuntimeError):
+            for request_id, _ in outgoing:
+                future = self._pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
+
+    def _expire(self, request_id: int, op: str) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(
+                HsmUnavailable(f"the HSM did not answer {op} in {self._timeout:.0f}s")
+            )
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -17,6 +17,8 @@ from .errors import PoolApiError
 Answer = TypeVar("Answer", bound=wire.WireModel)
 API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
 CLIENT_CERT_DAYS = 30
+CONNECTIONS_PER_POOL = 16
+KEEPALIVE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,22 @@ class PoolApi:
         self._client_ca = client_ca
         self._renew_at = 0.0
         self._renew_client_cert()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                # As many requests in flight to one pool as help it (its HSM works one
+                # operation at a time): more only adds mutual-TLS handshakes and memory on
+                # both sides when hundreds of resources are reconciled at once.
+                limit_per_host=CONNECTIONS_PER_POOL,
+                # Below the pool's header timeout (vault.server.HEADER_TIMEOUT_SECONDS), so
+                # that an idle connection is never reused just as the pool closes it.
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            ),
+            # Each request's own time, not its wait for one of those connections: connect
+            # and TLS handshake, then the pool's silence, each bounded by `timeout`.
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=timeout, sock_read=timeout
+            ),
+        )
 
     def _renew_client_cert(self) -> None:
         """Present a new client certificate on new connections; open ones keep theirs, which

@@ -1,6 +1,7 @@
 """Reconcile a Vault: its Service, its token, hosts, audience and access list pushed to its
 pool, and its names in the pool's certificate."""
 
+import asyncio
 import time
 from typing import Any
 
@@ -176,7 +177,14 @@ async def vault_address(ctx: Context, namespace: str, name: str) -> VaultAddress
     now = time.monotonic()
     if cached is not None and now - cached[0] < ADDRESS_SECONDS:
         return cached[1]
-    address = await _vault_address(ctx, namespace, name)
+    # Many Keys of one Vault applied at once: one of them reads the Vault and its pool, the
+    # others wait for that answer (or its error) instead of each asking the API server.
+    looking = ctx.address_lookups.get((namespace, name))
+    if looking is None:
+        looking = asyncio.ensure_future(_vault_address(ctx, namespace, name))
+        ctx.address_lookups[(namespace, name)] = looking
+        looking.add_done_callback(lambda _: ctx.address_lookups.pop((namespace, name), None))
+    address = await asyncio.shield(looking)
     ctx.addresses[(namespace, name)] = (now, address)
     return address
 

@@ -145,6 +145,7 @@ class DataPlane:
         # The security domain's state as the HSM last said (hsm/domain.py); see `activated`.
         self.domain: dict[str, Any] = {}
         self._loaded = False
+        self._route_of: dict[RouteSpec, Route] = {}  # at most one per row of the table
         for vault_config in config.vaults:
             self.add_vault(vault_config)
 
@@ -326,8 +327,11 @@ class DataPlane:
     @staticmethod
     async def _read_json(request: web.Request) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            if request.content.is_eof():  # all here already (the usual case): no timer
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                    raw = await request.read()
         except TimeoutError:
             raise VaultError(
                 f"The request body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} seconds.",
@@ -392,9 +396,13 @@ class DataPlane:
         if chosen.version is not None:
             self._versioned(call, chosen.version, chosen.spec.kind.removesuffix("s").capitalize())
         spec = chosen.spec
-        return Route(
-            spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
-        ), call
+        route = self._route_of.get(spec)
+        if route is None:
+            route = Route(
+                spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
+            )
+            self._route_of[spec] = route
+        return route, call
 
     def _handler(self, spec: RouteSpec) -> Handler:
         if spec.handler == "rng":
