@@ -412,6 +412,52 @@ def digests_seen(release: Release, pod: str) -> list[str]:
     return seen
 
 
+MATCH_SCRIPT = """
+import hashlib, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+chain = x509.load_pem_x509_certificates(open('/tls/tls.crt', 'rb').read())
+key = serialization.load_pem_private_key(open('/tls/tls.key', 'rb').read(), None)
+same = key.public_key().public_numbers() == chain[0].public_key().public_numbers()
+print(chain[0].fingerprint(x509.hashes.SHA1()).hex(), same)
+"""
+
+
+def test_examples_07_a_vault_certificate_is_issued_and_mounted_with_its_key(
+    release: Release,
+) -> None:
+    """07 as the README has users apply it: the vault signs the certificate (issuer Self),
+    the status and printer columns say so, and the pod's tls.crt and tls.key are that
+    certificate and its own key."""
+    release.apply_file(EXAMPLES / "07-vaultcertificate.yaml")
+    cert = release.wait_ready("vaultcertificate", "demo-tls", DEMO, timeout=180)
+    status = cert["status"]
+    assert status.get("thumbprint") and status.get("expires") and status.get("version"), status
+    listed = release.k("-n", DEMO, "get", "vaultcertificates").stdout
+    assert "CN=demo-tls.demo.svc" in listed and "True" in listed, listed
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/serve-tls", "--timeout=180s")
+    log = release.wait_for(
+        "the pod's first lines",
+        lambda: (
+            text
+            if "private key:" in (text := release.k("-n", DEMO, "logs", "serve-tls").stdout)
+            else ""
+        ),
+        timeout=60,
+    )
+    assert "-----BEGIN CERTIFICATE-----" in log, log
+    answer = release.k(
+        "-n", DEMO, "exec", "serve-tls", "--", "python3", "-c", MATCH_SCRIPT
+    ).stdout.split()
+    assert answer == [status["thumbprint"].lower().replace(":", ""), "True"], (answer, status)
+    # The certificate's key signs through the data plane as any key (the managed key).
+    token = release.vault_token("signer", DEMO)
+    with release.reach(release.get("vault", "demo", DEMO)) as uri:
+        got = release.vault_call(uri, token, "GET", "/keys/demo-tls")
+    assert got.status_code == 200, got.text
+    assert got.json().get("managed") is True, got.text
+
+
 def test_a_secret_rotated_every_minute_is_mounted_in_a_watching_pod(release: Release) -> None:
     """Starts the rotation proof: the secret and the pod that prints the digest of its
     mounted value every few seconds. The rest of the file's tests run while it rotates;
