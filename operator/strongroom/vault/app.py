@@ -736,8 +736,12 @@ class CertificateRoutes:
         return store.bundle(call.base, entry, version)
 
     async def get_policy(self, call: Call) -> dict[str, Any]:
+        # A certificate still waiting for its first signature has its policy already.
         store = call.vault.certificates
-        return store.policy(call.base, await store.live(call.name))
+        entry = await store.find(call.name)
+        if entry is None or entry.deletion is not None or not (entry.versions or entry.pending):
+            raise store.not_found(call.name)
+        return store.policy(call.base, entry)
 
     async def set_policy(self, call: Call) -> dict[str, Any]:
         store = call.vault.certificates
