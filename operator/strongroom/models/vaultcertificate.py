@@ -144,13 +144,15 @@ class VaultCertificateSpec(Model):
         None,
         description="DNS subject alternative names (e.g. api.example.com, *.example.com).",
         max_length=100,
-        json_schema_extra={"items": {"pattern": DNS_NAME_PATTERN, "maxLength": 255}},
+        json_schema_extra={
+            "items": {"type": "string", "pattern": DNS_NAME_PATTERN, "maxLength": 255}
+        },
     )
     ip_addresses: list[str] | None = Field(
         None,
         description="IP address subject alternative names (IPv4 or IPv6).",
         max_length=100,
-        json_schema_extra={"items": {"pattern": IP_PATTERN, "maxLength": 45}},
+        json_schema_extra={"items": {"type": "string", "pattern": IP_PATTERN, "maxLength": 45}},
     )
     key_type: CertificateKeyType = Field(
         "RSA",
