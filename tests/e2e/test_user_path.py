@@ -413,13 +413,12 @@ def digests_seen(release: Release, pod: str) -> list[str]:
 
 
 MATCH_SCRIPT = """
-import hashlib, sys
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 chain = x509.load_pem_x509_certificates(open('/tls/tls.crt', 'rb').read())
 key = serialization.load_pem_private_key(open('/tls/tls.key', 'rb').read(), None)
 same = key.public_key().public_numbers() == chain[0].public_key().public_numbers()
-print(chain[0].fingerprint(x509.hashes.SHA1()).hex(), same)
+print(chain[0].fingerprint(hashes.SHA1()).hex(), same)
 """
 
 
