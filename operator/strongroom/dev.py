@@ -230,13 +230,17 @@ def run(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    backup_dir: Path | None = None,
 ) -> None:
     info = prepare(state, port, keep, namespace)
+    if backup_dir is not None:
+        backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info["backupDir"] = str(backup_dir.resolve())
     sidecar = start_sidecar(state, await_activation)
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info, await_activation))
+        aio.run(_serve(state, port, info, await_activation, backup_dir))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -246,7 +250,11 @@ def run(
 
 
 async def _serve(
-    state: Path, port: int, info: dict[str, str], await_activation: bool = False
+    state: Path,
+    port: int,
+    info: dict[str, str],
+    await_activation: bool = False,
+    backup_dir: Path | None = None,
 ) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
@@ -262,6 +270,7 @@ async def _serve(
             state / "records",
             issuer.authenticator(config.audiences, config.namespace),
             ready=ready,
+            backup_dir=backup_dir.resolve() if backup_dir is not None else None,
         )
     )
     waiter = asyncio.create_task(ready.wait())

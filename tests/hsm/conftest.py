@@ -101,6 +101,7 @@ def start_dev(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    backup_dir: Path | None = None,
 ) -> DevServer:
     port = free_port()
     (state / "dev.json").unlink(missing_ok=True)
@@ -120,7 +121,8 @@ def start_dev(
         ]
         + (["--keep-state"] if keep else [])
         + (["--namespace", namespace] if namespace else [])
-        + (["--await-activation"] if await_activation else []),
+        + (["--await-activation"] if await_activation else [])
+        + (["--backup-dir", str(backup_dir)] if backup_dir is not None else []),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
