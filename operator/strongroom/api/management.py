@@ -96,6 +96,7 @@ class Health(WireModel):
     vaults: list[str] = Field(default_factory=list)
     security_domain: str = ""
     security_domain_held: bool = False
+    security_domain_id: str = ""
 
 
 class HeldSecurityDomain(WireModel):

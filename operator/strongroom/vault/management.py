@@ -163,6 +163,7 @@ class Management:
             vaults=sorted(self.plane.vaults),
             security_domain=str(domain.get("state", "")),
             security_domain_held=bool(domain.get("held", False)),
+            security_domain_id=str(domain.get("domain", "")),
         )
 
     async def get_tls(self, request: web.Request, _: str) -> Answer:
