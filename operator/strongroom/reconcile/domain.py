@@ -38,6 +38,7 @@ from .conditions import with_condition
 from .context import Context
 from .errors import InvalidSpec, NotReady, PoolApiError
 from .owned import create_owned
+from .poolapi import read_answer
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +190,9 @@ async def settle_domain(
         status = status.model_copy(update={"security_domain": "NotActivated"})
         await _activate(ctx, pool, status, generation, events)
         # Activated: the pool holds the blob until the Secret is made (below, now).
-        held = True
-        state = ACTIVATED
-    else:
-        held = health.security_domain_held
+        health = read_answer(wire.Health, await ctx.pools.health(pool.endpoint))
+        state = health.security_domain
+    held = health.security_domain_held
     if state == ACTIVATED and held:
         status = await _keep_blob(ctx, pool, status, events)
     if state in (ACTIVATED, RESTORED):
