@@ -114,7 +114,7 @@ class BackupSpec(Model):
         max_length=128,
         json_schema_extra=rules(
             rule(
-                "self.startsWith('@') || self.matches('^\\s*\\S+(\\s+\\S+){4}\\s*$')",
+                "self.startsWith('@') || self.matches('^ *[^ ]+( +[^ ]+){4} *$')",
                 "spec.backup.schedule is a cron expression of five fields (minute hour "
                 "day-of-month month day-of-week, e.g. '0 3 * * *') or @hourly, @daily, @weekly, "
                 "@monthly",
