@@ -14,6 +14,7 @@ reconcile with the recording Kubernetes double and a pool double (no cluster, no
 
 import base64
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -418,6 +419,29 @@ def test_a_recovered_pool_lays_its_backup_down_and_says_how_to_upload() -> None:
     assert all(v["name"] != "restore-source" for v in spec["volumes"])
     assert "--await-activation" in hsm_args(kube, pool)  # the claim still says so
     assert later.security_domain == "Activated"
+
+
+def test_security_officers_go_into_the_pools_config_and_restart_its_pod() -> None:
+    kube, pools = RecordingKube(), DomainPool()
+    officer = "system:serviceaccount:team-a:recoverer"
+    pool = pool_of("fresh", recoverFrom=RECOVER, securityOfficers=[officer])
+    failure(lambda: reconcile_pool(context(kube, pools), pool, HsmPoolStatus(), 1))
+    config_map = kube.objects[("ConfigMap", "team-a", "fresh-pool-config")]
+    config = json.loads(config_map["data"]["config.json"])
+    assert config["securityOfficers"] == [officer]
+    assert config["poolAudience"] == "https://fresh-pool.team-a.svc"
+    first = stateful_set(kube, pool)["spec"]["template"]["metadata"]["annotations"]
+    other = pool_of("fresh", recoverFrom=RECOVER, securityOfficers=[officer, "u:2"])
+    other = Pool(pool.owner, other.spec)
+    failure(lambda: reconcile_pool(context(kube, pools), other, HsmPoolStatus(), 1))
+    second = stateful_set(kube, pool)["spec"]["template"]["metadata"]["annotations"]
+    assert first != second
+    plain = pool_of("plain")
+    reconcile(context(kube, DomainPool(state="unexported")), plain)
+    plain_config = json.loads(
+        kube.objects[("ConfigMap", "team-a", "plain-pool-config")]["data"]["config.json"]
+    )
+    assert "securityOfficers" not in plain_config and "poolAudience" not in plain_config
 
 
 def test_recovering_from_the_backup_volume_itself_mounts_it_once() -> None:

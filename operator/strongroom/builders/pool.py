@@ -5,6 +5,7 @@ share a unix socket in an in-memory emptyDir. One replica, always: one
 process owns a token directory.
 """
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -184,7 +185,16 @@ def build_tls_secret(
 def build_config_map(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
     """The vault server's start-up config: no vaults; the operator adds them through the API.
     `namespace`: the shared audience is accepted only from this namespace's ServiceAccounts."""
-    config = {"audiences": [settings.audience], "namespace": pool.owner.namespace, "vaults": []}
+    config: dict[str, Any] = {
+        "audiences": [settings.audience],
+        "namespace": pool.owner.namespace,
+        "vaults": [],
+    }
+    if pool.spec.security_officers:
+        # Who may use /securitydomain/* with a bearer token (the operator's certificate
+        # always may): a token for the pool's own endpoint, or the shared audience.
+        config["securityOfficers"] = sorted(set(pool.spec.security_officers))
+        config["poolAudience"] = pool.endpoint
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -470,6 +480,13 @@ def build_stateful_set(
             }
         )
     pod_labels = labels(COMPONENT, pool.owner.name)
+    template_meta: dict[str, Any] = {"labels": pod_labels}
+    if spec.security_officers:
+        # The server reads its config at start: a changed list of officers restarts the pod.
+        officers = ",".join(sorted(set(spec.security_officers)))
+        template_meta["annotations"] = {
+            "strongroom.io/security-officers": hashlib.sha256(officers.encode()).hexdigest()[:16]
+        }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": pool.service_account_name,
         "automountServiceAccountToken": True,
@@ -498,7 +515,7 @@ def build_stateful_set(
             "selector": {"matchLabels": pool.selector},
             "podManagementPolicy": "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
 

@@ -257,6 +257,16 @@ class HsmPoolSpec(Model):
             immutable("spec.recoverFrom", "the backup was laid down when the pool was made")
         ),
     )
+    security_officers: list[str] = Field(
+        default_factory=list,
+        description="Subjects besides the operator that may use the pool's security domain "
+        "API (/securitydomain/*: the transfer key and the upload that recovers a pool, the "
+        "download): TokenReview user names such as system:serviceaccount:<namespace>:<name>, "
+        "presenting a token whose audience is the pool's endpoint (status.endpoint) or, from "
+        "the pool's namespace, strongroom.io/vault. A change restarts the pool's pod.",
+        max_length=20,
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 253}},
+    )
     backup: BackupSpec | None = Field(
         None,
         description="Back the pool up to a volume, on a schedule and on demand (annotation "
