@@ -1,14 +1,24 @@
-"""Data-plane throughput, measured side by side in one run on one machine.
+"""Data-plane cost, measured side by side in one run on one machine.
 
-1. signs/s through the HTTPS API (16 keep-alive clients) vs a raw python-pkcs11
-   loop, on the same token and the same key, for RSA-2048 and EC P-256;
-2. secret GETs/s through the API vs a bare aiohttp endpoint serving a body of
-   the same size over the same TLS set-up.
+1. signs through the HTTPS API (16 keep-alive clients) vs a raw python-pkcs11 loop, on
+   the same token with the same kind of key, for RSA-2048 and EC P-256: throughput, and
+   CPU time per signature of the vault server plus its HSM sidecar (from
+   /proc/<pid>/stat, utime + stime, over the loaded window) against the raw loop's own
+   CPU time per signature. The CPU ratio does not depend on how much of the machine the
+   load generator takes, so it is the figure to trust on a small or shared machine;
+2. secret GETs/s through the API vs a bare aiohttp endpoint serving a body of the same
+   size over the same TLS set-up.
 
-The load comes from a separate process. The raw loop runs after the vault
-server and its sidecar have stopped, so only one process ever owns the token.
+The load comes from a separate process that costs little per request: raw asyncio
+streams on uvloop, one preformatted HTTP/1.1 keep-alive request per connection, the
+answer read by its Content-Length. The raw loop runs after the vault server and its
+sidecar have stopped, so only one process ever owns the token.
 
-    python bench/dataplane.py [--seconds 10] [--clients 16]
+    python bench/dataplane.py [--seconds 10] [--clients 16] [--only sign]
+                              [--py-spy PATH --profile-dir DIR]
+
+With --py-spy, both server processes are recorded (raw format, collapsed stacks, with
+idle frames left out) during each sign run, one file per run and process in DIR.
 """
 
 import argparse
@@ -25,8 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import uvloop
@@ -34,7 +46,11 @@ from aiohttp import web
 
 from strongroom import aio
 
-GOALS = {"RSA-2048 sign": 0.8, "EC P-256 sign": 0.4, "secret GET": 0.7}
+# API throughput against the baseline's: at least this share.
+GOALS = {"RSA-2048 sign": 0.9, "EC P-256 sign": 0.4, "secret GET": 0.7}
+# CPU per signature of vault server + sidecar against the raw loop's: at most this many times.
+CPU_GOALS = {"RSA-2048 sign": 1.25, "EC P-256 sign": 3.0}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -47,51 +63,159 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 # --- load generator (runs in its own process) --------------------------------------
 
 
+def http_request(url: str, method: str, body: Any, token: str | None) -> bytes:
+    """One preformatted HTTP/1.1 keep-alive request."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    payload = json.dumps(body).encode() if body is not None else b""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
 async def _load(
-    url: str, method: str, body: Any, token: str | None, ca: str, seconds: float, clients: int
-) -> tuple[int, int]:
+    url: str,
+    request: bytes,
+    ca: str,
+    seconds: float,
+    clients: int,
+    ready: Any,
+    go: Any,
+) -> tuple[int, int, float]:
     context = ssl.create_default_context(cafile=ca)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    parts = urlsplit(url)
+    connections = [
+        await asyncio.open_connection(parts.hostname, parts.port, ssl=context)
+        for _ in range(clients)
+    ]
+    for reader, writer in connections:  # one exchange each: warm, and the URL is right
+        if await _exchange(reader, writer, request) != 200:
+            raise SystemExit(f"the load's request to {url} does not answer 200")
+    ready.set()
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
     done = errors = 0
+    cpu = time.process_time()
     deadline = time.monotonic() + seconds
 
-    async def client() -> None:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal done, errors
-        connector = aiohttp.TCPConnector(limit=1, ssl=context)
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-            while time.monotonic() < deadline:
-                async with session.request(method, url, json=body) as response:
-                    await response.read()
-                    if response.status == 200:
-                        done += 1
-                    else:
-                        errors += 1
+        while time.monotonic() < deadline:
+            if await _exchange(reader, writer, request) == 200:
+                done += 1
+            else:
+                errors += 1
 
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return done, errors
+    await asyncio.gather(*(client(r, w) for r, w in connections))
+    cpu = time.process_time() - cpu
+    for _, writer in connections:
+        writer.close()
+    return done, errors, cpu
 
 
-def _load_process(args: tuple[Any, ...], queue: "multiprocessing.Queue[tuple[int, int]]") -> None:
+def _load_process(
+    args: tuple[Any, ...], queue: "multiprocessing.Queue[tuple[int, int, float]]"
+) -> None:
     queue.put(aio.run(_load(*args)))
 
 
+@dataclass
+class Run:
+    rate: float  # answered requests per second
+    server_cpu: float  # CPU seconds per request, vault server
+    sidecar_cpu: float  # CPU seconds per request, HSM sidecar
+    load_cpu: float  # CPU seconds per request, load generator
+
+
 def load(
-    url: str, method: str, body: Any, token: str | None, ca: str, seconds: float, clients: int
-) -> float:
+    url: str,
+    method: str,
+    body: Any,
+    token: str | None,
+    ca: str,
+    seconds: float,
+    clients: int,
+    pids: tuple[int, ...] = (),
+    profile: tuple[str, Path] | None = None,
+) -> Run:
+    """Run the load against `url`; CPU per request of each of `pids` over the loaded window
+    (the vault server, then the sidecar)."""
     context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    queue: multiprocessing.Queue[tuple[int, int, float]] = context.Queue()
+    ready, go = context.Event(), context.Event()
+    request = http_request(url, method, body, token)
     process = context.Process(
-        target=_load_process, args=((url, method, body, token, ca, seconds, clients), queue)
+        target=_load_process, args=((url, request, ca, seconds, clients, ready, go), queue)
     )
     process.start()
-    done, errors = queue.get(timeout=seconds + 120)
+    if not ready.wait(120):
+        process.kill()
+        raise SystemExit(f"the load generator did not connect to {url}")
+    spies = []
+    if profile is not None:
+        spy, stem = profile
+        for role, pid in zip(("server", "sidecar"), pids, strict=False):
+            spies.append(
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "250",
+                        "--duration",
+                        str(int(seconds)),
+                        "--nonblocking",
+                        "--output",
+                        f"{stem}-{role}.txt",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+    before = [cpu_seconds(pid) for pid in pids]
+    go.set()
+    done, errors, load_cpu = queue.get(timeout=seconds + 120)
+    after = [cpu_seconds(pid) for pid in pids]
     process.join()
+    for spy_process in spies:
+        spy_process.wait(60)
     if errors:
         print(f"  ! {errors} requests failed against {url}", file=sys.stderr)
-    return done / seconds
+    per = [(b - a) / done if done else 0.0 for a, b in zip(before, after, strict=True)]
+    per += [0.0] * (2 - len(per))
+    return Run(done / seconds, per[0], per[1], load_cpu / done if done else 0.0)
 
 
 # --- the bare endpoint -------------------------------------------------------------------
@@ -113,7 +237,8 @@ def _bare_server(port: int, cert: str, key: str, body: bytes) -> None:
 # --- the raw PKCS#11 loop ------------------------------------------------------------------
 
 
-def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes, seconds: float) -> float:
+def raw_signs(state: Path, mechanism_name: str, data: bytes, seconds: float) -> tuple[float, float]:
+    """Signatures per second of a bare python-pkcs11 loop, and its CPU seconds per signature."""
     os.environ["SOFTHSM2_CONF"] = str(state / "hsm" / "softhsm2.conf")
     import pkcs11
     from pkcs11 import Attribute, KeyType, Mechanism
@@ -136,26 +261,30 @@ def raw_signs(state: Path, version: str, mechanism_name: str, data: bytes, secon
             _, key = session.generate_keypair(KeyType.RSA, 2048, store=False)
         mechanism = getattr(Mechanism, mechanism_name)
         count = 0
+        cpu = time.process_time()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             key.sign(data, mechanism=mechanism)
             count += 1
-    return count / seconds
+        cpu = time.process_time() - cpu
+    return count / seconds, cpu / count
 
 
-def _raw_process(args: tuple[Any, ...], queue: "multiprocessing.Queue[float]") -> None:
+def _raw_process(
+    args: tuple[Any, ...], queue: "multiprocessing.Queue[tuple[float, float]]"
+) -> None:
     queue.put(raw_signs(*args))
 
 
-def raw(*args: Any) -> float:
+def raw(*args: Any) -> tuple[float, float]:
     # A fresh process, so that libsofthsm2 is loaded once, by this measurement alone.
     context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[float] = context.Queue()
+    queue: multiprocessing.Queue[tuple[float, float]] = context.Queue()
     process = context.Process(target=_raw_process, args=(args, queue))
     process.start()
-    rate = queue.get(timeout=300)
+    result = queue.get(timeout=300)
     process.join()
-    return rate
+    return result
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -187,11 +316,21 @@ def start_dev(state: Path, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+SIGNS = (
+    ("RSA-2048 sign", "bench-rsa", "RS256", "RSA_PKCS"),
+    ("EC P-256 sign", "bench-ec", "ES256", "ECDSA"),
+)
+RSA_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--secret-bytes", type=int, default=1024)
+    parser.add_argument("--only", choices=("sign", "get"), default=None)
+    parser.add_argument("--py-spy", default=None, help="record both servers with this py-spy")
+    parser.add_argument("--profile-dir", type=Path, default=Path("."))
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="strongroom-bench-")) / "state"
@@ -199,6 +338,7 @@ def main() -> None:
     dev = start_dev(state, port)
     info = json.loads((state / "dev.json").read_text())
     url, ca, token = info["vaultUrl"], info["caFile"], Path(info["tokenFile"]).read_text()
+    pids = (dev.pid, int((state / "hsm.pid").read_text()))
     context = ssl.create_default_context(cafile=ca)
     query = "?api-version=7.6"
     versions: dict[str, str] = {}
@@ -225,72 +365,97 @@ def main() -> None:
 
     asyncio.run(prepare())
     digest = hashlib.sha256(b"bench").digest()
-    results: dict[str, tuple[float, float]] = {}
-    api: dict[str, float] = {}
-    for label, name, alg in (
-        ("RSA-2048 sign", "bench-rsa", "RS256"),
-        ("EC P-256 sign", "bench-ec", "ES256"),
-    ):
-        api[label] = load(
-            f"{url}/keys/{name}/{versions[name]}/sign{query}",
-            "POST",
-            {"alg": alg, "value": b64(digest)},
-            token,
-            ca,
-            args.seconds,
-            args.clients,
+    api: dict[str, Run] = {}
+    if args.only != "get":
+        for label, name, alg, _ in SIGNS:
+            profile = None
+            if args.py_spy:
+                args.profile_dir.mkdir(parents=True, exist_ok=True)
+                stem = args.profile_dir / label.split()[0].lower()
+                profile = (args.py_spy, stem)
+            api[label] = load(
+                f"{url}/keys/{name}/{versions[name]}/sign{query}",
+                "POST",
+                {"alg": alg, "value": b64(digest)},
+                token,
+                ca,
+                args.seconds,
+                args.clients,
+                pids,
+                profile,
+            )
+    if args.only != "sign":
+        api["secret GET"] = load(
+            url + secret_path, "GET", None, token, ca, args.seconds, args.clients, pids
         )
-    api_get = load(url + secret_path, "GET", None, token, ca, args.seconds, args.clients)
 
     body = asyncio.run(_fetch(url + secret_path, token, context))
     os.killpg(dev.pid, signal.SIGTERM)
     dev.wait(30)
 
-    bare_port = free_port()
-    bare = multiprocessing.get_context("spawn").Process(
-        target=_bare_server, args=(bare_port, str(state / "tls.crt"), str(state / "tls.key"), body)
-    )
-    bare.start()
-    time.sleep(1.5)
-    bare_get = load(
-        f"https://localhost:{bare_port}/secrets/bench-secret",
-        "GET",
-        None,
-        None,
-        ca,
-        args.seconds,
-        args.clients,
-    )
-    bare.terminate()
-    bare.join()
-
-    rsa_info = bytes.fromhex("3031300d060960864801650304020105000420") + digest
-    results["RSA-2048 sign"] = (
-        api["RSA-2048 sign"],
-        raw(state, versions["bench-rsa"], "RSA_PKCS", rsa_info, args.seconds),
-    )
-    results["EC P-256 sign"] = (
-        api["EC P-256 sign"],
-        raw(state, versions["bench-ec"], "ECDSA", digest, args.seconds),
-    )
-    results["secret GET"] = (api_get, bare_get)
+    baseline: dict[str, tuple[float, float]] = {}
+    if args.only != "sign":
+        bare_port = free_port()
+        bare = multiprocessing.get_context("spawn").Process(
+            target=_bare_server,
+            args=(bare_port, str(state / "tls.crt"), str(state / "tls.key"), body),
+        )
+        bare.start()
+        time.sleep(1.5)
+        assert bare.pid is not None
+        bare_run = load(
+            f"https://localhost:{bare_port}/secrets/bench-secret",
+            "GET",
+            None,
+            None,
+            ca,
+            args.seconds,
+            args.clients,
+            (bare.pid,),
+        )
+        bare.terminate()
+        bare.join()
+        baseline["secret GET"] = (bare_run.rate, bare_run.server_cpu)
+    if args.only != "get":
+        for label, _, _, mechanism in SIGNS:
+            data = RSA_SHA256_INFO + digest if mechanism == "RSA_PKCS" else digest
+            baseline[label] = raw(state, mechanism, data, args.seconds)
 
     print(
         f"\nstrongroom data plane, {args.clients} keep-alive clients, {args.seconds:.0f} s "
         f"each, {os.cpu_count()} cores, secret body {len(body)} bytes\n"
     )
-    print(f"{'measure':<16}{'API /s':>10}{'baseline /s':>14}{'ratio':>8}{'goal':>7}  baseline")
+    print("throughput")
+    print(f"{'measure':<16}{'API /s':>10}{'baseline /s':>14}{'ratio':>8}{'goal':>8}  baseline")
     baselines = {
-        "RSA-2048 sign": "raw python-pkcs11 loop, same key",
-        "EC P-256 sign": "raw python-pkcs11 loop, same key",
+        "RSA-2048 sign": "raw python-pkcs11 loop, same token",
+        "EC P-256 sign": "raw python-pkcs11 loop, same token",
         "secret GET": "bare aiohttp endpoint, same body",
     }
-    for label, (measured, baseline) in results.items():
-        ratio = measured / baseline if baseline else 0.0
+    for label, run in api.items():
+        rate = baseline[label][0]
+        ratio = run.rate / rate if rate else 0.0
         verdict = "met" if ratio >= GOALS[label] else "missed"
         print(
-            f"{label:<16}{measured:>10.0f}{baseline:>14.0f}{ratio:>8.2f}{GOALS[label]:>6.1f}"
+            f"{label:<16}{run.rate:>10.0f}{rate:>14.0f}{ratio:>8.2f}{'>=':>4}{GOALS[label]:>4.2f}"
             f"  {baselines[label]} ({verdict})"
+        )
+    print("\nCPU per request, microseconds (server + sidecar vs baseline; load generator apart)")
+    print(
+        f"{'measure':<16}{'server':>8}{'sidecar':>9}{'total':>8}{'baseline':>10}{'ratio':>8}"
+        f"{'goal':>8}{'load':>7}"
+    )
+    for label, run in api.items():
+        cpu = baseline[label][1]
+        total = run.server_cpu + run.sidecar_cpu
+        ratio = total / cpu if cpu else 0.0
+        goal = CPU_GOALS.get(label)
+        verdict = "" if goal is None else ("  (met)" if ratio <= goal else "  (missed)")
+        goal_text = f"{'<=':>4}{goal:>4.2f}" if goal is not None else f"{'':>8}"
+        print(
+            f"{label:<16}{run.server_cpu * 1e6:>8.0f}{run.sidecar_cpu * 1e6:>9.0f}"
+            f"{total * 1e6:>8.0f}{cpu * 1e6:>10.0f}{ratio:>8.2f}{goal_text}"
+            f"{run.load_cpu * 1e6:>7.0f}{verdict}"
         )
 
 

@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, logs
+from . import __version__, logs, metrics
 
 DEV_STATE = Path.home() / ".cache" / "strongroom" / "dev"
 
@@ -52,6 +52,8 @@ def _vault_server(args: argparse.Namespace) -> None:
         args.tls_cert,
         args.tls_key,
         args.client_ca,
+        args.metrics_port,
+        args.metrics_address,
     )
     run(
         serve(
@@ -83,6 +85,7 @@ def _dev(args: argparse.Namespace) -> None:
             args.namespace,
             args.await_activation,
             args.backup_dir,
+            args.metrics_port,
         )
     except StateDirRefused as exc:
         sys.exit(f"strongroom dev: {exc}")
@@ -109,6 +112,8 @@ def _csi_node(args: argparse.Namespace) -> None:
                 args.jwks_refresh_seconds,
                 args.jwks_min_refresh_seconds,
             ),
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_address,
         )
     )
 
@@ -248,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
         help="the pool's backup volume: the management API's POST /backups writes backups "
         "of the token directory and record storage there (none without it)",
     )
+    metrics.add_arguments(server, "the vault server (and its HSM sidecar)")
     server.set_defaults(run=_vault_server)
 
     operator = roles.add_parser(
@@ -287,6 +293,13 @@ def parser() -> argparse.ArgumentParser:
         help="where the management API's POST /_strongroom/v1/backups writes the pool's "
         "backups (none without it); `strongroom restore-backup` lays one down into a new "
         "state directory",
+    )
+    dev.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the vault server's and the sidecar's metrics at "
+        "http://127.0.0.1:PORT/metrics (default 0: none)",
     )
     dev.set_defaults(run=_dev)
 
@@ -383,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
         help="reach the vault https://HOST at URL instead, e.g. when the plugin runs outside "
         "the cluster (repeatable); pods still name only vaults of their own namespace",
     )
+    metrics.add_arguments(csi, "the CSI node plugin")
     csi.set_defaults(run=_csi_node)
 
     from .securitydomain.command import add_arguments as security_domain_arguments

@@ -231,6 +231,7 @@ def run(
     namespace: str | None = None,
     await_activation: bool = False,
     backup_dir: Path | None = None,
+    metrics_port: int = 0,
 ) -> None:
     info = prepare(state, port, keep, namespace)
     if backup_dir is not None:
@@ -240,7 +241,7 @@ def run(
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info, await_activation, backup_dir))
+        aio.run(_serve(state, port, info, await_activation, backup_dir, metrics_port))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -255,12 +256,19 @@ async def _serve(
     info: dict[str, str],
     await_activation: bool = False,
     backup_dir: Path | None = None,
+    metrics_port: int = 0,
 ) -> None:
     config = ServerConfig.load(state / "config.json")
     issuer = DevIssuer.load_or_create(state / "issuer.key")
     ready = asyncio.Event()
     listen = Listen(
-        "127.0.0.1", port, state / "tls.crt", state / "tls.key", state / "client-ca.crt"
+        "127.0.0.1",
+        port,
+        state / "tls.crt",
+        state / "tls.key",
+        state / "client-ca.crt",
+        metrics_port,
+        "127.0.0.1",
     )
     server = asyncio.create_task(
         serve(

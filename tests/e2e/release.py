@@ -26,7 +26,8 @@ DRIVER = "csi.strongroom.io"
 AUDIENCE = "strongroom.io/vault"
 # Every strongroom kind, dependents first: deleting them in this order honours finalizers.
 API_GROUP_KINDS = (
-    "keys.strongroom.io,vaultsecrets.strongroom.io,vaults.strongroom.io,hsmpools.strongroom.io"
+    "keys.strongroom.io,vaultsecrets.strongroom.io,vaultcertificates.strongroom.io,"
+    "vaults.strongroom.io,hsmpools.strongroom.io"
 )
 IMAGE = os.environ.get("STRONGROOM_IMAGE", "strongroom.io/strongroom:dev")
 # Never: images are imported into the node, and a missing one must fail, not be pulled.

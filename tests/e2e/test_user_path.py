@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from prometheus_client.parser import text_string_to_metric_families
 
 from strongroom.devclient import FileTokenCredential
 
@@ -53,6 +54,7 @@ BURST = 100  # Keys created one by one; the active operator is killed midway
 KILL_AFTER = 20  # Keys created (and one of them Ready) before the kill
 TAKEOVER_SECONDS = 30  # from the kill to the new active replica's first key
 CANARY = f"canary-{uuid.uuid4().hex}"
+POOL_METRICS, OPERATOR_METRICS, CSI_METRICS = 9102, 9103, 9104  # the chart's metrics.ports
 OWNER_TAG = "strongroom.io/uid"  # the tag that names the resource an object belongs to
 
 
@@ -408,6 +410,52 @@ def digests_seen(release: Release, pod: str) -> list[str]:
         if line.startswith("value: ") and (value := line.removeprefix("value: ")) not in seen:
             seen.append(value)
     return seen
+
+
+MATCH_SCRIPT = """
+import hashlib, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+chain = x509.load_pem_x509_certificates(open('/tls/tls.crt', 'rb').read())
+key = serialization.load_pem_private_key(open('/tls/tls.key', 'rb').read(), None)
+same = key.public_key().public_numbers() == chain[0].public_key().public_numbers()
+print(chain[0].fingerprint(x509.hashes.SHA1()).hex(), same)
+"""
+
+
+def test_examples_07_a_vault_certificate_is_issued_and_mounted_with_its_key(
+    release: Release,
+) -> None:
+    """07 as the README has users apply it: the vault signs the certificate (issuer Self),
+    the status and printer columns say so, and the pod's tls.crt and tls.key are that
+    certificate and its own key."""
+    release.apply_file(EXAMPLES / "07-vaultcertificate.yaml")
+    cert = release.wait_ready("vaultcertificate", "demo-tls", DEMO, timeout=180)
+    status = cert["status"]
+    assert status.get("thumbprint") and status.get("expires") and status.get("version"), status
+    listed = release.k("-n", DEMO, "get", "vaultcertificates").stdout
+    assert "CN=demo-tls.demo.svc" in listed and "True" in listed, listed
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/serve-tls", "--timeout=180s")
+    log = release.wait_for(
+        "the pod's first lines",
+        lambda: (
+            text
+            if "private key:" in (text := release.k("-n", DEMO, "logs", "serve-tls").stdout)
+            else ""
+        ),
+        timeout=60,
+    )
+    assert "-----BEGIN CERTIFICATE-----" in log, log
+    answer = release.k(
+        "-n", DEMO, "exec", "serve-tls", "--", "python3", "-c", MATCH_SCRIPT
+    ).stdout.split()
+    assert answer == [status["thumbprint"].lower().replace(":", ""), "True"], (answer, status)
+    # The certificate's key signs through the data plane as any key (the managed key).
+    token = release.vault_token("signer", DEMO)
+    with release.reach(release.get("vault", "demo", DEMO)) as uri:
+        got = release.vault_call(uri, token, "GET", "/keys/demo-tls")
+    assert got.status_code == 200, got.text
+    assert got.json().get("managed") is True, got.text
 
 
 def test_a_secret_rotated_every_minute_is_mounted_in_a_watching_pod(release: Release) -> None:
@@ -877,6 +925,117 @@ def test_a_key_made_through_the_vault_api_is_adopted_and_keeps_its_version(
         assert f"1 version(s) kept (current {version})" in event["message"], event
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(release: Release, namespace: str, pod: str, port: int) -> tuple[Samples, str]:
+    """A pod's /metrics through the API server's proxy, parsed with prometheus-client's
+    parser (which refuses a malformed exposition)."""
+    text = release.k(
+        "get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"
+    ).stdout
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples, text
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include these."""
+    wanted = set(labels.items())
+    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
+
+
+def csi_node_pod(release: Release) -> str:
+    [pod] = release.items("pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=csi-node")
+    return str(pod["metadata"]["name"])
+
+
+def metrics_scrapes(release: Release) -> dict[str, str]:
+    """Every metrics endpoint's whole output: the pool's, each operator replica's, the CSI
+    node plugin's."""
+    found = {"pool metrics": scrape(release, DEMO, "demo-pool-0", POOL_METRICS)[1]}
+    for pod in release.operator_pods():
+        name = pod["metadata"]["name"]
+        found[f"operator metrics {name}"] = scrape(release, NAMESPACE, name, OPERATOR_METRICS)[1]
+    found["csi metrics"] = scrape(release, NAMESPACE, csi_node_pod(release), CSI_METRICS)[1]
+    return found
+
+
+def test_every_metrics_endpoint_counts_what_the_user_did(release: Release) -> None:
+    """The pool's, the active operator's and the CSI plugin's /metrics, before and after a
+    known amount of work: counters move by exactly that much where only the test acts."""
+    key = release.wait_ready("key", "signing", DEMO)
+    vault = release.get("vault", "demo", DEMO)
+    token = release.vault_token("signer", DEMO)
+    holder = release.wait_for("the Lease's holder", release.lease_holder)
+    csi = csi_node_pod(release)
+    pool_before, _ = scrape(release, DEMO, "demo-pool-0", POOL_METRICS)
+    operator_before, _ = scrape(release, NAMESPACE, holder, OPERATOR_METRICS)
+    csi_before, _ = scrape(release, NAMESPACE, csi, CSI_METRICS)
+
+    signs = 5
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"counted").digest()).decode().rstrip("=")
+    with release.reach(vault) as uri:
+        path = key["status"]["kid"].removeprefix(uri) + "/sign"
+        for _ in range(signs):
+            answer = release.vault_call(uri, token, "POST", path, {"alg": "ES256", "value": digest})
+            assert answer.status_code == 200, answer.text
+        refused = release.vault_call(uri, "not-a-token", "GET", "/keys/signing")
+        assert refused.status_code == 401, refused.text
+    release.apply(resource("Key", "counted", {"vaultRef": {"name": "demo"}, "kty": "EC-HSM"}))
+    release.wait_ready("key", "counted", DEMO)
+    objects = "- kind: secret\n  name: db-password\n  path: value\n"
+    release.apply(reader_pod("counted-mount", objects, WATCH_SCRIPT))
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/counted-mount", "--timeout=180s")
+
+    pool_after, _ = scrape(release, DEMO, "demo-pool-0", POOL_METRICS)
+    operator_after, _ = scrape(release, NAMESPACE, holder, OPERATOR_METRICS)
+    csi_after, _ = scrape(release, NAMESPACE, csi, CSI_METRICS)
+
+    def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    # The pool: its vault server, and its HSM sidecar through it.
+    assert moved(
+        pool_before, pool_after, "strongroom_requests_total", op="KeySign", code="200"
+    ) == (signs)
+    assert moved(pool_before, pool_after, "strongroom_auth_failures_total", reason="bad_token") == 1
+    assert (
+        moved(pool_before, pool_after, "strongroom_request_duration_seconds_count", op="KeySign")
+        == signs
+    )
+    assert (
+        moved(
+            pool_before, pool_after, "strongroom_hsm_call_duration_seconds_count", operation="sign"
+        )
+        >= signs
+    )
+    assert (
+        moved(pool_before, pool_after, "strongroom_hsm_operations_total", operation="sign") >= signs
+    )
+    assert total(pool_after, "strongroom_hsm_sidecar_up") == 1
+    assert total(pool_after, "strongroom_vault_objects", vault="demo", kind="key") >= 2
+    # The operator replica that holds the Lease reconciled the new Key.
+    assert total(operator_after, "strongroom_operator_active") == 1
+    assert (
+        moved(
+            operator_before, operator_after, "strongroom_reconciles_total", kind="Key", outcome="ok"
+        )
+        >= 1
+    )
+    # The CSI plugin mounted the new pod's volume once; the issuer-rotation test's pods shared.
+    assert (
+        moved(csi_before, csi_after, "strongroom_csi_publish_duration_seconds_count", kind="mount")
+        == 1
+    )
+    assert moved(csi_before, csi_after, "strongroom_csi_publishes_total", code="OK") >= 1
+    assert total(csi_after, "strongroom_csi_vault_fetches_total") >= 1
+    assert total(csi_after, "strongroom_csi_shared_fetches_total") >= 1
+    release.k("-n", DEMO, "delete", "pod", "counted-mount", "--wait=false")
+
+
 def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: Release) -> None:
     release.k(
         "-n", DEMO, "create", "secret", "generic", "canary-source", f"--from-literal=value={CANARY}"
@@ -947,6 +1106,7 @@ def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: R
             "-n", namespace, "logs", name, "--all-containers", "--prefix", check=False
         ).stdout
     places["events"] = release.k("get", "events", "-A", "-o", "json").stdout
+    places.update(metrics_scrapes(release))
     places["strongroom resources"] = release.k("get", API_GROUP_KINDS, "-A", "-o", "json").stdout
     places["pods, services, configmaps"] = release.k(
         "get", "pods,services,configmaps", "-A", "-o", "json"

@@ -102,6 +102,7 @@ def start_dev(
     namespace: str | None = None,
     await_activation: bool = False,
     backup_dir: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> DevServer:
     port = free_port()
     (state / "dev.json").unlink(missing_ok=True)
@@ -122,7 +123,8 @@ def start_dev(
         + (["--keep-state"] if keep else [])
         + (["--namespace", namespace] if namespace else [])
         + (["--await-activation"] if await_activation else [])
-        + (["--backup-dir", str(backup_dir)] if backup_dir is not None else []),
+        + (["--backup-dir", str(backup_dir)] if backup_dir is not None else [])
+        + list(extra),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,

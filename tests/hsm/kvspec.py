@@ -1,5 +1,6 @@
 """strongroom's own OpenAPI (Swagger 2.0) description of the Azure Key Vault data-plane
-operations on keys and secrets that the vault serves, at api-version 2025-07-01.
+operations on keys, secrets and certificates that the vault serves, at api-version
+2025-07-01.
 
 It describes Key Vault's wire format, not strongroom's behaviour: the paths and methods,
 the parameters, the request bodies with their required fields, types and enumerations,
@@ -9,7 +10,8 @@ departs from it, that test says so and why, and nowhere here.
 
 Operations of Key Vault that strongroom does not serve (releasing a key, key
 attestation) are left out: their paths answer 405 like any other method the vault does
-not take.
+not take. The latest version of an object is described twice where clients ask for it
+both ways: without a version segment, and (certificates) with an empty one, `name/`.
 """
 
 import copy
@@ -303,6 +305,191 @@ SECRET_DEFINITIONS: dict[str, Schema] = {
     "BackupSecretResult": obj({"value": b64url(**READ_ONLY)}),
 }
 
+_CERTIFICATE_ITEM: Schema = {
+    "id": string(),
+    "attributes": ref("CertificateAttributes"),
+    "tags": TAGS,
+    "x5t": b64url(),
+}
+_CERTIFICATE_BUNDLE: Schema = {
+    "id": string(**READ_ONLY),
+    "kid": string(**READ_ONLY),
+    "sid": string(**READ_ONLY),
+    "x5t": b64url(**READ_ONLY),
+    "policy": {**ref("CertificatePolicy"), **READ_ONLY},
+    "cer": string(format="byte"),
+    "contentType": string(),
+    "attributes": ref("CertificateAttributes"),
+    "tags": TAGS,
+    "preserveCertOrder": {"type": "boolean"},
+}
+_STRINGS: Schema = {"type": "array", "items": string()}
+
+CERTIFICATE_DEFINITIONS: dict[str, Schema] = {
+    "CertificateAttributes": obj({**_BASE_ATTRIBUTES, **_RECOVERY}),
+    "CertificateBundle": obj(_CERTIFICATE_BUNDLE),
+    "DeletedCertificateBundle": obj({**_CERTIFICATE_BUNDLE, **_DELETION}),
+    "CertificateItem": obj(_CERTIFICATE_ITEM),
+    "DeletedCertificateItem": obj({**_CERTIFICATE_ITEM, **_DELETION}),
+    "CertificateListResult": _list_result("CertificateItem"),
+    "DeletedCertificateListResult": _list_result("DeletedCertificateItem"),
+    "KeyProperties": obj(
+        {
+            "exportable": {"type": "boolean"},
+            "kty": ref("JsonWebKeyType"),
+            "key_size": int32(),
+            "reuse_key": {"type": "boolean"},
+            "crv": ref("JsonWebKeyCurveName"),
+        }
+    ),
+    "SecretProperties": obj({"contentType": string()}),
+    "SubjectAlternativeNames": obj(
+        {name: _STRINGS for name in ("emails", "dns_names", "upns", "uris", "ipAddresses")}
+    ),
+    "KeyUsageType": enum(
+        "digitalSignature",
+        "nonRepudiation",
+        "keyEncipherment",
+        "dataEncipherment",
+        "keyAgreement",
+        "keyCertSign",
+        "cRLSign",
+        "encipherOnly",
+        "decipherOnly",
+    ),
+    "X509CertificateProperties": obj(
+        {
+            "subject": string(),
+            "ekus": _STRINGS,
+            "sans": ref("SubjectAlternativeNames"),
+            "key_usage": {"type": "array", "items": ref("KeyUsageType")},
+            "validity_months": int32(minimum=0),
+        }
+    ),
+    "CertificatePolicyAction": enum("EmailContacts", "AutoRenew"),
+    "Trigger": obj(
+        {"lifetime_percentage": int32(minimum=1, maximum=99), "days_before_expiry": int32()}
+    ),
+    "Action": obj({"action_type": ref("CertificatePolicyAction")}),
+    "LifetimeAction": obj({"trigger": ref("Trigger"), "action": ref("Action")}),
+    "IssuerParameters": obj(
+        {"name": string(), "cty": string(), "cert_transparency": {"type": "boolean"}}
+    ),
+    "CertificatePolicy": obj(
+        {
+            "id": string(**READ_ONLY),
+            "key_props": ref("KeyProperties"),
+            "secret_props": ref("SecretProperties"),
+            "x509_props": ref("X509CertificateProperties"),
+            "lifetime_actions": {"type": "array", "items": ref("LifetimeAction")},
+            "issuer": ref("IssuerParameters"),
+            "attributes": ref("CertificateAttributes"),
+        }
+    ),
+    "CertificateCreateParameters": obj(
+        {
+            "policy": ref("CertificatePolicy"),
+            "attributes": ref("CertificateAttributes"),
+            "tags": TAGS,
+            "preserveCertOrder": {"type": "boolean"},
+        }
+    ),
+    # The PFX (base64) or PEM to import, with its private key.
+    "CertificateImportParameters": obj(
+        {
+            "value": string(),
+            "pwd": string(),
+            "policy": ref("CertificatePolicy"),
+            "attributes": ref("CertificateAttributes"),
+            "tags": TAGS,
+            "preserveCertOrder": {"type": "boolean"},
+        },
+        required=("value",),
+    ),
+    "CertificateUpdateParameters": obj(
+        {
+            "policy": ref("CertificatePolicy"),
+            "attributes": ref("CertificateAttributes"),
+            "tags": TAGS,
+        }
+    ),
+    "CertificateMergeParameters": obj(
+        {
+            "x5c": {"type": "array", "items": string(format="byte")},
+            "attributes": ref("CertificateAttributes"),
+            "tags": TAGS,
+        },
+        required=("x5c",),
+    ),
+    # The operation's error is null while there is none.
+    "CertificateOperation": obj(
+        {
+            "id": string(**READ_ONLY),
+            "issuer": ref("IssuerParameters"),
+            "csr": string(format="byte"),
+            "cancellation_requested": {"type": "boolean"},
+            "status": string(),
+            "status_details": string(),
+            "error": {**ref("Error"), "x-nullable": True},
+            "target": string(),
+            "preserveCertOrder": {"type": "boolean"},
+            "request_id": string(),
+        }
+    ),
+    "CertificateOperationUpdateParameter": obj(
+        {"cancellation_requested": {"type": "boolean"}},
+        required=("cancellation_requested",),
+    ),
+    "CertificateRestoreParameters": obj({"value": b64url()}, required=("value",)),
+    "BackupCertificateResult": obj({"value": b64url(**READ_ONLY)}),
+    "Contact": obj({"email": string(), "name": string(), "phone": string()}),
+    "Contacts": obj(
+        {"id": string(**READ_ONLY), "contacts": {"type": "array", "items": ref("Contact")}}
+    ),
+    "IssuerCredentials": obj({"account_id": string(), "pwd": string()}),
+    "AdministratorDetails": obj(
+        {"first_name": string(), "last_name": string(), "email": string(), "phone": string()}
+    ),
+    "OrganizationDetails": obj(
+        {"id": string(), "admin_details": {"type": "array", "items": ref("AdministratorDetails")}}
+    ),
+    "IssuerAttributes": obj(
+        {
+            "enabled": {"type": "boolean"},
+            "created": unix_time(**READ_ONLY),
+            "updated": unix_time(**READ_ONLY),
+        }
+    ),
+    "IssuerBundle": obj(
+        {
+            "id": string(**READ_ONLY),
+            "provider": string(),
+            "credentials": ref("IssuerCredentials"),
+            "org_details": ref("OrganizationDetails"),
+            "attributes": ref("IssuerAttributes"),
+        }
+    ),
+    "CertificateIssuerSetParameters": obj(
+        {
+            "provider": string(),
+            "credentials": ref("IssuerCredentials"),
+            "org_details": ref("OrganizationDetails"),
+            "attributes": ref("IssuerAttributes"),
+        },
+        required=("provider",),
+    ),
+    "CertificateIssuerUpdateParameters": obj(
+        {
+            "provider": string(),
+            "credentials": ref("IssuerCredentials"),
+            "org_details": ref("OrganizationDetails"),
+            "attributes": ref("IssuerAttributes"),
+        }
+    ),
+    "CertificateIssuerItem": obj({"id": string(), "provider": string()}),
+    "CertificateIssuerListResult": _list_result("CertificateIssuerItem"),
+}
+
 COMMON_DEFINITIONS: dict[str, Schema] = {
     "DeletionRecoveryLevel": enum(
         "Purgeable",
@@ -542,12 +729,173 @@ def _secret_paths() -> dict[str, Schema]:
     }
 
 
+INCLUDE_PENDING: Schema = {
+    "name": "includePending",
+    "in": "query",
+    "required": False,
+    "type": "boolean",
+}
+
+
+def _certificate_paths() -> dict[str, Schema]:
+    name = path_parameter("certificate-name")
+    new_name = path_parameter("certificate-name", **NEW_NAME)
+    version = path_parameter("certificate-version")
+    issuer = path_parameter("issuer-name")
+
+    def body(name: str, schema: str = "") -> Schema:
+        return body_parameter(name, schema or name)
+
+    return {
+        "/certificates": {
+            "get": operation(
+                "GetCertificates",
+                "CertificateListResult",
+                MAXRESULTS,
+                INCLUDE_PENDING,
+                pageable=True,
+            )
+        },
+        "/certificates/restore": {
+            "post": operation(
+                "RestoreCertificate",
+                "CertificateBundle",
+                body("parameters", "CertificateRestoreParameters"),
+            )
+        },
+        "/certificates/contacts": {
+            "get": operation("GetCertificateContacts", "Contacts"),
+            "put": operation("SetCertificateContacts", "Contacts", body("contacts", "Contacts")),
+            "delete": operation("DeleteCertificateContacts", "Contacts"),
+        },
+        "/certificates/issuers": {
+            "get": operation(
+                "GetCertificateIssuers", "CertificateIssuerListResult", MAXRESULTS, pageable=True
+            )
+        },
+        "/certificates/issuers/{issuer-name}": {
+            "get": operation("GetCertificateIssuer", "IssuerBundle", issuer),
+            "put": operation(
+                "SetCertificateIssuer",
+                "IssuerBundle",
+                issuer,
+                body("parameter", "CertificateIssuerSetParameters"),
+            ),
+            "patch": operation(
+                "UpdateCertificateIssuer",
+                "IssuerBundle",
+                issuer,
+                body("parameter", "CertificateIssuerUpdateParameters"),
+            ),
+            "delete": operation("DeleteCertificateIssuer", "IssuerBundle", issuer),
+        },
+        # The latest version, without a version segment.
+        "/certificates/{certificate-name}": {
+            "get": operation("GetCertificateLatest", "CertificateBundle", name),
+            "delete": operation("DeleteCertificate", "DeletedCertificateBundle", name),
+        },
+        # The latest version, with an empty version segment (as the SDKs ask for it).
+        "/certificates/{certificate-name}/": {
+            "get": operation("GetCertificateEmptyVersion", "CertificateBundle", name),
+            "patch": operation(
+                "UpdateCertificateEmptyVersion",
+                "CertificateBundle",
+                name,
+                body("parameters", "CertificateUpdateParameters"),
+            ),
+        },
+        "/certificates/{certificate-name}/create": {
+            "post": operation(
+                "CreateCertificate",
+                "CertificateOperation",
+                new_name,
+                body("parameters", "CertificateCreateParameters"),
+                status="202",
+            )
+        },
+        "/certificates/{certificate-name}/import": {
+            "post": operation(
+                "ImportCertificate",
+                "CertificateBundle",
+                new_name,
+                body("parameters", "CertificateImportParameters"),
+            )
+        },
+        "/certificates/{certificate-name}/versions": {
+            "get": operation(
+                "GetCertificateVersions",
+                "CertificateListResult",
+                name,
+                MAXRESULTS,
+                pageable=True,
+            )
+        },
+        "/certificates/{certificate-name}/backup": {
+            "post": operation("BackupCertificate", "BackupCertificateResult", name)
+        },
+        "/certificates/{certificate-name}/policy": {
+            "get": operation("GetCertificatePolicy", "CertificatePolicy", name),
+            "patch": operation(
+                "UpdateCertificatePolicy",
+                "CertificatePolicy",
+                name,
+                body("certificatePolicy", "CertificatePolicy"),
+            ),
+        },
+        "/certificates/{certificate-name}/pending": {
+            "get": operation("GetCertificateOperation", "CertificateOperation", name),
+            "patch": operation(
+                "UpdateCertificateOperation",
+                "CertificateOperation",
+                name,
+                body("certificateOperation", "CertificateOperationUpdateParameter"),
+            ),
+            "delete": operation("DeleteCertificateOperation", "CertificateOperation", name),
+        },
+        "/certificates/{certificate-name}/pending/merge": {
+            "post": operation(
+                "MergeCertificate",
+                "CertificateBundle",
+                name,
+                body("parameters", "CertificateMergeParameters"),
+                status="201",
+            )
+        },
+        "/certificates/{certificate-name}/{certificate-version}": {
+            "get": operation("GetCertificate", "CertificateBundle", name, version),
+            "patch": operation(
+                "UpdateCertificate",
+                "CertificateBundle",
+                name,
+                version,
+                body("parameters", "CertificateUpdateParameters"),
+            ),
+        },
+        "/deletedcertificates": {
+            "get": operation(
+                "GetDeletedCertificates",
+                "DeletedCertificateListResult",
+                MAXRESULTS,
+                INCLUDE_PENDING,
+                pageable=True,
+            )
+        },
+        "/deletedcertificates/{certificate-name}": {
+            "get": operation("GetDeletedCertificate", "DeletedCertificateBundle", name),
+            "delete": operation("PurgeDeletedCertificate", None, name, status="204"),
+        },
+        "/deletedcertificates/{certificate-name}/recover": {
+            "post": operation("RecoverDeletedCertificate", "CertificateBundle", name)
+        },
+    }
+
+
 def key_vault_spec() -> dict[str, Any]:
     """A fresh copy of the description, for a caller to change at will."""
     spec = {
         "swagger": "2.0",
         "info": {
-            "title": "Key Vault data plane: keys and secrets, as strongroom serves them",
+            "title": "Key Vault data plane: keys, secrets, certificates, as strongroom serves them",
             "version": API_VERSION,
         },
         "schemes": ["https"],
@@ -562,7 +910,12 @@ def key_vault_spec() -> dict[str, Any]:
             }
         },
         "security": [{"AzureAD": ["https://vault.azure.net/.default"]}],
-        "paths": {**_key_paths(), **_secret_paths()},
-        "definitions": {**COMMON_DEFINITIONS, **KEY_DEFINITIONS, **SECRET_DEFINITIONS},
+        "paths": {**_key_paths(), **_secret_paths(), **_certificate_paths()},
+        "definitions": {
+            **COMMON_DEFINITIONS,
+            **KEY_DEFINITIONS,
+            **SECRET_DEFINITIONS,
+            **CERTIFICATE_DEFINITIONS,
+        },
     }
     return copy.deepcopy(spec)

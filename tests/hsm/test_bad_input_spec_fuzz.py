@@ -3,12 +3,17 @@ each gets a 4xx in Key Vault's error body, and nothing is stored."""
 
 import asyncio
 import base64
+import datetime
 import json
 import uuid
 from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from strongroom.hsm.client import HsmClient
 from strongroom.vault.objects import Attributes, SecretEntry, SecretVersion
@@ -302,3 +307,146 @@ def test_crypto_fields_take_only_strings(admin: Raw, field: str, op: str) -> Non
     body = {"alg": "RSA-OAEP", "value": b64(b"k" * 32), field: [1]}
     error = json_error(admin.call("POST", f"/keys/crypto-types/{version}/{op}", body), 400)
     assert field in error["message"]
+
+
+CERT_POLICY = {"x509_props": {"subject": "CN=typed.example"}, "issuer": {"name": "Self"}}
+
+
+def certificate_pem() -> tuple[str, str]:
+    """(PEM of a private key and its self-signed certificate, base64 of the certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "typed.example")])
+    start = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pem = (private + certificate.public_bytes(serialization.Encoding.PEM)).decode()
+    return pem, base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+
+@pytest.mark.parametrize("content_type", [0, False, [], {}, 5, ["application/x-pkcs12"]])
+def test_a_certificate_policy_content_type_is_a_string(admin: Raw, content_type: object) -> None:
+    """A wrong-typed contentType that is falsy was taken as none given (the default)."""
+    policy = CERT_POLICY | {"secret_props": {"contentType": content_type}}
+    create = admin.call("POST", "/certificates/typed-content/create", {"policy": policy})
+    assert "contentType" in json_error(create, 400)["message"]
+    assert admin.call("GET", "/certificates/typed-content/").status_code == 404
+    made = admin.call("POST", "/certificates/typed-content-ok/create", {"policy": CERT_POLICY})
+    assert made.status_code == 202, made.text
+    try:
+        before = ok(admin.call("GET", "/certificates/typed-content-ok/policy"))
+        bad = {"secret_props": {"contentType": content_type}}
+        json_error(admin.call("PATCH", "/certificates/typed-content-ok/policy", bad), 400)
+        json_error(admin.call("PATCH", "/certificates/typed-content-ok/", {"policy": bad}), 400)
+        after = ok(admin.call("GET", "/certificates/typed-content-ok/policy"))
+        assert (
+            after["secret_props"]
+            == before["secret_props"]
+            == {"contentType": "application/x-pkcs12"}
+        )
+    finally:
+        deleted = admin.call("DELETE", "/certificates/typed-content-ok")
+        assert deleted.status_code == 200, deleted.text
+        purged = admin.call("DELETE", "/deletedcertificates/typed-content-ok")
+        assert purged.status_code == 204, purged.text
+
+
+@pytest.mark.parametrize("path", ["/certificates", "/deletedcertificates"])
+def test_include_pending_is_a_boolean(admin: Raw, path: str) -> None:
+    for value in ("-9377022843", "yes", "1", "", "true%0A"):
+        answer = admin.call("GET", path, query=f"{API}&includePending={value}")
+        assert "includePending" in json_error(answer, 400)["message"], value
+    for value in ("true", "false", "True", "FALSE"):
+        answer = admin.call("GET", path, query=f"{API}&includePending={value}")
+        assert isinstance(ok(answer)["value"], list), value
+
+
+def test_setting_an_issuer_names_its_provider(admin: Raw) -> None:
+    """A set replaces the issuer: without a provider it is refused, not merged with the
+    stored one (an update keeps the stored provider)."""
+    ok(admin.call("PUT", "/certificates/issuers/typed-issuer", {"provider": "Test"}))
+    try:
+        for body in ({}, {"attributes": None}, {"provider": None}, {"provider": 5}):
+            error = json_error(admin.call("PUT", "/certificates/issuers/typed-issuer", body), 400)
+            assert "provider" in error["message"]
+        json_error(admin.call("PUT", "/certificates/issuers/typed-issuer-new", {}), 400)
+        assert admin.call("GET", "/certificates/issuers/typed-issuer-new").status_code == 404
+        updated = admin.call(
+            "PATCH", "/certificates/issuers/typed-issuer", {"attributes": {"enabled": False}}
+        )
+        assert ok(updated)["provider"] == "Test"
+    finally:
+        gone = admin.call("DELETE", "/certificates/issuers/typed-issuer")
+        assert gone.status_code == 200, gone.text
+
+
+@pytest.mark.parametrize("field", ["nbf", "exp"])
+@pytest.mark.parametrize("value", [1.5, "1700000000", True, -1, 2**63, [1]])
+def test_certificate_times_are_unix_times_wherever_given(
+    admin: Raw, field: str, value: object
+) -> None:
+    """nbf and exp of a certificate's attributes and of its policy's attributes were read
+    nowhere, so any type passed."""
+    times = {field: value}
+    cases = [
+        ("/create", {"policy": CERT_POLICY, "attributes": times}),
+        ("/create", {"policy": CERT_POLICY | {"attributes": times}}),
+        ("/import", {"value": certificate_pem()[0], "attributes": times}),
+    ]
+    for action, body in cases:
+        answer = admin.call("POST", f"/certificates/typed-times{action}", body)
+        assert field in json_error(answer, 400)["message"], (action, body)
+    assert admin.call("GET", "/certificates/typed-times/").status_code == 404
+    made = admin.call("POST", "/certificates/typed-times-ok/create", {"policy": CERT_POLICY})
+    assert made.status_code == 202, made.text
+    try:
+        before = ok(admin.call("GET", "/certificates/typed-times-ok/policy"))
+        policy = {"attributes": times}
+        answer = admin.call("PATCH", "/certificates/typed-times-ok/policy", policy)
+        assert field in json_error(answer, 400)["message"]
+        assert ok(admin.call("GET", "/certificates/typed-times-ok/policy")) == before
+    finally:
+        deleted = admin.call("DELETE", "/certificates/typed-times-ok")
+        assert deleted.status_code == 200, deleted.text
+        purged = admin.call("DELETE", "/deletedcertificates/typed-times-ok")
+        assert purged.status_code == 204, purged.text
+    pending = {"policy": CERT_POLICY | {"issuer": {"name": "Unknown"}}}
+    made = admin.call("POST", "/certificates/typed-times-pending/create", pending)
+    assert made.status_code == 202, made.text
+    try:
+        merge = {"x5c": [certificate_pem()[1]], "attributes": times}
+        answer = admin.call("POST", "/certificates/typed-times-pending/pending/merge", merge)
+        assert field in json_error(answer, 400)["message"]
+        still = ok(admin.call("GET", "/certificates/typed-times-pending/pending"))
+        assert still["status"] == "inProgress"
+    finally:
+        dropped = admin.call("DELETE", "/certificates/typed-times-pending/pending")
+        assert dropped.status_code == 200, dropped.text
+
+
+@pytest.mark.parametrize("enabled", ["yes", 1, 0, [], {}])
+def test_a_merge_takes_only_a_boolean_enabled(admin: Raw, enabled: object) -> None:
+    """A merge read attributes.enabled only when it was a boolean, and dropped any other."""
+    pending = {"policy": CERT_POLICY | {"issuer": {"name": "Unknown"}}}
+    made = admin.call("POST", "/certificates/typed-merge/create", pending)
+    assert made.status_code == 202, made.text
+    try:
+        merge = {"x5c": [certificate_pem()[1]], "attributes": {"enabled": enabled}}
+        answer = admin.call("POST", "/certificates/typed-merge/pending/merge", merge)
+        assert "enabled" in json_error(answer, 400)["message"]
+        assert ok(admin.call("GET", "/certificates/typed-merge/pending"))["status"] == (
+            "inProgress"
+        )
+    finally:
+        dropped = admin.call("DELETE", "/certificates/typed-merge/pending")
+        assert dropped.status_code == 200, dropped.text

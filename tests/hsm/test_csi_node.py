@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from strongroom.csi.generated import csi_pb2, csi_pb2_grpc
 from strongroom.csi.publisher import is_mountpoint
@@ -83,7 +83,9 @@ def plugin(
 
 
 @contextmanager
-def running_plugin(dev: DevServer, foreign: Listener, base: Path) -> Iterator[Plugin]:
+def running_plugin(
+    dev: DevServer, foreign: Listener, base: Path, extra: tuple[str, ...] = ()
+) -> Iterator[Plugin]:
     base.mkdir(parents=True, exist_ok=True)
     csi_socket = base / "csi.sock"
     csi_socket.unlink(missing_ok=True)
@@ -112,6 +114,7 @@ def running_plugin(dev: DevServer, foreign: Listener, base: Path) -> Iterator[Pl
             f"{DEV_VAULT}={dev.url}",
             "--vault-address",
             f"{FOREIGN_VAULT}=https://127.0.0.1:{foreign.port}",
+            *extra,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -453,3 +456,133 @@ def test_the_plugin_registers_with_the_kubelets_plugin_watcher(tmp_path: Path) -
         process.terminate()
         process.wait(10)
     assert not registration.exists()
+
+
+# --- certificates: read through their secret, certificate and key of one version ----------
+
+
+@pytest.fixture(scope="module")
+def certificates(clients: Any) -> Iterator[Any]:
+    from azure.keyvault.certificates import CertificateClient
+
+    client = CertificateClient(clients.dev.url, clients.credential, **clients.options)
+    yield client
+    # The dev server is shared by the tier: leave no certificate behind.
+    for name in ("csi-tls", "csi-tls-pem", "csi-hsm-tls"):
+        client.begin_delete_certificate(name, _polling_interval=0).wait()
+        client.purge_deleted_certificate(name)
+
+
+def _certificate(certificates: Any, name: str, **policy: Any) -> Any:
+    from azure.keyvault.certificates import CertificatePolicy
+
+    made = CertificatePolicy(issuer_name="Self", subject=f"CN={name}", **policy)
+    return certificates.begin_create_certificate(name, made, _polling_interval=0).result()
+
+
+def _chain(pem: bytes) -> list[Any]:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificates(pem)
+
+
+def _same_key(private_pem: bytes, certificate: Any) -> bool:
+    key = serialization.load_pem_private_key(private_pem, None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    public = certificate.public_key().public_bytes(*spki)
+    return bool(key.public_key().public_bytes(*spki) == public)
+
+
+def test_an_exportable_certificate_mounts_as_pem_and_pfx_and_renews_in_one_swap(
+    plugin: Plugin, dev: DevServer, certificates: Any, tmp_path: Path
+) -> None:
+    from azure.keyvault.certificates import CertificateContentType
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    made = _certificate(
+        certificates, "csi-tls", exportable=True, key_type="EC", key_curve_name="P-256"
+    )
+    _certificate(
+        certificates,
+        "csi-tls-pem",
+        exportable=True,
+        content_type=CertificateContentType.pem,
+    )
+    objects = [
+        {"kind": "certificate", "name": "csi-tls", "mode": "0440"},  # tls.crt, tls.key
+        {"kind": "certificate", "name": "csi-tls", "path": "tls.pfx", "format": "pfx"},
+        {
+            "kind": "certificate",
+            "name": "csi-tls-pem",
+            "path": "pem/cert.pem",
+            "keyPath": "pem/key.pem",
+        },
+    ]
+    target = tmp_path / "tls"
+    token = dev.issue("dev:reader")
+    publish(plugin, target, context(dev, objects, token))
+    chain = _chain((target / "tls.crt").read_bytes())
+    assert [c.fingerprint(hashes.SHA256()) for c in chain] == [
+        x509_of(made.cer).fingerprint(hashes.SHA256())
+    ]
+    assert _same_key((target / "tls.key").read_bytes(), chain[0])
+    assert (target / "tls.key").stat().st_mode & 0o777 == 0o440
+    key, leaf, _ = pkcs12.load_key_and_certificates((target / "tls.pfx").read_bytes(), None)
+    assert key is not None and leaf is not None and leaf == chain[0]
+    assert _same_key(
+        (target / "pem" / "key.pem").read_bytes(),
+        _chain((target / "pem" / "cert.pem").read_bytes())[0],
+    )
+    assert b"PRIVATE KEY" not in (target / "pem" / "cert.pem").read_bytes()
+
+    # A renewal (a new version, a new key) reaches the pod at the next republish: the
+    # certificate and its key change together, from the same version.
+    certificates.begin_create_certificate(
+        "csi-tls", certificates.get_certificate_policy("csi-tls"), _polling_interval=0
+    ).result()
+    renewed = certificates.get_certificate("csi-tls")
+    assert renewed.properties.version != made.properties.version
+    time.sleep(SHARE_SECONDS + 0.5)
+    before = os.readlink(target / "..data")
+    publish(plugin, target, context(dev, objects, token))
+    assert os.readlink(target / "..data") != before  # one swap of the whole directory
+    chain = _chain((target / "tls.crt").read_bytes())
+    assert chain[0] == x509_of(renewed.cer)
+    assert _same_key((target / "tls.key").read_bytes(), chain[0])
+    _, leaf, _ = pkcs12.load_key_and_certificates((target / "tls.pfx").read_bytes(), None)
+    assert leaf == chain[0]
+    unpublish(plugin, target)
+
+
+def test_a_non_exportable_certificate_mounts_without_a_key_and_refuses_a_key_file(
+    plugin: Plugin, dev: DevServer, certificates: Any, tmp_path: Path
+) -> None:
+    made = _certificate(
+        certificates, "csi-hsm-tls", exportable=False, key_type="EC-HSM", key_curve_name="P-256"
+    )
+    target = tmp_path / "hsm-tls"
+    token = dev.issue("dev:reader")
+    publish(plugin, target, context(dev, [{"kind": "certificate", "name": "csi-hsm-tls"}], token))
+    assert _chain((target / "tls.crt").read_bytes())[0] == x509_of(made.cer)
+    assert not (target / "tls.key").exists()
+    unpublish(plugin, target)
+
+    asked = [{"kind": "certificate", "name": "csi-hsm-tls", "keyPath": "tls.key"}]
+    with pytest.raises(grpc.RpcError) as refused:
+        publish(plugin, tmp_path / "hsm-key", context(dev, asked, token))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not exportable" in refused.value.details()
+    assert "keyPath 'tls.key'" in refused.value.details()
+    assert not (tmp_path / "hsm-key").exists()
+
+    # A plain secret is not a certificate.
+    plain = [{"kind": "certificate", "name": "csi-db-password"}]
+    with pytest.raises(grpc.RpcError) as refused:
+        publish(plugin, tmp_path / "plain", context(dev, plain, token))
+    assert "not a certificate's secret" in refused.value.details()
+
+
+def x509_of(der: bytes) -> Any:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)

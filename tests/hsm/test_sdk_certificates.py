@@ -176,6 +176,8 @@ def test_unknown_issuer_csr_merge_cancel_and_delete_pending(
     operation = certs.begin_create_certificate("cert-signed", policy).result()
     assert operation.status == "inProgress" and operation.csr
     assert certs.get_certificate_operation("cert-signed").csr == operation.csr
+    # Its policy is there before its first version, as in Key Vault.
+    assert certs.get_certificate_policy("cert-signed").issuer_name == "Unknown"
     ca_key, ca = _ca()
     leaf = _sign_csr(bytes(operation.csr), ca_key, ca)
     with pytest.raises(HttpResponseError) as mismatch:

@@ -1,36 +1,43 @@
 """Fuzzing the data plane against Key Vault's wire format, with schemathesis.
 
-Every operation of strongroom's own description of the Key Vault data plane for keys and
-secrets (tests/hsm/kvspec.py, api-version 2025-07-01) is sent schemathesis' coverage
-cases (boundary values, wrong types, missing parts, methods the description does not
-name) and then generated requests,
-valid ones and invalid ones, over HTTPS with a real bearer token, to a `strongroom dev`
-of its own on SoftHSM2. Each answer must be below 500 and valid against the description
-(status, content type, headers, body); invalid requests must be refused with a 4xx;
-a method the path does not take is a 405; a request without its token is refused; and
-every error carries Key Vault's error body. Where strongroom deliberately departs from
-Key Vault's contract, the exception is written down below with its reason
-(SPEC_EXCEPTIONS), as are the operations where a check cannot apply (NO_405, NO_SUCCESS);
-nowhere else.
+Every operation of strongroom's own description of the Key Vault data plane for keys,
+secrets and certificates (tests/hsm/kvspec.py, api-version 2025-07-01) is sent
+schemathesis' coverage cases (boundary values, wrong types, missing parts, methods the
+description does not name) and then generated requests, valid ones and invalid ones,
+over HTTPS with a real bearer token, to a `strongroom dev` of its own on SoftHSM2. Each
+answer must be below 500 and valid against the description (status, content type,
+headers, body); invalid requests must be refused with a 4xx; a method the path does not
+take is a 405; a request without its token is refused; and every error carries Key
+Vault's error body. Where strongroom deliberately departs from Key Vault's contract, the
+exception is written down below with its reason (SPEC_EXCEPTIONS), as are the operations
+where a check cannot apply (NO_405, NO_SUCCESS); nowhere else.
 
-Path parameters are steered, two requests in three, to objects that exist (an RSA, an
-EC and an AES key, a secret, a deleted key and a deleted secret, put back in their state
-before each operation), with algorithms and lengths that fit them, so that requests reach
-the cryptography in the HSM, the updates and the rotation policies, not only the 404 of
-an unknown name; each operation must get at least one success. Generation is
-derandomized: CI sends the same requests every time.
+Path parameters are steered, two requests in three, to objects that exist (an RSA, an EC
+and an AES key, a secret, a certificate, a certificate with a pending operation, an
+issuer, a deleted key, secret and certificate, put back in their state before each
+operation), with algorithms and lengths that fit them, so that requests reach the
+cryptography in the HSM, the updates, the rotation and certificate policies, not only
+the 404 of an unknown name; bodies that need a whole thing to work (a certificate
+policy, a PEM to import, a chain to merge, a contact's address) get one, one request in
+two. Each operation must get at least one success. Generation is derandomized: CI sends
+the same requests every time.
 """
 
 import base64
+import datetime
 import json
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
 import schemathesis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
@@ -92,6 +99,30 @@ REQUEST_DEFINITIONS = (
     "SecretRestoreParameters",
     "SecretSetParameters",
     "SecretUpdateParameters",
+    "Action",
+    "AdministratorDetails",
+    "CertificateAttributes",
+    "CertificateCreateParameters",
+    "CertificateImportParameters",
+    "CertificateIssuerSetParameters",
+    "CertificateIssuerUpdateParameters",
+    "CertificateMergeParameters",
+    "CertificateOperationUpdateParameter",
+    "CertificatePolicy",
+    "CertificateRestoreParameters",
+    "CertificateUpdateParameters",
+    "Contact",
+    "Contacts",
+    "IssuerAttributes",
+    "IssuerCredentials",
+    "IssuerParameters",
+    "KeyProperties",
+    "LifetimeAction",
+    "OrganizationDetails",
+    "SecretProperties",
+    "SubjectAlternativeNames",
+    "Trigger",
+    "X509CertificateProperties",
 )
 
 
@@ -109,10 +140,11 @@ SPEC_EXCEPTIONS: list[tuple[str, str, Patch]] = [
     (
         "an optional property of a request body may be null",
         "strongroom reads null in an optional request property (tags, contentType, "
-        "attributes, nbf, exp, key_ops, iv, ...) as not given, the way JSON serializers of "
-        "the Azure SDKs may write an unset field; Key Vault's contract types these without "
-        "null. Required properties stay non-null. The attributes' schemas are shared with "
-        "answers, which strongroom writes without nulls.",
+        "attributes, nbf, exp, key_ops, iv, a policy's sections, ...) as not given, the "
+        "way JSON serializers of the Azure SDKs may write an unset field; Key Vault's "
+        "contract types these without null. Required properties stay non-null. The "
+        "attributes' schemas are shared with answers, which strongroom writes without "
+        "nulls.",
         _nullable_optional_request_properties,
     ),
 ]
@@ -122,11 +154,16 @@ NO_405 = {
     "RestoreKey": "`restore` is also a key name: GET or DELETE /keys/restore is that key's",
     "RestoreSecret": "`restore` is also a secret name: GET, PUT or DELETE /secrets/restore "
     "is that secret's",
+    "RestoreCertificate": "`restore` is also a certificate name: GET or DELETE "
+    "/certificates/restore is that certificate's",
+    "GetCertificateIssuers": "`issuers` is also a certificate name: DELETE "
+    "/certificates/issuers is that certificate's",
 }
 # Operations that need not succeed once; every other one must, or the steering is broken.
 NO_SUCCESS = {
     "RestoreKey": "the backups are of objects that exist, so a restore is a 409",
     "RestoreSecret": "the backups are of objects that exist, so a restore is a 409",
+    "RestoreCertificate": "the backups are of objects that exist, so a restore is a 409",
 }
 
 
@@ -250,6 +287,72 @@ def _private_jwks() -> dict[str, dict[str, str]]:
 
 JWKS = _private_jwks()
 
+CERTIFICATE = "fz-cert"  # a certificate the vault signed (Self)
+PENDING = "fz-pending"  # a certificate whose creation waits for its merge (Unknown)
+CERT_GONE = "fz-cert-gone"  # a deleted certificate
+ISSUER = "fz-issuer"
+CONTACTS = {"contacts": [{"email": "fuzz@example.com", "name": "Fuzz"}]}
+MADE |= {"CreateCertificate": "fz-cert-made", "ImportCertificate": "fz-cert-imported"}
+# The operations whose bodies are steered to a whole valid part, one request in two.
+WHOLE_BODIES = {
+    "CreateCertificate",
+    "ImportCertificate",
+    "MergeCertificate",
+    "SetCertificateContacts",
+}
+
+
+def _policy(issuer: str) -> dict[str, Any]:
+    """A policy the vault takes: an EC key (quick to make), a subject, the issuer."""
+    return {
+        "key_props": {"kty": "EC", "crv": "P-256", "exportable": False},
+        "x509_props": {"subject": "CN=fuzz.example"},
+        "issuer": {"name": issuer},
+    }
+
+
+# A certificate authority of the test's own, for the chains merged into pending requests
+# and the certificate imported.
+CA_KEY = ec.generate_private_key(ec.SECP256R1())
+CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz CA")])
+
+
+def _issued(public_key: Any, subject: x509.Name) -> x509.Certificate:
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(CA_NAME)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=90))
+        .sign(CA_KEY, hashes.SHA256())
+    )
+
+
+def _chain_for(csr: str) -> list[str]:
+    """x5c for a pending request: the certificate the CA signs for its CSR."""
+    request = x509.load_der_x509_csr(base64.b64decode(csr))
+    leaf = _issued(request.public_key(), request.subject)
+    return [base64.b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()]
+
+
+def _import_pem() -> str:
+    """A PEM that ImportCertificate takes: a PKCS#8 private key and its certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz-import.example")])
+    certificate = _issued(key.public_key(), subject)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return (private + certificate.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+IMPORT_PEM = _import_pem()
+
 
 class Counting(requests.Session):
     """Counts the requests of all its sessions, and keeps the statuses of its own."""
@@ -300,7 +403,8 @@ class Objects:
         self.session.verify = dev.ca
         self.session.headers["Authorization"] = f"Bearer {dev.token}"
         self.versions: dict[str, list[str]] = {}
-        self.backups: list[str] = []
+        self.backups: dict[str, list[str]] = {}
+        self.merge_chain: list[str] = []
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
         return self.session.request(
@@ -320,7 +424,7 @@ class Objects:
             return
         assert recovered.status_code == 404, recovered.text
         created = self.call(method, path, body)
-        assert created.status_code == 200, created.text
+        assert created.status_code in (200, 202), created.text
 
     def _version_ids(self, kind: str, name: str) -> list[str]:
         """The version in use first (the simplest draw names it), then up to 25 others."""
@@ -334,7 +438,22 @@ class Objects:
         others = [item[field].rsplit("/", 1)[1] for item in listed.json()["value"]]
         return [current] + [v for v in others if v != current]
 
-    def reset(self) -> None:
+    def reset(self, operation: Any) -> None:
+        """Put back the objects that the operation's requests are steered to (a certificate
+        operation's are the certificates, the contacts and the issuer)."""
+        kinds = ("keys", "secrets")
+        if "certificates" in operation.path:
+            kinds = ("certificates",)
+            self._reset_certificates()
+        else:
+            self._reset_keys_and_secrets()
+        for kind, name in (("keys", "fz-rsa"), ("secrets", SECRET), ("certificates", CERTIFICATE)):
+            if kind in kinds and kind not in self.backups:
+                backup = self.call("POST", f"/{kind}/{name}/backup")
+                assert backup.status_code == 200, backup.text
+                self.backups[kind] = [backup.json()["value"]]
+
+    def _reset_keys_and_secrets(self) -> None:
         usable = {"enabled": True, "nbf": None, "exp": None}
         for name, body in KEYS.items():
             self._present("keys", name, "POST", f"/keys/{name}/create", body)
@@ -358,11 +477,49 @@ class Objects:
         patched = self.call("PATCH", f"/secrets/{SECRET}/", {"attributes": usable})
         assert patched.status_code == 200, patched.text
         self.versions[SECRET] = self._version_ids("secrets", SECRET)
-        if not self.backups:
-            for kind, name in (("keys", "fz-rsa"), ("secrets", SECRET)):
-                backup = self.call("POST", f"/{kind}/{name}/backup")
-                assert backup.status_code == 200, backup.text
-                self.backups.append(backup.json()["value"])
+
+    def _reset_certificates(self) -> None:
+        for name in (CERTIFICATE, CERT_GONE):
+            create = ("POST", f"/certificates/{name}/create", {"policy": _policy("Self")})
+            if name == CERTIFICATE:
+                self._present("certificates", name, *create)
+            elif self.call("GET", f"/deletedcertificates/{name}").status_code != 200:
+                self._present("certificates", name, *create)
+                deleted = self.call("DELETE", f"/certificates/{name}")
+                assert deleted.status_code == 200, deleted.text
+        usable = {"enabled": True}  # a certificate's nbf and exp are its X.509 validity
+        patched = self.call("PATCH", f"/certificates/{CERTIFICATE}/", {"attributes": usable})
+        assert patched.status_code == 200, patched.text
+        self.versions[CERTIFICATE] = self._version_ids("certificates", CERTIFICATE)
+        # A creation in progress (cancelled, merged or deleted ones are begun anew).
+        pending = self.call("GET", f"/certificates/{PENDING}/pending")
+        if pending.status_code != 200 or pending.json()["status"] != "inProgress":
+            body = {"policy": _policy("Unknown")}
+            made = self.call("POST", f"/certificates/{PENDING}/create", body)
+            assert made.status_code == 202, made.text
+            pending = self.call("GET", f"/certificates/{PENDING}/pending")
+            assert pending.status_code == 200, pending.text
+        self.merge_chain = _chain_for(pending.json()["csr"])
+        if self.call("GET", "/certificates/contacts").status_code != 200:
+            contacts = self.call("PUT", "/certificates/contacts", CONTACTS)
+            assert contacts.status_code == 200, contacts.text
+        if self.call("GET", f"/certificates/issuers/{ISSUER}").status_code != 200:
+            issuer = self.call("PUT", f"/certificates/issuers/{ISSUER}", {"provider": "Test"})
+            assert issuer.status_code == 200, issuer.text
+
+    def _steer_certificate_body(
+        self, operation_id: str, body: dict[str, Any], draw: "Draws"
+    ) -> None:
+        """What a certificate operation needs whole to succeed, in a body that is valid."""
+        if operation_id == "CreateCertificate":
+            body["policy"] = _policy(draw.pick(["Self", "Self", "Unknown"]))
+        elif operation_id == "ImportCertificate":
+            body["value"] = IMPORT_PEM
+            body.pop("policy", None)
+        elif operation_id == "MergeCertificate":
+            body["x5c"] = list(self.merge_chain)
+        elif operation_id == "SetCertificateContacts":
+            body["contacts"] = CONTACTS["contacts"]
 
     def steer(self, case: Case, draw: "Draws") -> None:
         """Point most requests at the description's api-version and, two in three, at an object
@@ -387,16 +544,18 @@ class Objects:
         body = case.body if isinstance(case.body, dict) and free("body") else None
         if case.operation.path.endswith("/restore") and body is not None:
             if draw.below(2) == 0:
-                body["value"] = draw.pick(self.backups)
+                body["value"] = draw.pick(self.backups[case.operation.path.split("/")[1]])
             return
         params = case.path_parameters or {}
+        operation_id = case.operation.definition.raw["operationId"]
+        if body is not None and operation_id in WHOLE_BODIES and draw.below(2) == 0:
+            self._steer_certificate_body(operation_id, body, draw)
         if not free("path"):
-            # `/deletedsecrets/{name}` with an empty name is `/deletedsecrets/`: the list, a
-            # different operation with a different answer. Too long a name stays invalid.
-            if case.operation.path.count("/") == 2:
-                for param, value in params.items():
-                    if value == "":
-                        params[param] = "n" * 128
+            # An empty name or version gives another operation's URL (`/deletedsecrets/`
+            # is the list): one too long instead, as invalid and this operation's.
+            for param, value in params.items():
+                if value == "":
+                    params[param] = "a" * 128
             return
         if draw.below(3) == 2:
             # Not an object that exists: then, one in two, a name or version with one of
@@ -404,24 +563,39 @@ class Objects:
             # in a test of a method the path does not take: that is the method's test).
             if case.method.upper() != case.operation.method.upper():
                 return
+            # The client sends path parameters as they are: encoded here, so that `?`, `#`,
+            # `/` or `..` reach the vault inside the name, not as the URL's own.
             for param in params:
                 if draw.below(2) == 0:
-                    params[param] = draw.pick(["", "a", params[param]]) + draw.pick(HOSTILE)
+                    value = draw.pick(["", "a", params[param]]) + draw.pick(HOSTILE)
+                    params[param] = quote(value, safe="").replace(".", "%2E")
             return
         operation = case.operation.path.rsplit("/", 1)[1]
-        made = MADE.get(case.operation.definition.raw["operationId"])
+        made = MADE.get(operation_id)
         keys, secrets = list(ALGORITHMS.get(operation, KEYS)), [SECRET]
+        certificates = [PENDING] if "/pending" in case.operation.path else [CERTIFICATE]
         if case.operation.path.startswith("/deleted"):
             keys = secrets = [GONE]
-        for kind, names in (("key", keys), ("secret", secrets)):
+            certificates = [CERT_GONE]
+        for kind, names in (
+            ("key", keys),
+            ("secret", secrets),
+            ("certificate", certificates),
+            ("issuer", [ISSUER]),
+        ):
             if f"{kind}-name" not in params:
                 continue
             name = params[f"{kind}-name"] = made or draw.pick(names)
             if made == MADE["ImportKey"] and body is not None and draw.below(2) == 0:
                 body["key"] = dict(JWKS[draw.pick(sorted(JWKS))])
             # An empty version would make `//`, which the client folds: a real one.
+            # Crypto on the version in use one time in two: reset() makes only that one
+            # usable, and other tests' updates may have taken an older one's key_ops away.
             if f"{kind}-version" in params:
-                params[f"{kind}-version"] = draw.pick(self.versions[name])
+                versions = self.versions[name]
+                if operation in ALGORITHMS and draw.below(2) == 0:
+                    versions = versions[:1]
+                params[f"{kind}-version"] = draw.pick(versions)
             if body is None or operation not in ALGORITHMS:
                 continue
             alg = body["alg"] = draw.pick(ALGORITHMS[operation][name])
@@ -469,7 +643,7 @@ def objects(fuzz_dev: DevServer, request: pytest.FixtureRequest) -> Iterator[Obj
 def test_spec_fuzz(operation: Any, fuzz_dev: DevServer, objects: Objects) -> None:
     """Schemathesis' coverage phase (its fixed list of boundary and invalid requests, and
     methods the description does not name), then generated requests, valid and invalid."""
-    objects.reset()
+    objects.reset(operation)
     session = Counting()
     session.verify = fuzz_dev.ca
     headers = {"Authorization": f"Bearer {fuzz_dev.token}"}

@@ -18,6 +18,7 @@ import yaml
 
 from strongroom.csi.server import DRIVER_NAME
 from strongroom.csi.volume import AUDIENCE
+from strongroom.models.crd import RESOURCES
 from strongroom.reconcile.ca import CA_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +128,12 @@ def test_the_chart_lints_cleanly() -> None:
         "operator.podDisruptionBudget=sometimes",
         "tests.mount.enabled=true",  # without a vault, secret and ServiceAccount
         "tests.mount.secret=a/b",
+        "metrics.bogus=1",
+        "metrics.ports.pool=80",
+        "metrics.ports.bogus=9999",
+        "metrics.serviceMonitor.enabled=maybe",
+        "metrics.serviceMonitor.interval=often",
+        "metrics.dashboard.bogus=1",
     ],
 )
 def test_the_schema_rejects_unknown_keys_and_bad_values(value: str) -> None:
@@ -219,7 +226,7 @@ def test_the_operator_runs_two_replicas_unprivileged(default: list[dict[str, Any
     assert f"--namespace={NAMESPACE}" in container["args"]
     # Every replica answers its probes, active or standby: liveness while the election
     # runs, readiness for the holder and for a standby that can take over.
-    assert container["ports"] == [{"name": "health", "containerPort": 8080}]
+    assert container["ports"][0] == {"name": "health", "containerPort": 8080}
     assert "--health-address=0.0.0.0:8080" in container["args"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
@@ -398,6 +405,29 @@ def test_the_operator_rbac_is_the_least_it_needs(default: list[dict[str, Any]]) 
     ]
 
 
+def test_the_operator_watches_and_reports_on_every_kind_of_strongroom(
+    default: list[dict[str, Any]],
+) -> None:
+    """Each kind the CRDs define (VaultCertificate included) is watched, patched for kopf's
+    finalizer, and reported on through its status subresource, and no more."""
+    role = find(default, "ClusterRole", "strongroom-operator")
+    ours = [rule for rule in role["rules"] if rule["apiGroups"] == ["strongroom.io"]]
+    plurals = [resource.plural for resource in RESOURCES]
+    assert "vaultcertificates" in plurals
+    assert ours == [
+        {
+            "apiGroups": ["strongroom.io"],
+            "resources": plurals,
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {
+            "apiGroups": ["strongroom.io"],
+            "resources": [f"{plural}/status" for plural in plurals],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
 def test_every_operator_rule_says_why(default: list[dict[str, Any]]) -> None:
     text = (CHART / "templates" / "operator" / "rbac.yaml").read_text()
     for kind in ("ClusterRole", "Role"):
@@ -425,7 +455,7 @@ def test_pools_are_bound_to_token_review_only(default: list[dict[str, Any]]) -> 
 def test_namespace_users_get_strongroom_kinds_through_the_built_in_roles(
     default: list[dict[str, Any]],
 ) -> None:
-    kinds = ["hsmpools", "vaults", "keys", "vaultsecrets"]
+    kinds = ["hsmpools", "vaults", "keys", "vaultsecrets", "vaultcertificates"]
     edit = find(default, "ClusterRole", "strongroom-edit")
     labels = edit["metadata"]["labels"]
     assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
@@ -696,3 +726,159 @@ def test_helm_is_pinned_to_the_version_the_cluster_tier_builds() -> None:
         return found.group(1)
 
     assert pinned(ROOT / "scripts" / "helm") == pinned(ROOT / "e2e" / "lib.sh")
+
+
+MONITORING_API = "monitoring.coreos.com/v1/ServiceMonitor"
+
+
+def render_with_api(*values: str, api: str | None = None) -> list[dict[str, Any]]:
+    args = [f"--set={value}" for value in values] + ([f"--api-versions={api}"] if api else [])
+    out = helm(
+        "template",
+        "strongroom",
+        str(CHART),
+        f"--namespace={NAMESPACE}",
+        f"--kube-version={KUBE_VERSION}",
+        *args,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_metrics_ports_and_scrape_annotations_by_default(default: list[dict[str, Any]]) -> None:
+    operator = find(default, "Deployment", "strongroom-operator")
+    container = _container(_pod(operator), "operator")
+    assert "--metrics-port=9103" in container["args"]
+    assert "--pool-metrics-port=9102" in container["args"]
+    assert {"name": "metrics", "containerPort": 9103} in container["ports"]
+    assert {"name": "health", "containerPort": 8080} in container["ports"]
+    annotations = operator["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9103",
+        "prometheus.io/path": "/metrics",
+    }
+    csi = find(default, "DaemonSet", "strongroom-csi-node")
+    plugin = _container(_pod(csi), "csi-node")
+    assert "--metrics-port=9104" in plugin["args"]
+    assert plugin["ports"] == [{"name": "metrics", "containerPort": 9104}]
+    assert csi["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9104"
+    # No Prometheus Operator in a plain render: no monitors, no metrics Services.
+    kinds = {o["kind"] for o in default}
+    assert "ServiceMonitor" not in kinds and "PodMonitor" not in kinds and "Service" not in kinds
+
+
+def test_pod_annotations_of_the_values_are_kept_beside_the_scrape_ones() -> None:
+    objects = render("operator.podAnnotations.team=vaults")
+    operator = find(objects, "Deployment", "strongroom-operator")
+    annotations = operator["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["team"] == "vaults" and annotations["prometheus.io/scrape"] == "true"
+
+
+def test_without_metrics_nothing_is_served_or_announced() -> None:
+    objects = render("metrics.enabled=false", "metrics.serviceMonitor.enabled=true")
+    operator = find(objects, "Deployment", "strongroom-operator")
+    container = _container(_pod(operator), "operator")
+    assert not [a for a in container["args"] if "metrics" in a]
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    assert "annotations" not in operator["spec"]["template"]["metadata"]
+    csi = find(objects, "DaemonSet", "strongroom-csi-node")
+    plugin = _container(_pod(csi), "csi-node")
+    assert not [a for a in plugin["args"] if "metrics" in a] and "ports" not in plugin
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "Service"}
+    assert not [o for o in objects if o["metadata"]["name"] == "strongroom-dashboard"]
+
+
+@pytest.mark.parametrize(
+    ("values", "api", "expected"),
+    [
+        ((), None, False),
+        ((), MONITORING_API, True),  # null: when the cluster serves the API
+        (("metrics.serviceMonitor.enabled=true",), None, True),
+        (("metrics.serviceMonitor.enabled=false",), MONITORING_API, False),
+    ],
+)
+def test_the_monitors_render_when_asked_or_when_the_api_exists(
+    values: tuple[str, ...], api: str | None, expected: bool
+) -> None:
+    objects = render_with_api(*values, api=api)
+    monitors = [o for o in objects if o["kind"] in ("ServiceMonitor", "PodMonitor")]
+    assert bool(monitors) == expected
+    if not expected:
+        return
+    monitor = find(objects, "ServiceMonitor", "strongroom")
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    services = [
+        o
+        for o in objects
+        if o["kind"] == "Service" and selected.items() <= o["metadata"]["labels"].items()
+    ]
+    assert sorted(s["metadata"]["name"] for s in services) == [
+        "strongroom-csi-node-metrics",
+        "strongroom-operator-metrics",
+    ]
+    for service in services:
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    pools = find(objects, "PodMonitor", "strongroom-pools")
+    assert pools["spec"]["namespaceSelector"] == {"any": True}
+    # The operator's pools carry these labels (builders/common.py) and a port named metrics.
+    assert pools["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "strongroom",
+        "app.kubernetes.io/component": "hsm-pool",
+    }
+    assert pools["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_monitor_labels_and_interval_reach_the_monitors() -> None:
+    objects = render(
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.interval=15s",
+        "metrics.serviceMonitor.labels.release=prometheus",
+    )
+    for kind, name in (("ServiceMonitor", "strongroom"), ("PodMonitor", "strongroom-pools")):
+        monitor = find(objects, kind, name)
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert (
+        find(objects, "ServiceMonitor", "strongroom")["spec"]["endpoints"][0]["interval"] == "15s"
+    )
+
+
+def test_the_dashboard_is_a_labelled_config_map_of_every_metric_family(
+    default: list[dict[str, Any]],
+) -> None:
+    config_map = find(default, "ConfigMap", "strongroom-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["strongroom.json"])
+    assert dashboard == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    )
+    for family in (
+        "strongroom_requests_total",
+        "strongroom_request_duration_seconds_bucket",
+        "strongroom_auth_failures_total",
+        "strongroom_hsm_operation_duration_seconds_bucket",
+        "strongroom_hsm_call_duration_seconds_bucket",
+        "strongroom_hsm_queue_depth",
+        "strongroom_vault_objects",
+        "strongroom_csi_publishes_total",
+        "strongroom_csi_publish_duration_seconds_bucket",
+        "strongroom_csi_rotations_total",
+        "strongroom_reconciles_total",
+        "strongroom_reconcile_duration_seconds_bucket",
+        "strongroom_resources_not_ready",
+    ):
+        assert family in exprs, family
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {"Requests by operation", "Errors by status", "Publish latency p95"} <= titles
+    assert not find_all(
+        render("metrics.dashboard.enabled=false"), "ConfigMap", "strongroom-dashboard"
+    )
+
+
+def find_all(objects: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]

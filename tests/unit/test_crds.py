@@ -7,7 +7,7 @@ import pytest
 
 from strongroom.models import HsmPoolSpec, KeySpec, VaultSecretSpec, VaultSpec, crdgen
 from strongroom.models.crd import RESOURCES, custom_resource_definition
-from strongroom.vault.config import KEY_PERMISSIONS, SECRET_PERMISSIONS
+from strongroom.vault.config import CERTIFICATE_PERMISSIONS, KEY_PERMISSIONS, SECRET_PERMISSIONS
 from strongroom.vault.objects import CURVES, KEY_TYPES, OCT_SIZES, RSA_SIZES
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -89,6 +89,12 @@ def test_enums_match_what_the_vault_serves() -> None:
     access = _schema("Vault")["properties"]["spec"]["properties"]["access"]["items"]
     assert set(access["properties"]["keys"]["items"]["enum"]) == KEY_PERMISSIONS | {"all"}
     assert set(access["properties"]["secrets"]["items"]["enum"]) == SECRET_PERMISSIONS | {"all"}
+    assert set(access["properties"]["certificates"]["items"]["enum"]) == (
+        CERTIFICATE_PERMISSIONS | {"all"}
+    )
+    assert {"CertificatesOfficer", "CertificateUser"} <= set(
+        access["properties"]["roles"]["items"]["enum"]
+    )
 
 
 def _rules(node: dict[str, Any]) -> list[str]:

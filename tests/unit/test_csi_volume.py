@@ -88,7 +88,7 @@ def test_yaml_objects_and_a_vault_in_the_pods_namespace() -> None:
     [
         ([], "non-empty"),
         ("not a list", "non-empty list"),
-        ([{"kind": "certificate", "name": "c"}], "kind"),
+        ([{"kind": "certs", "name": "c"}], "kind"),
         ([{"name": "s", "format": "pem"}], "format"),
         ([{"name": "s", "mode": "0999"}], "octal"),
         ([{"name": "s", "mode": 0o7777}], "permission"),
@@ -186,3 +186,43 @@ def test_the_pod_token_is_read_for_strongrooms_audience_only() -> None:
     assert pod_token({"csi.storage.k8s.io/serviceAccount.tokens": json.dumps({"o": {}})}) is None
     assert pod_token({"csi.storage.k8s.io/serviceAccount.tokens": "{"}) is None
     assert pod_token({}) is None
+
+
+def test_a_certificate_mounts_as_pem_at_tls_crt_and_tls_key_by_default() -> None:
+    [pem] = parse_volume(volume([{"kind": "certificate", "name": "web"}])).objects
+    assert (pem.format, pem.path, pem.key_path, pem.key_required) == (
+        "pem",
+        "tls.crt",
+        "tls.key",
+        False,
+    )
+    [named] = parse_volume(
+        volume([{"kind": "certificate", "name": "web", "path": "a/c.pem", "keyPath": "a/k.pem"}])
+    ).objects
+    assert named.paths == ("a/c.pem", "a/k.pem") and named.key_required
+    [pfx] = parse_volume(
+        volume([{"kind": "certificate", "name": "web", "format": "pfx", "path": "web.pfx"}])
+    ).objects
+    assert pfx.paths == ("web.pfx",) and pfx.format == "pfx"
+
+
+@pytest.mark.parametrize(
+    ("objects", "fragment"),
+    [
+        ([{"kind": "certificate", "name": "w", "format": "der"}], "one of ('pem', 'pfx')"),
+        ([{"kind": "certificate", "name": "w", "format": "pfx", "keyPath": "k"}], "format pem"),
+        ([{"kind": "secret", "name": "w", "keyPath": "k"}], "kind certificate"),
+        ([{"kind": "certificate", "name": "w", "keyPath": "../k"}], "'..'"),
+        ([{"kind": "certificate", "name": "w", "keyPath": "tls.crt"}], "same path"),
+        (
+            [{"kind": "certificate", "name": "w"}, {"name": "s", "path": "tls.key"}],
+            "same path",
+        ),
+        ([{"kind": "certificate", "name": "w", "keyPath": "tls.crt/k"}], "file and a directory"),
+        ([{"kind": "cert", "name": "w"}], "'certificate'"),
+    ],
+)
+def test_bad_certificate_objects_are_refused(objects: list[dict[str, str]], fragment: str) -> None:
+    with pytest.raises(InvalidVolume) as refused:
+        parse_volume(volume(objects))
+    assert fragment in str(refused.value)

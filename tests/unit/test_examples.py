@@ -11,7 +11,13 @@ import yaml
 from strongroom.builders.pool import vault_uri
 from strongroom.csi.server import DRIVER_NAME
 from strongroom.csi.volume import AUDIENCE, POD_NAMESPACE_KEY, parse_volume
-from strongroom.models import HsmPoolSpec, KeySpec, VaultSecretSpec, VaultSpec
+from strongroom.models import (
+    HsmPoolSpec,
+    KeySpec,
+    VaultCertificateSpec,
+    VaultSecretSpec,
+    VaultSpec,
+)
 from strongroom.models.crd import RESOURCES, custom_resource_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +27,7 @@ MODELS = {
     "Vault": VaultSpec,
     "Key": KeySpec,
     "VaultSecret": VaultSecretSpec,
+    "VaultCertificate": VaultCertificateSpec,
 }
 
 
@@ -87,6 +94,23 @@ def test_the_reading_pod_asks_the_csi_driver_for_objects_that_exist() -> None:
     names = {(o.kind, o.name) for o in request.objects}
     assert names == {("secret", "db-password"), ("key", "signing")}
     assert _one("VaultSecret", "db-password") and _one("Key", "signing")
+
+
+def test_the_tls_pod_mounts_the_example_certificate_with_its_key() -> None:
+    pod = _one("Pod", "serve-tls")
+    volume = next(v for v in pod["spec"]["volumes"] if "csi" in v)["csi"]
+    attributes = {**volume["volumeAttributes"], POD_NAMESPACE_KEY: pod["metadata"]["namespace"]}
+    [certificate] = parse_volume(attributes).objects
+    assert (certificate.kind, certificate.name) == ("certificate", "demo-tls")
+    assert certificate.paths == ("tls.crt", "tls.key")
+    assert _one("VaultCertificate", "demo-tls")["spec"]["exportable"] is True
+    # The pod's ServiceAccount reads the certificate's secret.
+    reader = next(
+        entry
+        for entry in _one("Vault", "demo")["spec"]["access"]
+        if entry["serviceAccount"]["name"] == pod["spec"]["serviceAccountName"]
+    )
+    assert "SecretsUser" in reader["roles"]
 
 
 def test_the_signing_app_projects_the_vaults_own_uri_as_audience() -> None:

@@ -139,6 +139,7 @@ def _environment(kubeconfig: Path) -> dict[str, str]:
 
 def test_a_standby_answers_its_probes_and_stops_cleanly(kubeconfig: Path) -> None:
     port = _free_port()
+    metrics_port = _free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -148,6 +149,8 @@ def test_a_standby_answers_its_probes_and_stops_cleanly(kubeconfig: Path) -> Non
             "operator",
             f"--namespace={NS}",
             f"--health-address=127.0.0.1:{port}",
+            f"--metrics-port={metrics_port}",
+            "--metrics-address=127.0.0.1",
             "--lease-retry-period=0.2",
             "--lease-renew-deadline=1",
         ],
@@ -169,6 +172,12 @@ def test_a_standby_answers_its_probes_and_stops_cleanly(kubeconfig: Path) -> Non
             time.sleep(0.2)
         assert answer == (200, "standby for strongroom-operator-active\n"), answer
         assert _probe(port, "/healthz") == (200, "standby for strongroom-operator-active\n")
+        # Its metrics, on their own port: a standby reconciles nothing.
+        status, text = _probe(metrics_port, "/metrics")
+        assert status == 200
+        assert "strongroom_operator_active 0.0" in text
+        assert 'strongroom_resources_not_ready{kind="Vault"} 0.0' in text
+        assert _probe(port, "/metrics")[0] == 404  # not on the probes' port
         # It keeps looking: several reads, each with the kubeconfig's token; it never
         # writes a Lease that another replica holds.
         time.sleep(1)

@@ -137,6 +137,10 @@ def test_vault_config_grants_roles_and_service_accounts_and_the_pool_accepts_it(
                     "keys": ["get"],
                 },
                 {"subject": "system:serviceaccount:ops:admin", "roles": ["Administrator"]},
+                {"serviceAccount": {"name": "certs"}, "roles": ["CertificatesOfficer"]},
+                {"serviceAccount": {"name": "tls"}, "roles": ["CertificateUser"]},
+                {"serviceAccount": {"name": "audit"}, "roles": ["Reader"]},
+                {"serviceAccount": {"name": "renew"}, "certificates": ["get", "create"]},
             ],
             "softDelete": {"retentionDays": 30, "purgeProtection": True},
         }
@@ -151,10 +155,30 @@ def test_vault_config_grants_roles_and_service_accounts_and_the_pool_accepts_it(
         "subject": "system:serviceaccount:build:ci",
         "keys": ["get"],
         "secrets": ["get", "list"],
+        "certificates": [],
     }
     parsed = VaultConfig.parse(config | {"name": "payments"})
     assert parsed.retention_days == 30 and parsed.purge_protection
     assert "purge" in parsed.permissions("system:serviceaccount:ops:admin", "keys")
+
+    # Certificates, as Azure's roles grant them: the officer manages them but reads no
+    # secret; the certificate user reads them and their secret (the private key when
+    # exportable); the reader sees them; a plain grant is kept as given.
+    def granted(name: str, kind: str) -> set[str]:
+        return set(parsed.permissions(f"system:serviceaccount:team-a:{name}", kind))
+
+    assert {"create", "delete", "purge", "managecontacts", "setissuers"} <= granted(
+        "certs", "certificates"
+    )
+    assert "get" not in granted("certs", "secrets")
+    assert granted("tls", "certificates") == {"get", "list"} and granted("tls", "secrets") == {
+        "get"
+    }
+    assert granted("audit", "certificates") == {"get", "list", "getissuers", "listissuers"}
+    assert "get" not in granted("audit", "secrets")
+    assert granted("renew", "certificates") == {"get", "create"}
+    assert "purge" in parsed.permissions("system:serviceaccount:ops:admin", "certificates")
+    assert granted("app", "certificates") == set()
 
 
 def test_pool_certificates_are_renewed_when_missing_foreign_expiring_or_misnamed() -> None:

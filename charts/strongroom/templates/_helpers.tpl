@@ -39,3 +39,30 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+A pod's annotations: the Prometheus scrape annotations of its metrics port (when
+metrics.enabled), then the pod's own podAnnotations, which may override them.
+Call with (dict "root" $ "port" <metrics port> "extra" <podAnnotations>).
+*/}}
+{{- define "strongroom.podAnnotations" -}}
+{{- $annotations := dict -}}
+{{- if .root.Values.metrics.enabled -}}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" -}}
+{{- $_ := set $annotations "prometheus.io/port" (toString .port) -}}
+{{- $_ := set $annotations "prometheus.io/path" "/metrics" -}}
+{{- end -}}
+{{- $annotations = merge (deepCopy (.extra | default dict)) $annotations -}}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether to render the Prometheus Operator's monitors (metrics.serviceMonitor.enabled). */}}
+{{- define "strongroom.monitors" -}}
+{{- $wanted := .Values.metrics.serviceMonitor.enabled -}}
+{{- if and .Values.metrics.enabled (or (eq (toString $wanted) "true") (and (kindIs "invalid" $wanted) (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor"))) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -402,3 +402,48 @@ class SecretState(WireModel):
     content_type: str | None = None
     versions: list[SecretVersionState] = Field(min_length=1)
     deleted: Deletion | None
+
+
+# --- certificates, made once for the VaultCertificate that owns them -------------------------
+
+
+class CertificatePut(WireModel):
+    """PUT /vaults/{name}/certificates/{certificate}: create the certificate for `owner`
+    unless it exists. `policy` is Key Vault's certificate policy (its wire shape, snake_case),
+    checked by the vault as the data plane checks it."""
+
+    owner: str = Field(min_length=1, max_length=OWNER_MAX)
+    policy: dict[str, Any]
+    tags: dict[str, str] | None = None
+
+
+class CertificateVersionState(WireModel):
+    version: str
+    x5t: str  # SHA-1 thumbprint of the certificate, base64url
+    attributes: ObjectAttributes
+
+
+class PendingCertificate(WireModel):
+    """The certificate's last operation: `inProgress` with a signing request (`csr`, base64
+    DER) to be signed and merged, `completed`, `cancelled` or `failed` (`error`)."""
+
+    status: str
+    status_details: str = ""
+    request_id: str = ""
+    csr: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class CertificateState(WireModel):
+    """GET and PUT /vaults/{name}/certificates/{certificate}: the owner, the versions oldest
+    first (none while the first signing request is pending), the current certificate's
+    subject, the policy (Key Vault's shape), the pending operation and whether it is
+    deleted. Never a private key."""
+
+    name: str
+    owner: str | None
+    versions: list[CertificateVersionState]
+    subject: str | None = None
+    policy: dict[str, Any]
+    pending: PendingCertificate | None
+    deleted: Deletion | None

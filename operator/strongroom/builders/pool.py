@@ -56,6 +56,9 @@ class OperatorSettings:
     # tag would otherwise pull at every start, and Never is what an air-gapped cluster needs).
     image_pull_policy: PullPolicy = "IfNotPresent"
     audience: str = AUDIENCE
+    # The port of each pool's metrics endpoint (the vault server's, with its sidecar's), in
+    # plain HTTP apart from the data plane, announced by Prometheus scrape annotations; 0: none.
+    metrics_port: int = 0
 
     def allows(self, image: str) -> bool:
         return image == self.image or image in self.allowed_images
@@ -481,12 +484,21 @@ def build_stateful_set(
         )
     pod_labels = labels(COMPONENT, pool.owner.name)
     template_meta: dict[str, Any] = {"labels": pod_labels}
+    if settings.metrics_port:
+        port = settings.metrics_port
+        server["args"] += ["--metrics-port", str(port)]
+        server["ports"].append({"name": "metrics", "containerPort": port, "protocol": "TCP"})
+        template_meta["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
     if spec.security_officers:
         # The server reads its config at start: a changed list of officers restarts the pod.
         officers = ",".join(sorted(set(spec.security_officers)))
-        template_meta["annotations"] = {
-            "strongroom.io/security-officers": hashlib.sha256(officers.encode()).hexdigest()[:16]
-        }
+        template_meta.setdefault("annotations", {})["strongroom.io/security-officers"] = (
+            hashlib.sha256(officers.encode()).hexdigest()[:16]
+        )
     pod_spec: dict[str, Any] = {
         "serviceAccountName": pool.service_account_name,
         "automountServiceAccountToken": True,

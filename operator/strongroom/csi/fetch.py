@@ -25,7 +25,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .. import jwk
 from .tokens import IssuerKeys
@@ -54,6 +57,97 @@ class _Cached:
     body: dict[str, Any]
     until: float
     size: int
+
+
+PKCS12 = "application/x-pkcs12"
+PEM = "application/x-pem-file"
+
+
+def render_files(obj: VaultObject, body: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The files of a fetched object, by path inside the volume: one, or a certificate's
+    chain and (when exportable) its private key, both from the one version fetched."""
+    if obj.kind != "certificate":
+        return [(obj.path, render(obj, body))]
+    key, chain, content_type = _certificate_parts(obj, body)
+    if obj.format == "pfx":
+        if content_type == PKCS12:
+            return [(obj.path, base64.b64decode(str(body["value"])))]
+        blob = pkcs12.serialize_key_and_certificates(
+            None, key, chain[0], chain[1:] or None, serialization.NoEncryption()
+        )
+        return [(obj.path, blob)]
+    files = [(obj.path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))]
+    if key is None:
+        if obj.key_required:
+            raise FetchError(
+                f"certificate {obj.name} is not exportable: its private key never leaves the "
+                f"vault's HSM, so keyPath {obj.key_path!r} cannot be written; remove keyPath "
+                "from the volume's object, or make the certificate exportable",
+                400,
+            )
+        return files
+    files.append(
+        (
+            obj.key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+    )
+    return files
+
+
+def _certificate_parts(
+    obj: VaultObject, body: dict[str, Any]
+) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None, list[x509.Certificate], str]:
+    """(private key or None, chain leaf first, content type) of a certificate's secret."""
+    value, content_type = body.get("value"), body.get("contentType")
+    if not body.get("kid") or not isinstance(value, str):
+        raise FetchError(
+            f"secret {obj.name} is not a certificate's secret: mount it as kind secret", 400
+        )
+    bad = FetchError(f"the vault returned certificate {obj.name} in a form it cannot read", 502)
+    key: Any = None
+    try:
+        if content_type == PKCS12:
+            key, leaf, extra = pkcs12.load_key_and_certificates(
+                base64.b64decode(value, validate=True), None
+            )
+            certificates = ([leaf] if leaf is not None else []) + list(extra)
+        elif content_type == PEM:
+            blocks = value.encode()
+            if b"PRIVATE KEY-----" in blocks:
+                key = serialization.load_pem_private_key(blocks, None)
+            certificates = x509.load_pem_x509_certificates(blocks)
+        else:
+            raise bad
+    except ValueError:
+        raise bad from None
+    if not certificates or (
+        key is not None and not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    ):
+        raise bad
+    return key, _leaf_first(certificates), str(content_type)
+
+
+def _leaf_first(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
+    """The chain from the leaf (the one certificate that issued none of the others) up,
+    then any certificate not on that path, in the order given."""
+    issuers = {c.issuer for c in certificates if c.issuer != c.subject}
+    leaves = [c for c in certificates if c.subject not in issuers]
+    if not leaves:
+        return certificates
+    chain = [leaves[0]]
+    rest = [c for c in certificates if c is not leaves[0]]
+    while chain[-1].issuer != chain[-1].subject:
+        parent = next((c for c in rest if c.subject == chain[-1].issuer), None)
+        if parent is None:
+            break
+        chain.append(parent)
+        rest.remove(parent)
+    return chain + rest
 
 
 def render(obj: VaultObject, body: dict[str, Any]) -> bytes:
@@ -118,6 +212,8 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.vault_calls = 0
+        self.cache_hits = 0  # fetches answered from the shared cache
+        self.joined = 0  # fetches that waited for an identical one in flight
 
     async def _identity(self, token: str) -> str:
         if self._verifier is not None:
@@ -134,11 +230,25 @@ class Fetcher:
         self._cache_bytes += size
 
     async def fetch(self, vault_url: str, obj: VaultObject, token: str) -> bytes:
-        collection = "secrets" if obj.kind == "secret" else "keys"
+        """One file's content (a secret, a key)."""
+        return render(obj, await self._fetched(vault_url, obj, token))
+
+    async def fetch_files(
+        self, vault_url: str, obj: VaultObject, token: str
+    ) -> list[tuple[str, bytes]]:
+        """The object's files by path: a certificate's all come from one fetched version
+        of its secret (certificate and key of the same version, never a mix)."""
+        return render_files(obj, await self._fetched(vault_url, obj, token))
+
+    async def _fetched(self, vault_url: str, obj: VaultObject, token: str) -> dict[str, Any]:
+        # A certificate is read through its secret: the PKCS#12 or PEM, with the private
+        # key when the certificate is exportable.
+        collection = "keys" if obj.kind == "key" else "secrets"
         key = (await self._identity(token), vault_url, collection, obj.name, obj.version)
         cached = self._cache.get(key)
         if cached is not None and cached.until > time.monotonic():
-            return render(obj, cached.body)
+            self.cache_hits += 1
+            return cached.body
         pending = self._inflight.get(key)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
@@ -154,8 +264,9 @@ class Fetcher:
                 del self._inflight[key]
                 if pending.done() and not pending.cancelled():
                     pending.exception()  # mark retrieved: the waiters each get their own copy
-            return render(obj, body)
-        return render(obj, await asyncio.shield(pending))
+            return body
+        self.joined += 1
+        return await asyncio.shield(pending)
 
     def _base_url(self, vault_url: str) -> str:
         host = vault_url.removeprefix("https://")

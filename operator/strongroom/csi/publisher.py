@@ -17,12 +17,17 @@ import hashlib
 import logging
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .fetch import Fetcher, FetchError
 from .volume import InvalidVolume, VolumeRequest
 from .writer import DATA, File, UnsafeTarget, remove_volume, write_payload
+
+if TYPE_CHECKING:
+    from .metrics import CsiMetrics
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class Publisher:
     fetcher: Fetcher
     use_tmpfs: bool = True
     staging_dir: Path = STAGING_DIR
+    metrics: "CsiMetrics | None" = None
 
     def staging(self, target: Path) -> Path:
         """The plugin's own, writable mount of a target's tmpfs; no pod sees this path."""
@@ -83,10 +89,14 @@ class Publisher:
                 "the CSIDriver object must request one (tokenRequests)",
                 "UNAUTHENTICATED",
             )
+        started = time.perf_counter()
         first = not (is_mountpoint(target) if self.use_tmpfs else os.path.lexists(target / DATA))
         try:
             contents = await asyncio.gather(
-                *(self.fetcher.fetch(request.vault_url, obj, token) for obj in request.objects)
+                *(
+                    self.fetcher.fetch_files(request.vault_url, obj, token)
+                    for obj in request.objects
+                )
             )
         except FetchError as exc:
             code = {
@@ -99,8 +109,9 @@ class Publisher:
                 self._undo(target)
             raise PublishError(str(exc), code) from None
         files = {
-            obj.path: File(content, obj.mode)
-            for obj, content in zip(request.objects, contents, strict=True)
+            path: File(content, obj.mode)
+            for obj, written in zip(request.objects, contents, strict=True)
+            for path, content in written
         }
         try:
             await asyncio.to_thread(self._prepare, target)
@@ -118,6 +129,11 @@ class Publisher:
             raise PublishError(f"writing the volume failed: {exc.strerror}", "INTERNAL") from None
         if changed:
             log.info("published %d object(s) to %s", len(files), target)
+        if self.metrics is not None:
+            kind = "mount" if first else "refresh"
+            self.metrics.publish_seconds.labels(kind).observe(time.perf_counter() - started)
+            if changed and not first:
+                self.metrics.rotations.inc()
         return changed
 
     def _prepare(self, target: Path) -> None:

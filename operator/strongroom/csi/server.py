@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from .. import __version__
+from .. import metrics as exposition
 from .fetch import Fetcher
 from .generated import (
     csi_pb2,
@@ -24,6 +25,7 @@ from .generated import (
     pluginregistration_pb2,
     pluginregistration_pb2_grpc,
 )
+from .metrics import CsiMetrics
 from .publisher import STAGING_DIR, Publisher, PublishError
 from .tokens import FileJwks, IssuerKeys
 from .volume import EPHEMERAL_KEY, InvalidVolume, parse_volume, pod_token
@@ -49,7 +51,11 @@ def _abort_code(name: str) -> grpc.StatusCode:
 
 
 class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """One line per call: method, volume id, target path, outcome, time. Nothing else."""
+    """One line per call: method, volume id, target path, outcome, time. Nothing else. With
+    `metrics`, publishes and unpublishes are counted by outcome."""
+
+    def __init__(self, metrics: CsiMetrics | None = None) -> None:
+        self._metrics = metrics
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: Any
@@ -70,6 +76,8 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 outcome = code.name if code is not None else "ERROR"
                 raise
             finally:
+                if self._metrics is not None:
+                    self._metrics.observe(method, outcome)
                 log.info(
                     "csi %s volume=%s target=%s outcome=%s ms=%.1f",
                     method,
@@ -251,6 +259,8 @@ async def serve(
     staging_dir: Path = STAGING_DIR,
     vault_addresses: dict[str, str] | None = None,
     jwks: JwksOptions | None = None,
+    metrics_port: int = 0,
+    metrics_host: str = "0.0.0.0",  # noqa: S104 - the pod's address
 ) -> None:
     """Serve CSI on `endpoint`; with `registration` (socket, endpoint the kubelet dials), also
     register with the kubelet through its plugin registration directory."""
@@ -265,10 +275,11 @@ async def serve(
         )
         await keys.start()
     fetcher = Fetcher(ca_file, keys, share_seconds, addresses=vault_addresses)
-    server = grpc.aio.server(interceptors=[LoggingInterceptor()])
+    metrics = CsiMetrics(fetcher)
+    server = grpc.aio.server(interceptors=[LoggingInterceptor(metrics)])
     csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)  # type: ignore[no-untyped-call]
     csi_pb2_grpc.add_ControllerServicer_to_server(Controller(), server)  # type: ignore[no-untyped-call]
-    node = Node(node_id, Publisher(fetcher, use_tmpfs, staging_dir))
+    node = Node(node_id, Publisher(fetcher, use_tmpfs, staging_dir, metrics))
     csi_pb2_grpc.add_NodeServicer_to_server(node, server)  # type: ignore[no-untyped-call]
     if endpoint.startswith("unix://"):
         socket_path = Path(endpoint.removeprefix("unix://"))
@@ -277,6 +288,7 @@ async def serve(
     server.add_insecure_port(endpoint)
     await server.start()
     log.info("CSI node %s serving %s on %s", node_id, DRIVER_NAME, endpoint)
+    exposed = await exposition.serve(metrics.registry, metrics_port, metrics_host)
     registrar = None
     if registration is not None:
         registration_socket, kubelet_endpoint = registration
@@ -301,6 +313,8 @@ async def serve(
         await registrar.stop(1)
         registration[0].unlink(missing_ok=True)  # type: ignore[index]
     await server.stop(5)
+    if exposed is not None:
+        await exposed.cleanup()
     await fetcher.close()
     if keys is not None:
         await keys.close()

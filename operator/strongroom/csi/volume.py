@@ -32,7 +32,11 @@ _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 MAX_VAULT_NAME = 63 - len("-vault")
 _VERSION = re.compile(r"[0-9a-f]{32}")
-FORMATS = {"secret": ("value", "base64"), "key": ("pem", "jwk")}
+FORMATS = {"secret": ("value", "base64"), "key": ("pem", "jwk"), "certificate": ("pem", "pfx")}
+# Where a certificate mounted as PEM goes when the object names no path: its chain, and
+# (only when the certificate is exportable) its private key.
+CERT_PATH = "tls.crt"
+KEY_PATH = "tls.key"
 
 
 class InvalidVolume(ValueError):
@@ -47,6 +51,14 @@ class VaultObject:
     path: str
     format: str
     mode: int
+    # A certificate as PEM: where its private key goes when the certificate is exportable,
+    # and whether the pod asked for it by name (then a certificate without one is refused).
+    key_path: str = ""
+    key_required: bool = False
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, self.key_path) if self.key_path else (self.path,)
 
 
 @dataclass(frozen=True)
@@ -92,12 +104,12 @@ def _mode(raw: object) -> int:
 def _object(raw: object, index: int) -> VaultObject:
     if not isinstance(raw, dict):
         raise InvalidVolume(f"objects[{index}] must be a mapping with kind and name")
-    unknown = set(raw) - {"kind", "name", "version", "path", "format", "mode"}
+    unknown = set(raw) - {"kind", "name", "version", "path", "format", "mode", "keyPath"}
     if unknown:
         raise InvalidVolume(f"objects[{index}] has unknown fields: {', '.join(sorted(unknown))}")
     kind = raw.get("kind", "secret")
     if kind not in FORMATS:
-        raise InvalidVolume(f"objects[{index}].kind must be 'secret' or 'key'")
+        raise InvalidVolume(f"objects[{index}].kind must be 'secret', 'key' or 'certificate'")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidVolume(f"objects[{index}].name must be 1-127 letters, digits and dashes")
@@ -107,9 +119,22 @@ def _object(raw: object, index: int) -> VaultObject:
     fmt = raw.get("format") or FORMATS[kind][0]
     if fmt not in FORMATS[kind]:
         raise InvalidVolume(f"objects[{index}].format of a {kind} is one of {FORMATS[kind]}")
-    return VaultObject(
-        kind, name, version, check_path(raw.get("path") or name), fmt, _mode(raw.get("mode"))
-    )
+    mode = _mode(raw.get("mode"))
+    if kind != "certificate":
+        if "keyPath" in raw:
+            raise InvalidVolume(f"objects[{index}].keyPath is for kind certificate, format pem")
+        return VaultObject(kind, name, version, check_path(raw.get("path") or name), fmt, mode)
+    if fmt == "pfx":
+        if "keyPath" in raw:
+            raise InvalidVolume(
+                f"objects[{index}].keyPath is for format pem: a PKCS#12 (pfx) file holds the "
+                "certificate and, when exportable, its key"
+            )
+        return VaultObject(kind, name, version, check_path(raw.get("path") or name), fmt, mode)
+    path = check_path(raw.get("path") or CERT_PATH)
+    given = raw.get("keyPath")
+    key_path = check_path(given) if given is not None else KEY_PATH
+    return VaultObject(kind, name, version, path, fmt, mode, key_path, given is not None)
 
 
 def _vault_host(name: str, namespace: str, cluster_local: bool = False) -> str:
@@ -180,7 +205,7 @@ def parse_volume(attributes: dict[str, str]) -> VolumeRequest:
     if len(objects) > MAX_OBJECTS:
         raise InvalidVolume(f"at most {MAX_OBJECTS} objects fit in one volume")
     parsed = tuple(_object(o, i) for i, o in enumerate(objects))
-    paths = [o.path for o in parsed]
+    paths = [path for o in parsed for path in o.paths]
     for path in paths:
         if paths.count(path) > 1:
             raise InvalidVolume(f"two objects are written to the same path {path!r}")

@@ -7,6 +7,8 @@ sending the operation's name and arguments and giving back the answer in its typ
 import asyncio
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,18 +18,27 @@ from .errors import HsmError, HsmUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
+# Told of every call once it ends: the operation, its arguments (for what names the mechanism;
+# an observer must never label with an argument it does not know), the seconds it took and
+# the class name of its error (None when it succeeded).
+CallObserver = Callable[[str, dict[str, Any], float, str | None], None]
+
 
 class HsmClient:
     """Calls engine operations in the sidecar; many requests may be in flight at once."""
 
-    def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
+    def __init__(
+        self, socket_path: Path, timeout: float = 30.0, observer: CallObserver | None = None
+    ) -> None:
         self._socket_path = socket_path
         self._timeout = timeout
+        self._observer = observer
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._outgoing: list[tuple[int, bytes]] = []  # frames to send at this turn's end
 
     async def _connection(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():
@@ -83,24 +94,68 @@ class HsmClient:
             if not future.done():
                 future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to the sidecar and not answered yet: the queue in front of the HSM,
+        which runs one operation at a time."""
+        return len(self._pending)
+
     async def _call(self, op: str, **args: Any) -> Any:
+        if self._observer is None:
+            return await self._exchange(op, args)
+        started = time.perf_counter()
+        error: str | None = "HsmError"
+        try:
+            result = await self._exchange(op, args)
+            error = None
+            return result
+        except HsmError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._observer(op, args, time.perf_counter() - started, error)
+
+    async def _exchange(self, op: str, args: dict[str, Any]) -> Any:
         request_id = next(self._ids)
         frame = protocol.encode({"i": request_id, "op": op, "a": args})
         if len(frame) > protocol.MAX_LINE:
             raise InvalidInput(f"the {op} request is too large for the HSM ({len(frame)} bytes)")
-        writer = await self._connection()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._connection()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[request_id] = future
+        # Requests made in one turn of the event loop leave in one write (one system call,
+        # one wake-up of the sidecar) at the end of that turn.
+        self._outgoing.append((request_id, frame))
+        if len(self._outgoing) == 1:
+            loop.call_soon(self._flush)
+        timer = loop.call_later(self._timeout, self._expire, request_id, op)
         try:
-            writer.write(frame)
-        except (ConnectionError, RuntimeError) as exc:
-            self._pending.pop(request_id, None)
-            raise HsmUnavailable("the connection to the HSM was lost") from exc
+            return await future
+        finally:
+            timer.cancel()
+
+    def _flush(self) -> None:
+        # A request failed meanwhile (its connection lost, its time out) is not sent.
+        outgoing = [(i, frame) for i, frame in self._outgoing if i in self._pending]
+        self._outgoing = []
+        writer = self._writer
         try:
-            return await asyncio.wait_for(future, self._timeout)
-        except TimeoutError as exc:
-            self._pending.pop(request_id, None)
-            raise HsmUnavailable(f"the HSM did not answer {op} in {self._timeout:.0f}s") from exc
+            if writer is None or writer.is_closing():
+                raise ConnectionError("not connected")
+            writer.write(b"".join(frame for _, frame in outgoing))
+        except (ConnectionError, RuntimeError):
+            for request_id, _ in outgoing:
+                future = self._pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(HsmUnavailable("the connection to the HSM was lost"))
+
+    def _expire(self, request_id: int, op: str) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(
+                HsmUnavailable(f"the HSM did not answer {op} in {self._timeout:.0f}s")
+            )
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -108,6 +163,10 @@ class HsmClient:
         if self._reader_task is not None:
             self._reader_task.cancel()
         self._writer = None
+
+    async def sidecar_metrics(self) -> str:
+        """The sidecar's own metrics as Prometheus text (not an HSM operation)."""
+        return cast(str, await self._exchange(protocol.METRICS_OP, {}))
 
     # --- the operations of api.Hsm ------------------------------------------------
 

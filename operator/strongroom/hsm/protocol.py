@@ -29,7 +29,10 @@ ERRORS: dict[str, type[errors.HsmError]] = {
 }
 
 MAX_LINE = 4 * 1024 * 1024
-_LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
+# Not an HSM operation: the sidecar's own metrics, as Prometheus text, for the vault server to
+# serve beside its own (the pool's pod has one metrics port: the vault server's).
+METRICS_OP = "sidecar_metrics"
+LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
 
 
 class FrameTooLarge(Exception):
@@ -60,7 +63,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
             await reader.readexactly(exc.consumed)
         except asyncio.IncompleteReadError:
             break
-    match = _LEADING_ID.match(head)
+    match = LEADING_ID.match(head)
     raise FrameTooLarge(int(match.group(1)) if match else None)
 
 

@@ -10,10 +10,13 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .. import aio
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from .. import aio, metrics
 from . import protocol
 from .api import OPERATIONS, UNACTIVATED_OPERATIONS
 from .domain import STATE_FILE
@@ -40,11 +43,68 @@ def write_softhsm_config(state_dir: Path) -> Path:
     return config
 
 
+class SidecarMetrics:
+    """What the sidecar counts: operations, their errors, and the time spent in the HSM.
+    Labels: the operation's name (one of api.OPERATIONS, else "invalid") and the error's
+    class name; never an argument."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.operations = Counter(
+            "strongroom_hsm_operations",
+            "HSM operations the sidecar ran, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "strongroom_hsm_operation_errors",
+            "HSM operations that failed, by operation and error class.",
+            ["operation", "error"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "strongroom_hsm_operation_duration_seconds",
+            "Time in the HSM: from the sidecar starting an operation to its result.",
+            ["operation"],
+            buckets=metrics.LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, op: str, seconds: float, error: str | None) -> None:
+        op = op if op in OPERATIONS else "invalid"
+        self.operations.labels(op).inc()
+        self.seconds.labels(op).observe(seconds)
+        if error is not None:
+            self.errors.labels(op, error).inc()
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
 class Sidecar:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self.metrics = SidecarMetrics()
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
+        if op == protocol.METRICS_OP:
+            return self.metrics.text()
+        started = time.perf_counter()
+        error: str | None = "HsmError"
+        try:
+            result = self._call(op, args)
+            error = None
+            return result
+        except HsmError as exc:
+            error = type(exc).__name__
+            raise
+        except (ValueError, TypeError, KeyError):
+            error = "InvalidInput"
+            raise
+        finally:
+            self.metrics.observe(op, time.perf_counter() - started, error)
+
+    def _call(self, op: str, args: dict[str, Any]) -> Any:
         if op not in OPERATIONS:
             raise HsmError(f"unknown HSM operation {op!r}")
         if op == "ping":
@@ -52,30 +112,15 @@ class Sidecar:
         if op not in UNACTIVATED_OPERATIONS:
             self._engine.domain.refuse_unless_activated(op)
         result = getattr(self._engine, op)(**args)
+        if isinstance(result, _PLAIN) or result is None:
+            return result
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
             return dataclasses.asdict(result)
         return result
 
-    async def serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while True:
-                try:
-                    line = await protocol.read_frame(reader)
-                except protocol.FrameTooLarge as exc:
-                    log.warning("refused an HSM request longer than %d bytes", protocol.MAX_LINE)
-                    writer.write(_error_answer(exc.request_id, "InvalidInput", str(exc)))
-                    await writer.drain()
-                    continue
-                if not line:
-                    break
-                writer.write(self.answer(line))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client went away, or the sidecar is stopping
-        finally:
-            writer.close()
+    def connection(self) -> "SidecarConnection":
+        """A protocol for one client connection of the socket."""
+        return SidecarConnection(self)
 
     def answer(self, line: bytes) -> bytes:
         answer: dict[str, Any] = {"i": None}
@@ -97,6 +142,90 @@ class Sidecar:
         return encoded
 
 
+class SidecarConnection(asyncio.Protocol):
+    """One client of the socket: its requests are answered in order, one at a time.
+
+    Every complete line that has arrived is answered before the answers are sent, in one
+    write (or one per `FLUSH_SECONDS` of HSM work, so that a long batch does not hold back
+    answers that are ready): a client with many requests in flight costs one system call
+    and one wake-up per batch, not per request. A line longer than `protocol.MAX_LINE` is
+    thrown away as it arrives and answered with an error; the connection stays in step.
+    When the client does not read its answers, no more requests are read.
+    """
+
+    FLUSH_SECONDS = 0.002
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        # While a line too long is being thrown away: the id that began it, if known.
+        self._skipping: tuple[int | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._process()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._transport is not None:
+            self._transport.resume_reading()
+        self._process()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._buffer.clear()
+
+    def _process(self) -> None:
+        transport = self._transport
+        buffer = self._buffer
+        answers: list[bytes] = []
+        started = time.monotonic()
+        start = 0
+        while transport is not None and not self._paused:
+            end = buffer.find(b"\n", start)
+            if self._skipping is not None:
+                if end < 0:
+                    start = len(buffer)
+                    break
+                log.warning("refused an HSM request longer than %d bytes", protocol.MAX_LINE)
+                message = f"a message is longer than {protocol.MAX_LINE} bytes"
+                answers.append(_error_answer(self._skipping[0], "InvalidInput", message))
+                self._skipping = None
+                start = end + 1
+                continue
+            if end < 0 or end - start > protocol.MAX_LINE:
+                if (end < 0 and len(buffer) - start > protocol.MAX_LINE) or end >= 0:
+                    match = protocol.LEADING_ID.match(buffer, start)
+                    self._skipping = (int(match.group(1)) if match else None,)
+                    if end < 0:
+                        start = len(buffer)
+                    continue
+                break
+            line = bytes(buffer[start : end + 1])
+            start = end + 1
+            answers.append(self._sidecar.answer(line))
+            if time.monotonic() - started > self.FLUSH_SECONDS:
+                transport.write(b"".join(answers))
+                answers.clear()
+                started = time.monotonic()
+        del buffer[:start]
+        if answers and transport is not None:
+            transport.write(b"".join(answers))
+
+
+_PLAIN = (str, bytes, bool, int, list, dict, tuple)
+
+
 def _error_answer(request_id: object, error: str, message: str) -> bytes:
     return protocol.encode({"i": request_id, "e": [error, message]})
 
@@ -106,8 +235,8 @@ async def serve(engine: Engine, socket_path: Path) -> None:
     if socket_path.exists():
         socket_path.unlink()
     socket_path.parent.mkdir(parents=True, exist_ok=True)
-    server = await asyncio.start_unix_server(
-        sidecar.serve_connection, path=str(socket_path), limit=protocol.MAX_LINE
+    server = await asyncio.get_running_loop().create_unix_server(
+        sidecar.connection, path=str(socket_path)
     )
     os.chmod(socket_path, 0o660)
     stop = asyncio.Event()

@@ -4,6 +4,7 @@ from .base import API_VERSION, GROUP, VERSION, Condition, LocalRef
 from .hsmpool import HsmPoolSpec, HsmPoolStatus
 from .key import KeySpec, KeyStatus
 from .vault import AccessEntry, VaultSpec, VaultStatus
+from .vaultcertificate import VaultCertificateSpec, VaultCertificateStatus
 from .vaultsecret import VaultSecretSpec, VaultSecretStatus
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "KeySpec",
     "KeyStatus",
     "LocalRef",
+    "VaultCertificateSpec",
+    "VaultCertificateStatus",
     "VaultSecretSpec",
     "VaultSecretStatus",
     "VaultSpec",

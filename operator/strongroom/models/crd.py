@@ -1,4 +1,4 @@
-"""The four custom resources, and their CustomResourceDefinitions generated from the models.
+"""The five custom resources, and their CustomResourceDefinitions generated from the models.
 
 pydantic's JSON Schema is turned into a structural schema: references inlined,
 optional fields written as absent rather than null, titles dropped, and the
@@ -12,6 +12,7 @@ from .base import GROUP, VERSION, Model, rule
 from .hsmpool import HsmPoolSpec, HsmPoolStatus
 from .key import KeySpec, KeyStatus
 from .vault import VaultSpec, VaultStatus
+from .vaultcertificate import VaultCertificateSpec, VaultCertificateStatus
 from .vaultsecret import VaultSecretSpec, VaultSecretStatus
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
@@ -149,7 +150,37 @@ VAULT_SECRET = Resource(
     ),
 )
 
-RESOURCES = (HSM_POOL, VAULT, KEY, VAULT_SECRET)
+VAULT_CERTIFICATE = Resource(
+    kind="VaultCertificate",
+    plural="vaultcertificates",
+    short_names=("vcert",),
+    description="An X.509 certificate in a vault: its key made in the vault's HSM, signed by "
+    "the vault (issuer Self) or by your CA through a signing request (issuer Unknown), and "
+    "renewed by the vault's policy. Its secret (PKCS#12 or PEM; the private key only when "
+    "exportable) is read with the Azure Key Vault API or csi.strongroom.io. Named "
+    "VaultCertificate, not Certificate, which is cert-manager's.",
+    spec=VaultCertificateSpec,
+    status=VaultCertificateStatus,
+    columns=(
+        _column("Vault", ".spec.vaultRef.name", priority=1),
+        _column("Subject", ".status.subject"),
+        _column("Expires", ".status.expires", "date"),
+        _column("Ready", READY),
+        _column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+        _column("Version", ".status.version", priority=1),
+        AGE,
+    ),
+    root_rules=(
+        rule(
+            "has(self.spec.certificateName) || self.metadata.name.matches('^[0-9A-Za-z-]{1,127}$')",
+            "a certificate's name in a vault is 1-127 letters, digits and dashes, and this "
+            "resource's name is not one (it has a dot or is too long): set "
+            "spec.certificateName",
+        ),
+    ),
+)
+
+RESOURCES = (HSM_POOL, VAULT, KEY, VAULT_SECRET, VAULT_CERTIFICATE)
 
 
 def structural_schema(model: type[Model]) -> dict[str, Any]:

@@ -4,18 +4,21 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..api.vocabulary import KeyPermission, SecretPermission
+from ..api.vocabulary import CertificatePermission, KeyPermission, SecretPermission
 from .base import HasConditions, LocalRef, Model, immutable, rule, rules
 
 # As the vault takes them: its permissions, or "all" for every one of a kind.
 KeyGrant = Literal["all", KeyPermission]
 SecretGrant = Literal["all", SecretPermission]
+CertificateGrant = Literal["all", CertificatePermission]
 Role = Literal[
     "Administrator",
     "CryptoOfficer",
     "CryptoUser",
     "SecretsOfficer",
     "SecretsUser",
+    "CertificatesOfficer",
+    "CertificateUser",
     "Reader",
 ]
 
@@ -41,8 +44,8 @@ class AccessEntry(Model):
                 "each access entry names its caller once: set serviceAccount or subject, not both",
             ),
             rule(
-                "has(self.roles) || has(self.keys) || has(self.secrets)",
-                "each access entry grants something: set roles, keys or secrets",
+                "has(self.roles) || has(self.keys) || has(self.secrets) || has(self.certificates)",
+                "each access entry grants something: set roles, keys, secrets or certificates",
             ),
         )
     }
@@ -62,8 +65,11 @@ class AccessEntry(Model):
         None,
         description="Built-in roles, as in Azure Key Vault's RBAC: Administrator (everything), "
         "CryptoOfficer (manage keys), CryptoUser (use keys), SecretsOfficer (manage secrets), "
-        "SecretsUser (read secrets), Reader (see keys and secrets, not secret values).",
-        max_length=6,
+        "SecretsUser (read secrets), CertificatesOfficer (manage certificates, their contacts "
+        "and issuers), CertificateUser (read certificates, and through the secrets API their "
+        "secret: the PKCS#12 or PEM, with the private key when exportable), Reader (see "
+        "keys, secrets and certificates, not secret values).",
+        max_length=8,
     )
     keys: list[KeyGrant] | None = Field(
         None,
@@ -75,10 +81,18 @@ class AccessEntry(Model):
         description="Secret permissions granted besides the roles ('all' for every one).",
         max_length=10,
     )
+    certificates: list[CertificateGrant] | None = Field(
+        None,
+        description="Certificate permissions granted besides the roles ('all' for every one): "
+        "get, list, update, create, import, delete, recover, purge, backup, restore, "
+        "managecontacts, getissuers, listissuers, setissuers, deleteissuers. A certificate's "
+        "private key is read through its secret: grant secrets get for that.",
+        max_length=16,
+    )
 
 
 class SoftDelete(Model):
-    """What happens to deleted keys and secrets."""
+    """What happens to deleted keys, secrets and certificates."""
 
     model_config = Model.model_config | {
         "json_schema_extra": rules(

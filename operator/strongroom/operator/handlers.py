@@ -1,4 +1,4 @@
-"""kopf handlers of the four kinds: parse the body, call one reconcile function, write status."""
+"""kopf handlers of the five kinds: parse the body, call one reconcile function, write status."""
 
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +14,8 @@ from ..models import (
     HsmPoolStatus,
     KeySpec,
     KeyStatus,
+    VaultCertificateSpec,
+    VaultCertificateStatus,
     VaultSecretSpec,
     VaultSecretStatus,
     VaultSpec,
@@ -24,12 +26,14 @@ from ..reconcile.key import delete_key, reconcile_key
 from ..reconcile.pool import delete_pool, reconcile_pool
 from ..reconcile.secret import delete_secret, reconcile_secret
 from ..reconcile.vault import delete_vault, reconcile_vault
+from ..reconcile.vaultcertificate import delete_certificate, reconcile_certificate
 from .reporting import reporting
 
 POOLS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "hsmpools"}
 VAULTS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaults"}
 KEYS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "keys"}
 SECRETS: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaultsecrets"}
+CERTIFICATES: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": "vaultcertificates"}
 # Also how soon a Key's status shows a version its rotation policy made.
 RECHECK_SECONDS = 60.0
 
@@ -43,11 +47,12 @@ def _generation(body: kopf.Body) -> int:
     return int(body.meta.get("generation") or 0)
 
 
-def _notify(body: kopf.Body) -> Callable[[str, str], None]:
-    """Post a Normal Event about `body`: what a reconcile did that a person should see."""
+def _notify(body: kopf.Body, kind: str = "Normal") -> Callable[[str, str], None]:
+    """Post an Event about `body` (Normal: what a reconcile did that a person should see;
+    Warning: what a person has to act on)."""
 
     def post(reason: str, message: str) -> None:
-        kopf.event(body, type="Normal", reason=reason, message=message)
+        kopf.event(body, type=kind, reason=reason, message=message)
 
     return post
 
@@ -85,7 +90,7 @@ async def hsm_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 
 @kopf.on.delete(**POOLS)
 async def hsm_pool_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         await delete_pool(_context(memo), _pool(body))
 
 
@@ -104,7 +109,7 @@ async def vault(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -
 
 @kopf.on.delete(**VAULTS)
 async def vault_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = VaultSpec.model_validate(dict(body.spec))
         pool_gone = await delete_vault(_context(memo), Owner.of("Vault", body.meta), spec)
         if pool_gone is not None:
@@ -128,7 +133,7 @@ async def key(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> 
 
 @kopf.on.delete(**KEYS)
 async def key_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = KeySpec.model_validate(dict(body.spec))
         await delete_key(_context(memo), Owner.of("Key", body.meta), spec)
 
@@ -163,6 +168,48 @@ async def vault_secret(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
 async def vault_secret_deleted(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
-    async with reporting(body, patch):
+    async with reporting(body, patch, action="delete"):
         spec = VaultSecretSpec.model_validate(dict(body.spec))
         await delete_secret(_context(memo), Owner.of("VaultSecret", body.meta), spec)
+
+
+@kopf.on.resume(**CERTIFICATES)
+@kopf.on.create(**CERTIFICATES)
+@kopf.on.update(**CERTIFICATES)
+@kopf.timer(**CERTIFICATES, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+async def vault_certificate(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async with reporting(body, patch):
+        spec = VaultCertificateSpec.model_validate(dict(body.spec))
+        status = VaultCertificateStatus.model_validate(dict(body.status))
+        owner = Owner.of("VaultCertificate", body.meta)
+        seen = status.version
+        status = await reconcile_certificate(
+            _context(memo),
+            owner,
+            spec,
+            status,
+            _generation(body),
+            notify=_notify(body),
+            warn=_notify(body, "Warning"),
+        )
+        patch.status.update(status.wire())
+        if status.csr is None and "csr" in body.status:
+            patch.status["csr"] = None  # the signing request was merged or replaced
+        if seen is not None and status.version is not None and status.version != seen:
+            kopf.event(
+                body,
+                type="Normal",
+                reason="Renewed",
+                message=f"The certificate's current version is now {status.version} (was "
+                f"{seen}), valid until {status.expires}; pods mounting it through "
+                "csi.strongroom.io get it at their next republish.",
+            )
+
+
+@kopf.on.delete(**CERTIFICATES)
+async def vault_certificate_deleted(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    async with reporting(body, patch):
+        spec = VaultCertificateSpec.model_validate(dict(body.spec))
+        await delete_certificate(_context(memo), Owner.of("VaultCertificate", body.meta), spec)

@@ -12,8 +12,9 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
+from prometheus_client import Gauge
 
-from .. import aio
+from .. import aio, metrics
 from ..builders.pool import OperatorSettings
 from ..reconcile.ca import CA_NAME, CA_SECRET, CLIENT_CA_NAME, CLIENT_CA_SECRET, ensure_ca
 from ..reconcile.context import Context
@@ -23,6 +24,7 @@ from . import handlers  # noqa: F401 - registers the handlers with kopf
 from .kubelease import KubeLeaseApi, serve_probes
 from .lease import Elector, Timings, lead
 from .options import timings
+from .reporting import OPERATOR_METRICS
 
 log = logging.getLogger(__name__)
 FINALIZER = "strongroom.io/finalizer"
@@ -67,6 +69,7 @@ def startup(args: argparse.Namespace) -> Any:
                 image=args.image,
                 allowed_images=tuple(args.allowed_image),
                 image_pull_policy=args.pool_image_pull_policy,
+                metrics_port=args.pool_metrics_port,
             ),
         )
         log.info(
@@ -141,6 +144,15 @@ async def _main(args: argparse.Namespace, timings: Timings) -> None:
     )
     host, _, port = args.health_address.rpartition(":")
     probes = await serve_probes(elector, host or "0.0.0.0", int(port))  # noqa: S104
+    active = Gauge(
+        "strongroom_operator_active",
+        "1 on the replica that holds the Lease and reconciles, 0 on a standby.",
+        registry=OPERATOR_METRICS.registry,
+    )
+    active.set_function(lambda: 1.0 if elector.operating else 0.0)
+    exposed = await metrics.serve(
+        OPERATOR_METRICS.registry, args.metrics_port, args.metrics_address
+    )
     log.info(
         "operator %s starting: electing the active replica with Lease %s/%s "
         "(lease %ss, renew deadline %ss, retry %ss)",
@@ -154,6 +166,8 @@ async def _main(args: argparse.Namespace, timings: Timings) -> None:
     try:
         await lead(elector, lambda: _operate(args, elector, stopping), _stop_now, stopping)
     finally:
+        if exposed is not None:
+            await exposed.cleanup()
         await probes.cleanup()
         await api.close()
 

@@ -5,6 +5,7 @@ import os
 import socket
 from pathlib import Path
 
+from .. import metrics
 from .lease import LEASE_NAME, Timings
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -60,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="0.0.0.0:8080",
         help="host:port of the probes: /healthz (liveness) and /readyz (readiness, true for "
         "the active replica and for a standby that can read the Lease) (default: %(default)s)",
+    )
+    metrics.add_arguments(parser, "the operator")
+    parser.add_argument(
+        "--pool-metrics-port",
+        type=int,
+        default=0,
+        help="the port of every pool's metrics endpoint (its vault server's and HSM "
+        "sidecar's), with Prometheus scrape annotations on the pool's pod (default 0: none)",
     )
     election = parser.add_argument_group(
         "leader election",

@@ -18,6 +18,8 @@ Answer = TypeVar("Answer", bound=wire.WireModel)
 API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
 CLIENT_CERT_DAYS = 30
 BACKUP_TIMEOUT = 900.0  # a backup copies the whole token store and record storage
+CONNECTIONS_PER_POOL = 16
+KEEPALIVE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,25 @@ class PoolApi:
     def __init__(self, ca_pem: str, client_ca: Issued, timeout: float = 30.0) -> None:
         self._ssl = ssl.create_default_context(cadata=ca_pem)
         self._client_ca = client_ca
+        self._timeout = timeout
         self._renew_at = 0.0
         self._renew_client_cert()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                # As many requests in flight to one pool as help it (its HSM works one
+                # operation at a time): more only adds mutual-TLS handshakes and memory on
+                # both sides when hundreds of resources are reconciled at once.
+                limit_per_host=CONNECTIONS_PER_POOL,
+                # Below the pool's header timeout (vault.server.HEADER_TIMEOUT_SECONDS), so
+                # that an idle connection is never reused just as the pool closes it.
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            ),
+            # Each request's own time, not its wait for one of those connections: connect
+            # and TLS handshake, then the pool's silence, each bounded by `timeout`.
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=timeout, sock_read=timeout
+            ),
+        )
 
     def _renew_client_cert(self) -> None:
         """Present a new client certificate on new connections; open ones keep theirs, which
@@ -78,7 +96,10 @@ class PoolApi:
             self._renew_client_cert()
         options: dict[str, Any] = {}
         if timeout is not None:
-            options["timeout"] = aiohttp.ClientTimeout(total=timeout)
+            # A request the pool works on long (a backup): its silence may last that long.
+            options["timeout"] = aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=self._timeout, sock_read=timeout
+            )
         async with self._session.request(
             method,
             url,
@@ -237,6 +258,51 @@ class PoolApi:
 
     async def recover_secret(self, vault: VaultAddress, name: str) -> None:
         await self._data_plane("POST", vault, f"/deletedsecrets/{name}/recover")
+
+    # --- certificates: state and create-once through management, the rest (merge, policy,
+    # new versions, delete) through the vault's own API. No answer holds a private key.
+
+    async def get_certificate(self, vault: VaultAddress, name: str) -> dict[str, Any] | None:
+        return await self._found(f"/vaults/{vault.vault}/certificates/{name}", vault)
+
+    async def create_certificate(
+        self, vault: VaultAddress, name: str, owner: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create the certificate for `owner` unless it exists (`body` has the policy)."""
+        answer: dict[str, Any] = await self._call(
+            "PUT",
+            vault.endpoint,
+            f"/vaults/{vault.vault}/certificates/{name}",
+            wire.CertificatePut.model_validate(body | {"owner": owner}).wire(),
+        )
+        return answer
+
+    async def new_certificate_version(
+        self, vault: VaultAddress, name: str, policy: dict[str, Any]
+    ) -> None:
+        """Issue a new version (Self) or start a new signing request (Unknown) with
+        `policy`, which becomes the certificate's policy."""
+        await self._data_plane("POST", vault, f"/certificates/{name}/create", {"policy": policy})
+
+    async def update_certificate_policy(
+        self, vault: VaultAddress, name: str, policy: dict[str, Any]
+    ) -> None:
+        await self._data_plane("PATCH", vault, f"/certificates/{name}/policy", policy)
+
+    async def merge_certificate(self, vault: VaultAddress, name: str, x5c: list[str]) -> None:
+        """Complete the pending signing request with the chain signed for it (base64 DER,
+        the request's certificate first)."""
+        await self._data_plane("POST", vault, f"/certificates/{name}/pending/merge", {"x5c": x5c})
+
+    async def delete_pending_certificate(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("DELETE", vault, f"/certificates/{name}/pending")
+
+    async def delete_certificate(self, vault: VaultAddress, name: str) -> None:
+        # The answer holds the certificate (public) and its policy; it is dropped.
+        await self._data_plane("DELETE", vault, f"/certificates/{name}")
+
+    async def recover_certificate(self, vault: VaultAddress, name: str) -> None:
+        await self._data_plane("POST", vault, f"/deletedcertificates/{name}/recover")
 
     async def _found(self, path: str, vault: VaultAddress) -> dict[str, Any] | None:
         """The object's state, or None when the vault has no object of that name."""

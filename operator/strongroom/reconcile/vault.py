@@ -1,6 +1,7 @@
 """Reconcile a Vault: its Service, its token, hosts, audience and access list pushed to its
 pool, and its names in the pool's certificate."""
 
+import asyncio
 import time
 from typing import Any
 
@@ -16,17 +17,26 @@ from .errors import DeletionBlocked, NotReady, classify
 from .owned import apply_owned
 from .poolapi import VaultAddress
 
-# Built-in roles, after Azure Key Vault's RBAC roles of the same names.
-ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Administrator": ((ALL,), (ALL,)),
-    "CryptoOfficer": ((ALL,), ()),
+# Built-in roles, after Azure Key Vault's RBAC roles of the same names: what each grants
+# of keys, secrets and certificates. As in Azure, a certificate's private key is its
+# secret: CertificateUser reads it, CertificatesOfficer and Reader do not.
+ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "Administrator": ((ALL,), (ALL,), (ALL,)),
+    "CryptoOfficer": ((ALL,), (), ()),
     "CryptoUser": (
         ("get", "list", "encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"),
         (),
+        (),
     ),
-    "SecretsOfficer": ((), (ALL,)),
-    "SecretsUser": ((), ("get", "list")),
-    "Reader": (("get", "list", "getrotationpolicy"), ("list",)),
+    "SecretsOfficer": ((), (ALL,), ()),
+    "SecretsUser": ((), ("get", "list"), ()),
+    "CertificatesOfficer": (("get", "list"), ("list",), (ALL,)),
+    "CertificateUser": ((), ("get",), ("get", "list")),
+    "Reader": (
+        ("get", "list", "getrotationpolicy"),
+        ("list",),
+        ("get", "list", "getissuers", "listissuers"),
+    ),
 }
 
 
@@ -44,12 +54,17 @@ def access_list(spec: VaultSpec, namespace: str) -> list[wire.AccessGrant]:
     for entry in spec.access:
         keys: set[str] = set(entry.keys or ())
         secrets: set[str] = set(entry.secrets or ())
+        certificates: set[str] = set(entry.certificates or ())
         for role in entry.roles or ():
             keys.update(ROLES[role][0])
             secrets.update(ROLES[role][1])
+            certificates.update(ROLES[role][2])
         out.append(
             wire.AccessGrant(
-                subject=subject(entry, namespace), keys=sorted(keys), secrets=sorted(secrets)
+                subject=subject(entry, namespace),
+                keys=sorted(keys),
+                secrets=sorted(secrets),
+                certificates=sorted(certificates),
             )
         )
     return out
@@ -162,7 +177,14 @@ async def vault_address(ctx: Context, namespace: str, name: str) -> VaultAddress
     now = time.monotonic()
     if cached is not None and now - cached[0] < ADDRESS_SECONDS:
         return cached[1]
-    address = await _vault_address(ctx, namespace, name)
+    # Many Keys of one Vault applied at once: one of them reads the Vault and its pool, the
+    # others wait for that answer (or its error) instead of each asking the API server.
+    looking = ctx.address_lookups.get((namespace, name))
+    if looking is None:
+        looking = asyncio.ensure_future(_vault_address(ctx, namespace, name))
+        ctx.address_lookups[(namespace, name)] = looking
+        looking.add_done_callback(lambda _: ctx.address_lookups.pop((namespace, name), None))
+    address = await asyncio.shield(looking)
     ctx.addresses[(namespace, name)] = (now, address)
     return address
 

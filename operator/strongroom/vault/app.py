@@ -29,10 +29,10 @@ from .config import ServerConfig, VaultConfig
 from .encoding import b64url
 from .errors import (
     NOT_ACTIVATED,
+    AccessDenied,
     BadParameter,
     ChallengeNeeded,
     Conflict,
-    Forbidden,
     MethodNotAllowed,
     NotActivated,
     NotFound,
@@ -40,6 +40,7 @@ from .errors import (
     VaultError,
 )
 from .keys import KeyStore
+from .metrics import METRICS, NO_TOKEN, ServerMetrics
 from .middleware import answers, audit, gated
 from .migration import VAULT_CONFIG, migrate, read_vault_config
 from .names import check_name, check_version
@@ -144,6 +145,7 @@ class DataPlane:
         # The security domain's state as the HSM last said (hsm/domain.py); see `activated`.
         self.domain: dict[str, Any] = {}
         self._loaded = False
+        self._route_of: dict[RouteSpec, Route] = {}  # at most one per row of the table
         for vault_config in config.vaults:
             self.add_vault(vault_config)
 
@@ -300,9 +302,7 @@ class DataPlane:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ChallengeNeeded(
-                self._challenge(request, vault), "The request needs a bearer token."
-            )
+            raise ChallengeNeeded(self._challenge(request, vault), NO_TOKEN)
         try:
             return await self.authenticator.authenticate(token.strip(), vault.config)
         except Unauthorized as exc:
@@ -318,7 +318,7 @@ class DataPlane:
                 return
         elif route.permission in vault.config.permissions(caller, route.kind):
             return
-        raise Forbidden(
+        raise AccessDenied(
             f"The caller {caller!r} does not have {route.kind or 'any'} permission "
             f"{route.permission!r} on vault {vault.config.name!r}.",
             code="Forbidden",
@@ -327,8 +327,11 @@ class DataPlane:
     @staticmethod
     async def _read_json(request: web.Request) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            if request.content.is_eof():  # all here already (the usual case): no timer
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                    raw = await request.read()
         except TimeoutError:
             raise VaultError(
                 f"The request body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} seconds.",
@@ -393,9 +396,13 @@ class DataPlane:
         if chosen.version is not None:
             self._versioned(call, chosen.version, chosen.spec.kind.removesuffix("s").capitalize())
         spec = chosen.spec
-        return Route(
-            spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
-        ), call
+        route = self._route_of.get(spec)
+        if route is None:
+            route = Route(
+                spec.operation, spec.kind, spec.permission, self._handler(spec), spec.has_body
+            )
+            self._route_of[spec] = route
+        return route, call
 
     def _handler(self, spec: RouteSpec) -> Handler:
         if spec.handler == "rng":
@@ -679,8 +686,17 @@ class SecretRoutes:
         return store.bundle(call.base, entry, version, with_value=False)
 
 
+def _include_pending(call: Call) -> None:
+    """Refuse an includePending that is no boolean (certificates still pending are not
+    listed either way: a list holds certificates with a version)."""
+    value = call.request.query.get("includePending")
+    if value is not None and value.lower() not in ("true", "false"):
+        raise BadParameter("'includePending' must be true or false")
+
+
 class CertificateRoutes:
     async def list(self, call: Call) -> dict[str, Any]:
+        _include_pending(call)
         return await page_objects(call, call.vault.certificates, deleted=False)
 
     async def versions(self, call: Call) -> dict[str, Any]:
@@ -720,8 +736,12 @@ class CertificateRoutes:
         return store.bundle(call.base, entry, version)
 
     async def get_policy(self, call: Call) -> dict[str, Any]:
+        # A certificate still waiting for its first signature has its policy already.
         store = call.vault.certificates
-        return store.policy(call.base, await store.live(call.name))
+        entry = await store.find(call.name)
+        if entry is None or entry.deletion is not None or not (entry.versions or entry.pending):
+            raise store.not_found(call.name)
+        return store.policy(call.base, entry)
 
     async def set_policy(self, call: Call) -> dict[str, Any]:
         store = call.vault.certificates
@@ -752,6 +772,7 @@ class CertificateRoutes:
         return store.bundle(call.base, entry, entry.current)
 
     async def list_deleted(self, call: Call) -> dict[str, Any]:
+        _include_pending(call)
         return await page_objects(call, call.vault.certificates, deleted=True)
 
     async def get_deleted(self, call: Call) -> dict[str, Any]:
@@ -827,11 +848,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_app(
-    plane: DataPlane, management_routes: list[web.RouteDef] | None = None
+    plane: DataPlane,
+    management_routes: list[web.RouteDef] | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[answers])
     app["plane"] = plane
-    app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app[METRICS] = metrics
+    app.router.add_get("/healthz", healthz, name="Healthz")
     app.router.add_routes(management_routes or [])
     # `.` stops at a newline: a name holding %0A would miss the data plane.
     app.router.add_route("*", r"/{tail:[\s\S]*}", gated(plane.identify, plane.handle))

@@ -49,6 +49,8 @@ REVIEWS_PER_SECOND = 20.0
 REVIEW_TIMEOUT_SECONDS = 10.0
 # Clock skew allowed between this server and the token's issuer.
 LEEWAY_SECONDS = jose.LEEWAY_SECONDS
+# How the refusal of a shared-audience token from another namespace begins.
+FOREIGN_NAMESPACE = "A token for the shared audience"
 
 
 class Throttled(VaultError):
@@ -185,13 +187,17 @@ class _BoundAuthenticator:
         return own + tuple(a for a in self._shared if a != vault.audience)
 
     async def authenticate(self, token: str, vault: VaultConfig) -> str:
+        audiences = self.audiences_for(vault)
+        key = self._cache.key(token, audiences)
+        cached = self._cache.get(key)
+        if cached is not None and cached.review is not None:
+            # Accepted within the last POSITIVE_CACHE_SECONDS and, by the entry's own bound,
+            # not past its expiry: nothing to decode again.
+            return self._accept(cached.review, vault)
         claims = _claims(token)
         expires = _expiry(claims)
         if expires is not None and expires < time.time() - LEEWAY_SECONDS:
             raise Unauthorized("The bearer token has expired.")
-        audiences = self.audiences_for(vault)
-        key = self._cache.key(token, audiences)
-        cached = self._cache.get(key)
         if cached is not None:
             if cached.review is None:
                 raise Unauthorized(cached.refusal)
@@ -216,7 +222,7 @@ class _BoundAuthenticator:
             if not review.subject.startswith(prefix):
                 own = f" {vault.audience}" if vault.audience else " the vault's own URI"
                 raise Unauthorized(
-                    f"A token for the shared audience {', '.join(self._shared)} is accepted only "
+                    f"{FOREIGN_NAMESPACE} {', '.join(self._shared)} is accepted only "
                     f"from ServiceAccounts of namespace {self._namespace}; from elsewhere, "
                     f"send a token for audience{own}."
                 )

@@ -32,12 +32,22 @@ from ..api.vocabulary import KEY_OPS, family
 from ..hsm.errors import HsmError
 from ..storage import Write
 from .audit import AuditRecord
-from .certpolicy import PEM, PKCS12, SELF, UNKNOWN, check_policy, policy_wire, renewal_due
+from .certpolicy import (
+    PEM,
+    PKCS12,
+    SELF,
+    UNKNOWN,
+    check_policy,
+    check_times,
+    policy_wire,
+    renewal_due,
+)
 from .encoding import b64url, now, unb64url
 from .errors import BadParameter, Conflict, Forbidden, NotFound
 from .keys import KeyStore
 from .migration import meta_aad
 from .objects import (
+    OWNER_TAG,
     Attributes,
     CertificateEntry,
     CertificateVersion,
@@ -47,6 +57,8 @@ from .objects import (
     SecretEntry,
     SecretVersion,
     check_tags,
+    owner_of,
+    reserved_tags,
 )
 from .secrets import SecretStore
 from .store import DAY, ObjectStore, guarded, stored
@@ -345,40 +357,69 @@ class CertificateStore(ObjectStore[CertificateEntry]):
     # --- create, pending operations, merge -----------------------------------------
 
     async def create(self, name: str, body: dict[str, Any]) -> CertificateEntry:
-        policy = check_policy(body.get("policy"))
-        enabled, tags = _enabled_and_tags(body)
-        issuer = policy["issuer"]["name"]
-        if issuer not in (SELF, UNKNOWN):
-            raise BadParameter(
-                f"issuer {issuer[:64]!r}: strongroom signs certificates itself (Self) or hands "
-                "out a signing request to be merged (Unknown); it calls no external CA",
-                code="BadParameter",
-            )
+        policy, enabled, tags = _create_fields(body)
+        async with self._locks(name):
+            return await self._create_locked(name, policy, enabled, tags)
+
+    async def create_owned(
+        self, name: str, owner: str, body: dict[str, Any]
+    ) -> tuple[CertificateEntry, bool]:
+        """Create the certificate for `owner` (the custom resource that asks for it) unless
+        it exists; True when it was made now. The look and the create happen under the
+        certificate's locks, so a retried request never makes a second version. A
+        certificate of another owner, or none (made through the data plane), or a deleted
+        one, is refused with 409 and a code the caller can act on."""
+        policy, enabled, tags = _create_fields(body)
         async with self._locks(name):
             entry = await self.find(name)
-            await self.check_quota(name, entry)
-            if entry is not None and entry.deletion is not None:
-                raise Conflict(
-                    f"Certificate {name} is currently in a deleted but recoverable state, and "
-                    "its name cannot be reused; in this state, the certificate can only be "
-                    "recovered or purged."
-                )
-            if entry is not None and entry.pending and entry.pending["status"] == "inProgress":
-                raise Conflict(
-                    f"Certificate {name} has a pending operation; merge, cancel or delete it "
-                    "before creating another version.",
-                    code="Conflict",
-                )
-            await self._companions(name, new_version=True)
-            new = entry is None
-            entry = entry or CertificateEntry(name=name)
-            stamps = entry.policy.get("_stamps", [now(), now()])
-            entry.policy = policy | {"_stamps": [stamps[0], now()]}
-            if issuer == SELF:
-                await self._self_issue(entry, policy, enabled, tags, new=new)
-            else:
-                await self._start_pending(entry, policy, enabled, tags, new=new)
-            return entry
+            if entry is not None and (entry.versions or entry.pending):
+                if certificate_owner(entry) != owner:
+                    raise Conflict(
+                        f"A certificate named {name} exists in this vault and belongs to "
+                        "another owner.",
+                        code="CertificateOwnedElsewhere",
+                    )
+                if entry.deletion is not None:
+                    raise Conflict(
+                        f"Certificate {name} is deleted and recoverable; recover it or purge it.",
+                        code="CertificateDeleted",
+                    )
+                return entry, False
+            made = await self._create_locked(name, policy, enabled, tags | {OWNER_TAG: owner})
+            return made, True
+
+    async def _create_locked(
+        self, name: str, policy: dict[str, Any], enabled: bool, tags: dict[str, str]
+    ) -> CertificateEntry:
+        issuer = policy["issuer"]["name"]
+        entry = await self.find(name)
+        await self.check_quota(name, entry)
+        if entry is not None and entry.deletion is not None:
+            raise Conflict(
+                f"Certificate {name} is currently in a deleted but recoverable state, and "
+                "its name cannot be reused; in this state, the certificate can only be "
+                "recovered or purged."
+            )
+        if entry is not None and entry.pending and entry.pending["status"] == "inProgress":
+            raise Conflict(
+                f"Certificate {name} has a pending operation; merge, cancel or delete it "
+                "before creating another version.",
+                code="Conflict",
+            )
+        await self._companions(name, new_version=True)
+        new = entry is None
+        if entry is not None:
+            # A new version of an owned certificate stays its owner's, as a rotated key does.
+            current = entry.current.tags if entry.versions else (entry.pending or {}).get("tags")
+            tags = tags | reserved_tags(dict(current or {}))
+        entry = entry or CertificateEntry(name=name)
+        stamps = entry.policy.get("_stamps", [now(), now()])
+        entry.policy = policy | {"_stamps": [stamps[0], now()]}
+        if issuer == SELF:
+            await self._self_issue(entry, policy, enabled, tags, new=new)
+        else:
+            await self._start_pending(entry, policy, enabled, tags, new=new)
+        return entry
 
     async def _self_issue(
         self,
@@ -504,6 +545,10 @@ class CertificateStore(ObjectStore[CertificateEntry]):
         attributes = body.get("attributes")
         if attributes is not None and not isinstance(attributes, dict):
             raise BadParameter("'attributes' must be an object")
+        if attributes is not None:
+            check_times(attributes, "attributes")
+            if not isinstance(attributes.get("enabled", False), bool | None):
+                raise BadParameter("'attributes.enabled' must be true or false")
         async with self._locks(name):
             entry = await self.find(name)
             if (
@@ -545,7 +590,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
                     chain[1:],
                     policy,
                     enabled,
-                    tags if tags is not None else pending["tags"],
+                    tags | reserved_tags(pending["tags"]) if tags is not None else pending["tags"],
                     new=new and await self.find(name) is None,
                 )
             except BaseException:
@@ -663,7 +708,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
             if enabled is not None:
                 found.attributes.enabled = enabled
             if tags is not None:
-                found.tags = tags
+                found.tags = tags | reserved_tags(found.tags)
             found.attributes.updated = now()
             key_entry, secret_entry = await self._companions(name, new_version=False)
             write = Write(self.vault)
@@ -680,7 +725,7 @@ class CertificateStore(ObjectStore[CertificateEntry]):
                 if enabled is not None:
                     match.attributes.enabled = enabled
                 if tags is not None:
-                    match.tags = dict(tags)
+                    match.tags = dict(tags) | reserved_tags(match.tags)
                 match.attributes.updated = now()
                 await store.stage(write, companion, [match])
                 staged.append((store, companion, False))
@@ -923,10 +968,34 @@ def _drop_material(pending: dict[str, Any]) -> None:
     pending.pop("csr", None)
 
 
+def certificate_owner(entry: CertificateEntry) -> str | None:
+    """The custom resource a certificate was made for: the owner tag of its first version,
+    or of its pending operation before it has one."""
+    if entry.versions:
+        return owner_of(entry.versions[0].tags)
+    return owner_of(dict((entry.pending or {}).get("tags") or {}))
+
+
+def _create_fields(body: dict[str, Any]) -> tuple[dict[str, Any], bool, dict[str, str]]:
+    """A create's checked policy, enabled and tags; an issuer other than Self or Unknown is
+    refused."""
+    policy = check_policy(body.get("policy"))
+    enabled, tags = _enabled_and_tags(body)
+    issuer = policy["issuer"]["name"]
+    if issuer not in (SELF, UNKNOWN):
+        raise BadParameter(
+            f"issuer {issuer[:64]!r}: strongroom signs certificates itself (Self) or hands "
+            "out a signing request to be merged (Unknown); it calls no external CA",
+            code="BadParameter",
+        )
+    return policy, enabled, tags
+
+
 def _enabled_and_tags(body: dict[str, Any]) -> tuple[bool, dict[str, str]]:
     attributes = body.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         raise BadParameter("'attributes' must be an object")
+    check_times(attributes or {}, "attributes")
     enabled = (attributes or {}).get("enabled", True)
     if enabled is None:
         enabled = True
@@ -1167,7 +1236,8 @@ class CertificateMeta:
             if not update and old is None and len(issuers) >= MAX_ISSUERS:
                 raise BadParameter(f"a vault holds at most {MAX_ISSUERS} issuers")
             issuer = dict(old or {})
-            provider = body.get("provider", issuer.get("provider"))
+            # A set names the provider (required); an update keeps it when not given.
+            provider = body.get("provider", issuer.get("provider") if update else None)
             if not isinstance(provider, str) or not provider or len(provider) > _TEXT_MAX:
                 raise BadParameter("'provider' is required: the issuer's provider name")
             issuer["provider"] = provider

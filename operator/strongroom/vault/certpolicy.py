@@ -15,6 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from .errors import BadParameter
+from .objects import MAX_UNIX_TIME
 
 PKCS12 = "application/x-pkcs12"
 PEM = "application/x-pem-file"
@@ -73,6 +74,17 @@ def _int(raw: object, what: str) -> int | None:
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise BadParameter(f"'{what}' must be an integer")
     return raw
+
+
+def check_times(attributes: dict[str, Any], what: str) -> None:
+    """A caller's nbf and exp, when given, are unix times; a certificate's own are its
+    X.509 validity, so they are read no further."""
+    for field in ("nbf", "exp"):
+        value = attributes.get(field)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < MAX_UNIX_TIME
+        ):
+            raise BadParameter(f"'{what}.{field}' must be a unix time in seconds")
 
 
 def parse_subject(subject: str) -> x509.Name:
@@ -264,9 +276,10 @@ def check_policy(raw: object, previous: dict[str, Any] | None = None) -> dict[st
     before = previous or {}
     key_props = _key_props(given.get("key_props"), before.get("key_props", {}))
     secret_props = _object(given.get("secret_props"), "secret_props")
-    content_type = secret_props.get("contentType") or before.get("secret_props", {}).get(
-        "contentType", PKCS12
-    )
+    given_type = secret_props.get("contentType")
+    if given_type is not None and not isinstance(given_type, str):
+        raise BadParameter("'secret_props.contentType' must be a string")
+    content_type = given_type or before.get("secret_props", {}).get("contentType", PKCS12)
     if content_type not in CONTENT_TYPES:
         raise BadParameter(
             f"'secret_props.contentType' is one of {', '.join(CONTENT_TYPES)} "
@@ -282,6 +295,7 @@ def check_policy(raw: object, previous: dict[str, Any] | None = None) -> dict[st
         actions = _lifetime_actions(given.get("lifetime_actions"), months)
     issuer = _issuer(given.get("issuer"), before.get("issuer", {}))
     attributes = _object(given.get("attributes"), "policy.attributes")
+    check_times(attributes, "policy.attributes")
     enabled = attributes.get("enabled", before.get("attributes", {}).get("enabled", True))
     if not isinstance(enabled, bool):
         raise BadParameter("'policy.attributes.enabled' must be true or false")

@@ -13,6 +13,8 @@ from ..api.vocabulary import ALL, CERTIFICATE_PERMISSIONS, KEY_PERMISSIONS, SECR
 # The audience every vault of every pool accepts from its own namespace's ServiceAccounts:
 # what the CSI driver's token requests ask for.
 SHARED_AUDIENCE = "strongroom.io/vault"
+# Distinct (subject, kind) answers a VaultConfig keeps; past that it starts afresh.
+GRANTS_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class VaultConfig:
     # The vault's own URI: a token for this audience is good for this vault only, from any
     # namespace.
     audience: str | None = None
+    # What `permissions` found, by (subject, kind): this config never changes (a changed
+    # access list is a new VaultConfig), so neither do its answers.
+    _granted: dict[tuple[str, str], frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def of(cls, name: str, settings: VaultSettings) -> "VaultConfig":
@@ -110,6 +117,14 @@ class VaultConfig:
         return self.wire().wire()
 
     def permissions(self, subject: str, kind: str) -> frozenset[str]:
+        found = self._granted.get((subject, kind))
+        if found is None:
+            if len(self._granted) >= GRANTS_REMEMBERED:
+                self._granted.clear()
+            found = self._granted[(subject, kind)] = self._permissions(subject, kind)
+        return found
+
+    def _permissions(self, subject: str, kind: str) -> frozenset[str]:
         granted: set[str] = set()
         for entry in self.access:
             if entry.subject in (subject, "*"):

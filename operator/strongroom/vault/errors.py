@@ -39,6 +39,10 @@ class Forbidden(VaultError):
     code = "Forbidden"
 
 
+class AccessDenied(Forbidden):
+    """The caller is known but holds no permission for the operation (an auth failure)."""
+
+
 class NotFound(VaultError):
     status = 404
     code = "NotFound"

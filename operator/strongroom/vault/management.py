@@ -7,6 +7,7 @@ pool's record storage, so the vault is served again after a restart.
 """
 
 import asyncio
+import base64
 import re
 import secrets
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from cryptography import x509
 from pydantic import ValidationError
 
 from .. import poolbackup
@@ -22,12 +24,13 @@ from ..api import management as wire
 from ..api.management import PREFIX
 from ..tls import ServerTls
 from .app import DataPlane, Vault
+from .certificates import certificate_owner
 from .config import VaultConfig
 from .errors import (
     NOT_ACTIVATED,
+    AccessDenied,
     BadParameter,
     Conflict,
-    Forbidden,
     NotActivated,
     NotFound,
     Unauthorized,
@@ -36,7 +39,7 @@ from .errors import (
 from .middleware import audit, gated
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
-from .objects import Deletion, KeyEntry, SecretEntry, owner_of
+from .objects import CertificateEntry, Deletion, KeyEntry, SecretEntry, owner_of
 from .store import guarded
 
 # A vault's name labels its PKCS#11 token (32 characters at most) and a Service (a DNS label).
@@ -84,6 +87,14 @@ class Management:
             web.put(
                 f"{PREFIX}/vaults/{{name}}/keys/{{object}}/owner",
                 self._wrap("KeyAdopt", self.put_key_owner),
+            ),
+            web.get(
+                f"{PREFIX}/vaults/{{name}}/certificates/{{object}}",
+                self._wrap("CertificateGet", self.get_certificate),
+            ),
+            web.put(
+                f"{PREFIX}/vaults/{{name}}/certificates/{{object}}",
+                self._wrap("CertificateEnsure", self.put_certificate),
             ),
             web.get(
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}",
@@ -148,7 +159,7 @@ class Management:
                 f"certificate (subject CN {admin.name!r}, issued by the operator's client CA)."
             )
         if name != admin.name:
-            raise Forbidden(
+            raise AccessDenied(
                 f"The client certificate {name!r} may not use the management API: "
                 f"only {admin.name!r} may."
             )
@@ -439,6 +450,26 @@ class Management:
         )
         return (201 if rotated else 200), secret_state(vault, entry)
 
+    async def get_certificate(self, request: web.Request, name: str) -> Answer:
+        vault = self._served(name)
+        certificate = check_name(request.match_info["object"], "certificate")
+        entry = await vault.certificates.find(certificate)
+        if entry is None or not (entry.versions or entry.pending):
+            raise NotFound(
+                f"No certificate {certificate} in vault {name}.", code="CertificateNotFound"
+            )
+        return 200, certificate_state(vault, entry)
+
+    async def put_certificate(self, request: web.Request, name: str) -> Answer:
+        """Create the certificate for its owner unless it exists: 201 made now (issued, for
+        issuer Self; a signing request pending, for Unknown), 200 found."""
+        vault = self._served(name)
+        certificate = check_name(request.match_info["object"], "certificate")
+        body = await _body(request, wire.CertificatePut)
+        create = body.model_dump(mode="json", exclude_unset=True, exclude={"owner"})
+        entry, created = await vault.certificates.create_owned(certificate, body.owner, create)
+        return (201 if created else 200), certificate_state(vault, entry)
+
 
 def base_url(vault: Vault) -> str:
     """The vault's URL as clients in the cluster use it: ids and kids start with it."""
@@ -492,6 +523,41 @@ def secret_state(vault: Vault, entry: SecretEntry) -> wire.SecretState:
             )
             for v in entry.versions
         ],
+        deleted=_deletion(entry.deletion),
+    )
+
+
+def certificate_state(vault: Vault, entry: CertificateEntry) -> wire.CertificateState:
+    """A certificate as the operator sees it: owner, versions, policy and pending operation;
+    the signing request, never a private key."""
+    base, store = base_url(vault), vault.certificates
+    pending = entry.pending
+    subject = None
+    if entry.versions:
+        leaf = x509.load_der_x509_certificate(base64.b64decode(entry.current.cer))
+        subject = leaf.subject.rfc4514_string()
+    return wire.CertificateState(
+        name=entry.name,
+        owner=certificate_owner(entry),
+        versions=[
+            wire.CertificateVersionState(
+                version=v.version,
+                x5t=(item := store.item(base, entry, v))["x5t"],
+                attributes=wire.ObjectAttributes.model_validate(item["attributes"]),
+            )
+            for v in entry.versions
+        ],
+        subject=subject,
+        policy={k: v for k, v in entry.policy.items() if not k.startswith("_")},
+        pending=None
+        if pending is None
+        else wire.PendingCertificate(
+            status=str(pending.get("status") or ""),
+            status_details=str(pending.get("status_details") or ""),
+            request_id=str(pending.get("request_id") or ""),
+            csr=pending.get("csr") if pending.get("status") == "inProgress" else None,
+            error=pending.get("error"),
+        ),
         deleted=_deletion(entry.deletion),
     )
 

@@ -25,6 +25,7 @@ from ..hsm.errors import HsmError
 from .audit import AuditRecord
 from .auth import Throttled
 from .errors import ChallengeNeeded, MethodNotAllowed, VaultError, from_hsm
+from .metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,26 @@ def _unexpected(request: web.Request, exc: Exception) -> web.Response:
 async def answers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    metrics = request.app.get(METRICS)
+    if metrics is None:
+        return await _answer(request, handler)
+    with metrics.in_flight.track_inprogress():
+        return await _answer(request, handler)
+
+
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
+    refused: VaultError | None = None
     gate = getattr(handler, "strongroom_gate", None)
     try:
         if gate is not None:
             await gate(request)
         response = await handler(request)
     except VaultError as exc:
+        refused = exc
         response = error_response(exc)
     except HsmError as exc:
         response = error_response(from_hsm(exc))
@@ -139,4 +152,9 @@ async def answers(
             response.status,
             round((time.perf_counter() - started) * 1000, 2),
         ).emit()
+    metrics = request.app.get(METRICS)
+    if metrics is not None:  # the operation names a route, never an object
+        op = opened.operation if isinstance(opened, Audit) else None
+        op = op or request.match_info.route.name or "Unknown"
+        metrics.observe_request(op, response.status, time.perf_counter() - started, refused)
     return response

@@ -275,24 +275,38 @@ class Match:
     version: str | None  # the raw `{version}` segment ("" for the latest)
 
 
+def _shape_index() -> dict[tuple[int, str], tuple[tuple[RouteSpec, tuple[str, ...]], ...]]:
+    """The rows by path length and first segment (every row's first segment is literal),
+    each with its segments, in the order `shapes` answers them: literal segments first."""
+    index: dict[tuple[int, str], list[RouteSpec]] = {}
+    for spec in ROUTES:
+        index.setdefault((len(spec.segments), spec.segments[0]), []).append(spec)
+    return {
+        key: tuple((spec, spec.segments) for spec in sorted(rows, key=lambda r: r.specificity))
+        for key, rows in index.items()
+    }
+
+
+_SHAPES = _shape_index()
+
+
 def shapes(segments: list[str]) -> list[Match]:
     """Every row, of any method, whose path has the shape of these segments."""
+    if not segments:
+        return []
     found = []
-    for spec in ROUTES:
-        pattern = spec.segments
-        if len(pattern) != len(segments):
-            continue
+    actions = ACTIONS.get(segments[0], frozenset())
+    for spec, pattern in _SHAPES.get((len(segments), segments[0]), ()):
         name = version = None
         for want, got in zip(pattern, segments, strict=True):
             if want == "{name}":
                 name = got
             elif want == "{version}":
-                if got in ACTIONS.get(pattern[0], frozenset()):
+                if got in actions:
                     break
                 version = got
             elif want != got:
                 break
         else:
             found.append(Match(spec, name, version))
-    found.sort(key=lambda m: m.spec.specificity)
     return found

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .. import metrics as exposition
 from ..hsm.client import HsmClient
 from ..storage import SqliteStorage
 from ..tls import OPERATOR_CLIENT_NAME, ServerTls
@@ -21,6 +22,7 @@ from .app import DataPlane, make_app
 from .auth import AdminClient, Authenticator
 from .config import ServerConfig
 from .management import Management
+from .metrics import ServerMetrics
 from .securitydomain import SecurityDomain
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class Listen:
     key: Path
     # The operator's client CA; None (dev-style local use) leaves the pool without admin.
     client_ca: Path | None = None
+    # The metrics endpoint (plain HTTP, its own port; 0: none).
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - the pod's address
 
 
 class TlsSite(web.BaseSite):
@@ -89,7 +94,8 @@ async def serve(
     # The certificate comes from the mounted files at every start: the operator keeps the
     # Secret in step with what it pushes through the management API.
     tls = ServerTls.from_files(listen.cert, listen.key, listen.client_ca)
-    hsm = HsmClient(hsm_socket)
+    metrics = ServerMetrics()
+    hsm = HsmClient(hsm_socket, observer=metrics.observe_hsm)
     storage = SqliteStorage(data_dir / RECORDS_FILE)
     plane = DataPlane(config, hsm, storage, authenticator, AdminClient(admin_client_name))
     await plane.start()
@@ -99,7 +105,7 @@ async def serve(
         + SecurityDomain(plane, config).routes()
     )
     runner = web.AppRunner(
-        make_app(plane, management),
+        make_app(plane, management, metrics),
         access_log=None,
         handle_signals=False,
         # aiohttp closes a connection that has no complete request when this runs out,
@@ -115,6 +121,14 @@ async def serve(
         listen.port,
         len(plane.vaults),
     )
+    metrics_runner = await exposition.serve(
+        metrics.registry,
+        listen.metrics_port,
+        listen.metrics_host,
+        before_scrape=lambda: metrics.before_scrape(plane),
+    )
+    if metrics_runner is not None:
+        log.info("metrics at http://%s:%d/metrics", listen.metrics_host, listen.metrics_port)
     maintenance = asyncio.create_task(plane.maintain_forever())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,6 +141,8 @@ async def serve(
         await stop.wait()
     finally:
         maintenance.cancel()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
         await hsm.close()
         await storage.close()
