@@ -63,6 +63,7 @@ def _vault_server(args: argparse.Namespace) -> None:
             args.data_dir,
             authenticator,
             admin_client_name=args.admin_client_name,
+            backup_dir=args.backup_dir,
         )
     )
 
@@ -83,6 +84,7 @@ def _dev(args: argparse.Namespace) -> None:
             args.keep_state,
             args.namespace,
             args.await_activation,
+            args.backup_dir,
             args.metrics_port,
         )
     except StateDirRefused as exc:
@@ -131,6 +133,25 @@ def _vault_address(text: str) -> tuple[str, str]:
     if not sep or not host or not url.startswith("https://"):
         raise argparse.ArgumentTypeError("expected HOST=https://ADDRESS[:PORT]")
     return host.lower(), url
+
+
+def _restore_backup(args: argparse.Namespace) -> None:
+    import json
+
+    from .poolbackup import BackupError, check_backup, lay_down
+
+    try:
+        if args.check_only:
+            checked = check_backup(args.backup)
+            print(json.dumps(checked.manifest | {"sha256": checked.sha256}, indent=2))
+            return
+        print(lay_down(args.backup, args.state_dir, args.records_dir), flush=True)
+    except BackupError as exc:
+        sys.exit(f"strongroom restore-backup: {exc}")
+    except OSError as exc:
+        sys.exit(
+            f"strongroom restore-backup: {type(exc).__name__}: {exc.strerror} ({exc.filename})"
+        )
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -226,6 +247,12 @@ def parser() -> argparse.ArgumentParser:
         help="subject CN of the client certificate that administers the pool: the management "
         "API under /_strongroom/v1/ and every permission in every vault (default %(default)s)",
     )
+    server.add_argument(
+        "--backup-dir",
+        type=Path,
+        help="the pool's backup volume: the management API's POST /backups writes backups "
+        "of the token directory and record storage there (none without it)",
+    )
     metrics.add_arguments(server, "the vault server (and its HSM sidecar)")
     server.set_defaults(run=_vault_server)
 
@@ -261,6 +288,13 @@ def parser() -> argparse.ArgumentParser:
         "hsmUrl is its endpoint",
     )
     dev.add_argument(
+        "--backup-dir",
+        type=Path,
+        help="where the management API's POST /_strongroom/v1/backups writes the pool's "
+        "backups (none without it); `strongroom restore-backup` lays one down into a new "
+        "state directory",
+    )
+    dev.add_argument(
         "--metrics-port",
         type=int,
         default=0,
@@ -268,6 +302,29 @@ def parser() -> argparse.ArgumentParser:
         "http://127.0.0.1:PORT/metrics (default 0: none)",
     )
     dev.set_defaults(run=_dev)
+
+    restore = roles.add_parser(
+        "restore-backup",
+        help="check a pool backup against its manifest and lay its token directory and "
+        "records down into a new pool, before its processes start (its HsmPool's "
+        "spec.recoverFrom runs this in the pool's pod)",
+    )
+    restore.add_argument("--backup", type=Path, required=True, help="the backup file (.tar)")
+    restore.add_argument(
+        "--state-dir", type=Path, required=True, help="the new pool's HSM state directory"
+    )
+    restore.add_argument(
+        "--records-dir",
+        type=Path,
+        required=True,
+        help="the new pool's record storage directory (the vault server's --data-dir)",
+    )
+    restore.add_argument(
+        "--check-only",
+        action="store_true",
+        help="check the backup against its manifest and change nothing",
+    )
+    restore.set_defaults(run=_restore_backup)
 
     csi = roles.add_parser(
         "csi-node",

@@ -230,14 +230,18 @@ def run(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    backup_dir: Path | None = None,
     metrics_port: int = 0,
 ) -> None:
     info = prepare(state, port, keep, namespace)
+    if backup_dir is not None:
+        backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info["backupDir"] = str(backup_dir.resolve())
     sidecar = start_sidecar(state, await_activation)
     # For tools and tests that need the sidecar itself (a crash test kills it alone).
     (state / "hsm.pid").write_text(f"{sidecar.pid}\n")
     try:
-        aio.run(_serve(state, port, info, await_activation, metrics_port))
+        aio.run(_serve(state, port, info, await_activation, backup_dir, metrics_port))
     finally:
         sidecar.send_signal(signal.SIGTERM)
         try:
@@ -251,6 +255,7 @@ async def _serve(
     port: int,
     info: dict[str, str],
     await_activation: bool = False,
+    backup_dir: Path | None = None,
     metrics_port: int = 0,
 ) -> None:
     config = ServerConfig.load(state / "config.json")
@@ -273,6 +278,7 @@ async def _serve(
             state / "records",
             issuer.authenticator(config.audiences, config.namespace),
             ready=ready,
+            backup_dir=backup_dir.resolve() if backup_dir is not None else None,
         )
     )
     waiter = asyncio.create_task(ready.wait())

@@ -42,7 +42,47 @@ def vault_secret(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def hsm_pool(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "HsmPool", "metadata": {"name": name}, "spec": spec}
+
+
+DOMAIN = {"quorum": 2, "certificates": {"name": "holders"}}
+
 REJECTED = [
+    (
+        hsm_pool("quorum-of-one", securityDomain={"quorum": 1, "certificates": {"name": "h"}}),
+        "spec.securityDomain.quorum must be 2 to 10",
+    ),
+    (
+        hsm_pool("no-certificates", securityDomain={"quorum": 2}),
+        "spec.securityDomain.certificates: Required value",
+    ),
+    (
+        hsm_pool(
+            "domain-and-recovery",
+            securityDomain=DOMAIN,
+            recoverFrom={"claimName": "b", "file": "x.tar"},
+        ),
+        "set spec.securityDomain for a new pool or spec.recoverFrom to recover one, not both",
+    ),
+    (
+        hsm_pool("unrecoverable-backups", backup={"claimName": "b"}),
+        "spec.backup needs spec.securityDomain (or spec.recoverFrom)",
+    ),
+    (
+        hsm_pool(
+            "cron-and-interval",
+            securityDomain=DOMAIN,
+            backup={"claimName": "b", "schedule": "0 3 * * *", "interval": "PT6H"},
+        ),
+        "spec.backup takes a cron schedule or an interval, not both",
+    ),
+    (
+        hsm_pool(
+            "four-fields", securityDomain=DOMAIN, backup={"claimName": "b", "schedule": "0 3 * *"}
+        ),
+        "spec.backup.schedule is a cron expression of five fields",
+    ),
     (
         key("ec-with-size", kty="EC-HSM", size=2048),
         "spec.size is for RSA and oct-HSM keys; EC keys take spec.curve",
@@ -118,6 +158,18 @@ def test_invalid_resources_are_rejected_with_their_message(
     ("kind", "manifest", "change", "message"),
     [
         (
+            "hsmpool",
+            hsm_pool("plain"),
+            {"securityDomain": DOMAIN},
+            "spec.securityDomain cannot be added to or removed from an existing pool",
+        ),
+        (
+            "hsmpool",
+            hsm_pool("recoverable", securityDomain=DOMAIN),
+            {"securityDomain": {"quorum": 3}},
+            "spec.securityDomain cannot be changed",
+        ),
+        (
             "key",
             key("fixed", kty="EC-HSM", curve="P-256"),
             {"kty": "RSA-HSM"},
@@ -173,6 +225,8 @@ def test_invalid_resources_are_rejected_with_their_message(
         ),
     ],
     ids=[
+        "pool-security-domain-added",
+        "pool-security-domain-changed",
         "key-kty",
         "key-curve",
         "vault-purge-protection",

@@ -101,6 +101,7 @@ def start_dev(
     keep: bool = False,
     namespace: str | None = None,
     await_activation: bool = False,
+    backup_dir: Path | None = None,
     extra: tuple[str, ...] = (),
 ) -> DevServer:
     port = free_port()
@@ -122,6 +123,7 @@ def start_dev(
         + (["--keep-state"] if keep else [])
         + (["--namespace", namespace] if namespace else [])
         + (["--await-activation"] if await_activation else [])
+        + (["--backup-dir", str(backup_dir)] if backup_dir is not None else [])
         + list(extra),
         stdout=handle,
         stderr=subprocess.STDOUT,

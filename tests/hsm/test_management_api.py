@@ -306,7 +306,16 @@ def test_a_body_that_is_not_json_is_a_400(dev: DevServer) -> None:
 def test_the_answers_keep_their_shape(dev: DevServer) -> None:
     """The fields of each answer, as the operator has always read them."""
     status, health = manage(dev, "GET", "/_strongroom/v1/health")
-    assert status == 200 and set(health) == {"status", "hsmPlatform", "vaults"}
+    assert status == 200 and set(health) == {
+        "status",
+        "hsmPlatform",
+        "vaults",
+        "securityDomain",
+        "securityDomainHeld",
+        "securityDomainId",
+    }
+    # Plain strongroom dev: activated at start, with a domain never exported.
+    assert health["securityDomain"] == "unexported" and health["securityDomainHeld"] is False
     status, tls = manage(dev, "GET", "/_strongroom/v1/tls")
     assert status == 200 and set(tls) == {"dnsNames", "notAfter"}
     assert tls["notAfter"].endswith("Z") and len(tls["notAfter"]) == len("2030-01-01T00:00:00Z")

@@ -86,11 +86,73 @@ class ErrorBody(WireModel):
 
 
 class Health(WireModel):
-    """GET /health."""
+    """GET /health. `securityDomain`: the pool's security-domain state as its HSM says
+    (awaiting, activated, restored, unexported; empty from a pool before security domains),
+    and `securityDomainHeld` whether it still holds the blob of the download that activated
+    it (GET and DELETE /securitydomain/download below)."""
 
     status: str
     hsm_platform: str = ""
     vaults: list[str] = Field(default_factory=list)
+    security_domain: str = ""
+    security_domain_held: bool = False
+    security_domain_id: str = ""
+
+
+class HeldSecurityDomain(WireModel):
+    """GET /securitydomain/download: the blob of the download that activated the pool,
+    encrypted to its holders' certificates, as Managed HSM's download answers it."""
+
+    value: str = Field(min_length=1)
+
+
+# --- backups --------------------------------------------------------------------------------
+
+BACKUP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.tar$"
+
+
+class BackupPool(WireModel):
+    """The pool a backup is of, as its HsmPool names it (written into the manifest)."""
+
+    namespace: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=63)
+    uid: str = Field(min_length=1, max_length=128)
+
+
+class BackupRequest(WireModel):
+    """POST /backups: write a backup of the pool to its backup volume under `name`."""
+
+    name: str = Field(pattern=BACKUP_NAME_PATTERN)
+    pool: BackupPool
+
+
+class BackupPart(WireModel):
+    size: int
+    sha256: str
+
+
+class BackupMade(WireModel):
+    """A backup written: its file, the whole file's size and SHA-256, and its manifest's
+    time, security domain id and parts."""
+
+    name: str
+    size: int
+    sha256: str
+    created: str
+    security_domain: str = ""
+    parts: dict[str, BackupPart] = Field(default_factory=dict)
+
+
+class BackupFileEntry(WireModel):
+    name: str
+    size: int
+    modified: str
+
+
+class BackupList(WireModel):
+    """GET /backups: the backup files on the pool's backup volume, by name."""
+
+    backups: list[BackupFileEntry] = Field(default_factory=list)
 
 
 class ServedTls(WireModel):

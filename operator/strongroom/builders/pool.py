@@ -5,6 +5,7 @@ share a unix socket in an in-memory emptyDir. One replica, always: one
 process owns a token directory.
 """
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ RECORDS_DIR = f"{TOKEN_DIR}/records"  # the vault server's record storage, on th
 CONFIG_DIR = "/etc/strongroom/config"
 TLS_DIR = "/etc/strongroom/tls"
 POOL_SECRET_DIR = "/etc/strongroom/pool"  # noqa: S105 - a mount path
+BACKUP_DIR = "/var/lib/strongroom-backups"  # the backup volume, in the vault server
+RESTORE_DIR = "/var/lib/strongroom-restore"  # the volume a new pool is recovered from
+# On the token store's claim when the operator made it for a new pool that starts awaiting
+# the activation of its security domain (spec.securityDomain, spec.recoverFrom). Set at
+# creation, never later: a store that existed before (a retained one, or any made before
+# security domains) is never started awaiting, as it would wait for an upload forever.
+AWAIT_ANNOTATION = "strongroom.io/await-activation"
+SECURITY_DOMAIN_KEY = "security-domain.json"
 CLIENT_CA_KEY = "client-ca.crt"
 # Made by the chart: `create` on tokenreviews, nothing else. Each pool's ServiceAccount is
 # bound to it so that its vault server can check bearer tokens.
@@ -56,6 +65,16 @@ class OperatorSettings:
 
 
 @dataclass(frozen=True)
+class StartMode:
+    """How the pool's pod starts, decided by reconcile.domain from the token store's claim:
+    `await_activation` (the sidecar's --await-activation) only for a store made new with the
+    annotation; `restore` adds the init container that lays spec.recoverFrom's backup down."""
+
+    await_activation: bool = False
+    restore: bool = False
+
+
+@dataclass(frozen=True)
 class Pool:
     """An HsmPool as the builders need it."""
 
@@ -81,6 +100,10 @@ class Pool:
     @property
     def claim_name(self) -> str:
         return f"{self.base}-tokens"
+
+    @property
+    def security_domain_secret_name(self) -> str:
+        return f"{self.base}-security-domain"
 
     @property
     def service_account_name(self) -> str:
@@ -165,7 +188,16 @@ def build_tls_secret(
 def build_config_map(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
     """The vault server's start-up config: no vaults; the operator adds them through the API.
     `namespace`: the shared audience is accepted only from this namespace's ServiceAccounts."""
-    config = {"audiences": [settings.audience], "namespace": pool.owner.namespace, "vaults": []}
+    config: dict[str, Any] = {
+        "audiences": [settings.audience],
+        "namespace": pool.owner.namespace,
+        "vaults": [],
+    }
+    if pool.spec.security_officers:
+        # Who may use /securitydomain/* with a bearer token (the operator's certificate
+        # always may): a token for the pool's own endpoint, or the shared audience.
+        config["securityOfficers"] = sorted(set(pool.spec.security_officers))
+        config["poolAudience"] = pool.endpoint
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -174,17 +206,36 @@ def build_config_map(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
     }
 
 
-def build_token_store_claim(pool: Pool) -> dict[str, Any]:
+def build_security_domain_secret(pool: Pool, blob: str) -> dict[str, Any]:
+    """The downloaded security domain, for the pool's administrators to take offline (then
+    delete). It is encrypted to the holders' certificates: no secret of the pool's is in
+    clear, and only a quorum of the holders' private keys opens it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(
+            pool.security_domain_secret_name, pool.owner, COMPONENT, owned=not pool.keeps_state
+        ),
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {SECURITY_DOMAIN_KEY: blob},
+    }
+
+
+def build_token_store_claim(pool: Pool, start: StartMode | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": pool.spec.storage.size}},
     }
     if pool.spec.storage.storage_class_name is not None:
         spec["storageClassName"] = pool.spec.storage.storage_class_name
+    meta = metadata(pool.claim_name, pool.owner, COMPONENT, owned=not pool.keeps_state)
+    if start is not None and start.await_activation:
+        meta["annotations"] = {AWAIT_ANNOTATION: "true"}
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(pool.claim_name, pool.owner, COMPONENT, owned=not pool.keeps_state),
+        "metadata": meta,
         "spec": spec,
     }
 
@@ -292,8 +343,11 @@ def _probe(period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]:
+def build_stateful_set(
+    pool: Pool, settings: OperatorSettings, start: StartMode | None = None
+) -> dict[str, Any]:
     """The pool's pod. Its image must be one `settings` allows (reconcile.pool checks)."""
+    start = start or StartMode()
     spec = pool.spec
     image = pool.image(settings)
     module = spec.pkcs11.module if spec.pkcs11 is not None else SOFTHSM2_MODULE
@@ -351,7 +405,8 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             socket,
             "--pool-secret-file",
             f"{POOL_SECRET_DIR}/{POOL_SECRET_KEY}",
-        ],
+        ]
+        + (["--await-activation"] if start.await_activation else []),
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": _resources(resources.hsm if resources else None),
         "securityContext": _CONTAINER_SECURITY,
@@ -362,16 +417,106 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
         ],
     }
-    pod_metadata: dict[str, Any] = {"labels": labels(COMPONENT, pool.owner.name)}
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "hsm-socket",
+            "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"},
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "tokens", "persistentVolumeClaim": {"claimName": pool.claim_name}},
+        {
+            "name": "pool-secret",
+            "secret": {"secretName": pool.secret_name, "defaultMode": 0o440},
+        },
+        {
+            "name": "tls",
+            "secret": {"secretName": pool.tls_secret_name, "defaultMode": 0o440},
+        },
+        {"name": "config", "configMap": {"name": pool.config_name}},
+    ]
+    backup = spec.backup
+    if backup is not None:
+        server["args"] += ["--backup-dir", BACKUP_DIR]
+        server["volumeMounts"].append({"name": "backups", "mountPath": BACKUP_DIR})
+        volumes.append(
+            {"name": "backups", "persistentVolumeClaim": {"claimName": backup.claim_name}}
+        )
+    init: list[dict[str, Any]] = []
+    recover = spec.recover_from
+    if start.restore and recover is not None:
+        # The backup's volume, read only (the backup volume itself when it is the same claim).
+        source = (
+            "backups"
+            if backup is not None and backup.claim_name == recover.claim_name
+            else ("restore-source")
+        )
+        if source == "restore-source":
+            volumes.append(
+                {
+                    "name": source,
+                    "persistentVolumeClaim": {"claimName": recover.claim_name, "readOnly": True},
+                }
+            )
+        init.append(
+            {
+                "name": "restore",
+                "image": image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "args": [
+                    "restore-backup",
+                    "--backup",
+                    f"{RESTORE_DIR}/{recover.file}",
+                    "--state-dir",
+                    TOKEN_DIR,
+                    "--records-dir",
+                    RECORDS_DIR,
+                ],
+                "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                "resources": _resources(resources.hsm if resources else None),
+                "securityContext": _CONTAINER_SECURITY,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [
+                    {"name": "tokens", "mountPath": TOKEN_DIR},
+                    {"name": source, "mountPath": RESTORE_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own emptyDir
+                ],
+            }
+        )
+    pod_labels = labels(COMPONENT, pool.owner.name)
+    template_meta: dict[str, Any] = {"labels": pod_labels}
     if settings.metrics_port:
         port = settings.metrics_port
         server["args"] += ["--metrics-port", str(port)]
         server["ports"].append({"name": "metrics", "containerPort": port, "protocol": "TCP"})
-        pod_metadata["annotations"] = {
+        template_meta["annotations"] = {
             "prometheus.io/scrape": "true",
             "prometheus.io/port": str(port),
             "prometheus.io/path": "/metrics",
         }
+    if spec.security_officers:
+        # The server reads its config at start: a changed list of officers restarts the pod.
+        officers = ",".join(sorted(set(spec.security_officers)))
+        template_meta.setdefault("annotations", {})["strongroom.io/security-officers"] = (
+            hashlib.sha256(officers.encode()).hexdigest()[:16]
+        )
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": pool.service_account_name,
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if init:
+        pod_spec["initContainers"] = init
+    pod_spec["containers"] = [server, hsm]
+    pod_spec["volumes"] = volumes
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -382,51 +527,19 @@ def build_stateful_set(pool: Pool, settings: OperatorSettings) -> dict[str, Any]
             "selector": {"matchLabels": pool.selector},
             "podManagementPolicy": "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": pod_metadata,
-                "spec": {
-                    "serviceAccountName": pool.service_account_name,
-                    "automountServiceAccountToken": True,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [server, hsm],
-                    "volumes": [
-                        {
-                            "name": "hsm-socket",
-                            "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"},
-                        },
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                        {"name": "tokens", "persistentVolumeClaim": {"claimName": pool.claim_name}},
-                        {
-                            "name": "pool-secret",
-                            "secret": {"secretName": pool.secret_name, "defaultMode": 0o440},
-                        },
-                        {
-                            "name": "tls",
-                            "secret": {"secretName": pool.tls_secret_name, "defaultMode": 0o440},
-                        },
-                        {"name": "config", "configMap": {"name": pool.config_name}},
-                    ],
-                },
-            },
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
 
 
-def build_children(pool: Pool, settings: OperatorSettings) -> list[dict[str, Any]]:
+def build_children(
+    pool: Pool, settings: OperatorSettings, start: StartMode | None = None
+) -> list[dict[str, Any]]:
     """The pool's children that the operator applies on every reconcile (no secrets among them)."""
     return [
         build_service_account(pool),
         build_config_map(pool, settings),
-        build_token_store_claim(pool),
-        build_stateful_set(pool, settings),
+        build_token_store_claim(pool, start),
+        build_stateful_set(pool, settings, start),
         build_service(pool),
     ]

@@ -331,6 +331,15 @@ class HsmClient:
     async def domain_upload(self, value: str) -> dict[str, Any]:
         return cast(dict[str, Any], await self._call("domain_upload", value=value))
 
+    async def domain_held_download(self) -> str:
+        return cast(str, await self._call("domain_held_download"))
+
+    async def domain_release_download(self) -> None:
+        await self._call("domain_release_download")
+
+    async def snapshot_tokens(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._call("snapshot_tokens"))
+
     async def list_token_records(self, vault: str, after: str) -> dict[str, Any]:
         return cast(
             dict[str, Any], await self._call("list_token_records", vault=vault, after=after)

@@ -8,7 +8,10 @@ derived from the pool secret the sidecar was started with (the "boot secret"):
 - `awaiting`: started with `--await-activation` and never activated (no state file). It
   serves no key or secret; it takes one download (activation) or one upload (restore).
 - `activated`: a download made the root secret (32 bytes from the HSM's random number
-  generator), split it among the certificates and returned the blob. Never again.
+  generator), split it among the certificates and returned the blob. Never again. The blob
+  (encrypted to the holders' certificates only) is also kept here until the pool's
+  administrator says it has it safe (`release_download`): an operator that dies while the
+  answer is on its way fetches it again (`held_download`) instead of losing the domain.
 - `restored`: an upload gave the pool the domain of another (or its own earlier) pool: the
   pool secret of that domain, from which the copied tokens' PINs derive, is kept sealed here.
 
@@ -194,7 +197,25 @@ class Domain:
         for field in ("domain", "at", "required", "shares"):
             if field in record:
                 out[field] = record[field]
+        out["held"] = "blob" in record
         return out
+
+    def held_download(self) -> str:
+        """The blob of the download that activated the pool, while it is held (it is
+        encrypted to the holders' certificates; no secret of the pool's is in clear)."""
+        blob = self._record.get("blob")
+        if self._record["state"] != ACTIVATED or not isinstance(blob, str):
+            raise DomainConflict(
+                "This pool holds no downloaded security domain: it was not activated by a "
+                "download, or its administrator released the blob already."
+            )
+        return blob
+
+    def release_download(self) -> None:
+        """Forget the held blob: its administrator keeps it now. Releasing twice is fine."""
+        if "blob" in self._record:
+            self._write({k: v for k, v in self._record.items() if k != "blob"})
+            log.info("released the downloaded security domain: the pool keeps no copy")
 
     def refuse_unless_activated(self, op: str) -> None:
         if not self.activated:
@@ -241,6 +262,7 @@ class Domain:
                 "at": _now().isoformat(),
                 "required": required,
                 "shares": len(certificates),
+                "blob": blob,
             }
         )
         log.info(

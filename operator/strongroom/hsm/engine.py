@@ -24,6 +24,7 @@ from pkcs11.constants import DEFAULT
 from pkcs11.mechanisms import MGF, GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from .. import poolbackup
 from . import templates
 from .api import GeneratedKey
 from .domain import Domain
@@ -169,6 +170,7 @@ class Engine:
     ) -> None:
         self._module_path = module_path
         self._pool_secret = pool_secret
+        self._state_dir = domain_file.parent if domain_file is not None else None
         try:
             self._lib = pkcs11.lib(module_path)
         except p11.PKCS11Error as exc:
@@ -297,6 +299,27 @@ class Engine:
     def domain_upload(self, value: str) -> dict[str, Any]:
         with _mapped_errors("restoring the security domain"):
             return self.domain.upload(value)
+
+    def domain_held_download(self) -> str:
+        return self.domain.held_download()
+
+    def domain_release_download(self) -> None:
+        self.domain.release_download()
+
+    def snapshot_tokens(self) -> dict[str, Any]:
+        """The token directory as a tar beside it (poolbackup.py). The sidecar runs one
+        operation at a time, so no token file is half written in the copy."""
+        if self._state_dir is None or "softhsm" not in self._module_path:
+            raise InvalidInput(
+                "a backup copies SoftHSM2's token directory; a pool on another PKCS#11 "
+                "module is backed up by its HSM's own means"
+            )
+        try:
+            return poolbackup.snapshot_tokens(self._state_dir / "tokens", self._state_dir)
+        except (poolbackup.BackupError, OSError) as exc:
+            raise HsmError(
+                f"the token directory could not be copied ({type(exc).__name__})"
+            ) from None
 
     # --- keys ---------------------------------------------------------------
 

@@ -60,7 +60,9 @@ HSM_POOL = Resource(
         _column("Backend", ".spec.backend"),
         _column("Phase", ".status.phase"),
         _column("Ready", READY),
+        _column("Domain", ".status.securityDomain"),
         _column("Endpoint", ".status.endpoint", priority=1),
+        _column("LastBackup", ".status.backup.last.time", "date", priority=1),
         AGE,
     ),
     root_rules=(

@@ -1,5 +1,6 @@
 """HsmPool: one isolated HSM instance with its own pod, token store and pool secret."""
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -53,6 +54,112 @@ class PoolResources(Model):
     )
 
 
+class ConfigMapRef(Model):
+    """A ConfigMap in the pool's namespace."""
+
+    name: str = Field(
+        description="Name of the ConfigMap, in the HsmPool's namespace.",
+        min_length=1,
+        max_length=253,
+    )
+
+
+class SecurityDomainSpec(Model):
+    """Who can recover the pool: the holders of the certificates' private keys, a quorum of
+    them together. Read once, when the operator activates the new pool."""
+
+    quorum: int = Field(
+        description="How many of the holders must bring their private keys together to "
+        "recover the pool (2 to 10, at most the number of certificates). Fewer learn nothing.",
+        json_schema_extra=rules(
+            rule(
+                "self >= 2 && self <= 10",
+                "spec.securityDomain.quorum must be 2 to 10 (and at most the number of "
+                "certificates)",
+            )
+        ),
+    )
+    certificates: ConfigMapRef = Field(
+        description="The ConfigMap whose values are the holders' certificates, PEM, one per "
+        "key: 3 to 10 RSA certificates of 2048 bits or more, each a different holder's. The "
+        "operator reads it when it activates the pool; the private keys never come near the "
+        "cluster.",
+    )
+
+
+class BackupSpec(Model):
+    """Backups of the pool's token store and records, written by the pool to a volume."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": rules(
+            rule(
+                "!(has(self.schedule) && has(self.interval))",
+                "spec.backup takes a cron schedule or an interval, not both",
+            ),
+        )
+    }
+
+    claim_name: str = Field(
+        description="The PersistentVolumeClaim, in the pool's namespace, that backups are "
+        "written to (mounted into the pool's pod; to recover into a new pool on another node "
+        "it must be mountable there too, e.g. ReadWriteMany).",
+        min_length=1,
+        max_length=253,
+    )
+    schedule: str | None = Field(
+        None,
+        description="When to back up, as a cron expression in UTC (minute hour day-of-month "
+        "month day-of-week, e.g. '0 3 * * *'; or @hourly, @daily, @weekly). Unset, with no "
+        "interval either: only on demand (annotation strongroom.io/backup-now).",
+        max_length=128,
+        json_schema_extra=rules(
+            rule(
+                "self.startsWith('@') || self.matches('^ *[^ ]+( +[^ ]+){4} *$')",
+                "spec.backup.schedule is a cron expression of five fields (minute hour "
+                "day-of-month month day-of-week, e.g. '0 3 * * *') or @hourly, @daily, @weekly, "
+                "@monthly",
+            )
+        ),
+    )
+    interval: str | None = Field(
+        None,
+        description="Back up this often, as an ISO 8601 duration of 5 minutes or more "
+        "(e.g. PT6H, P1D); the first backup is taken once the pool is activated.",
+        max_length=32,
+        json_schema_extra=rules(
+            rule(
+                "self.matches('^P([0-9]+[YMWD])*(T([0-9]+[HMS])+)?$') && self != 'P' "
+                "&& !self.endsWith('T')",
+                "spec.backup.interval is an ISO 8601 duration such as PT6H or P1D",
+            )
+        ),
+    )
+    retain: int = Field(
+        7,
+        description="How many of this pool's backups to keep on the volume; older ones are "
+        "deleted after each new backup (1 to 1000).",
+        ge=1,
+        le=1000,
+    )
+
+
+class RecoverFrom(Model):
+    """The backup a new pool is recovered from."""
+
+    claim_name: str = Field(
+        description="The PersistentVolumeClaim, in the pool's namespace, that holds the backup.",
+        min_length=1,
+        max_length=253,
+    )
+    file: str = Field(
+        description="The backup's file name on that volume (as the old pool's "
+        "status.backup.last.file names it).",
+        min_length=5,
+        max_length=204,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.tar$",
+    )
+
+
 class HsmPoolSpec(Model):
     """The desired HSM pool."""
 
@@ -61,6 +168,31 @@ class HsmPoolSpec(Model):
             rule(
                 "(self.backend == 'pkcs11') == has(self.pkcs11)",
                 "set spec.pkcs11 (the module path) exactly when spec.backend is pkcs11",
+            ),
+            rule(
+                "has(self.securityDomain) == has(oldSelf.securityDomain)",
+                "spec.securityDomain cannot be added to or removed from an existing pool: a "
+                "pool's security domain is chosen when it is made (one made without it "
+                "activated itself with a domain that is never exported); make a new HsmPool",
+                "FieldValueForbidden",
+            ),
+            rule(
+                "has(self.recoverFrom) == has(oldSelf.recoverFrom)",
+                "spec.recoverFrom cannot be added to or removed from an existing pool: a "
+                "backup is laid down only into a new pool; make a new HsmPool with it",
+                "FieldValueForbidden",
+            ),
+            rule(
+                "!(has(self.securityDomain) && has(self.recoverFrom))",
+                "set spec.securityDomain for a new pool or spec.recoverFrom to recover one, not "
+                "both: a recovered pool keeps the security domain of the pool its backup was "
+                "taken of, and the same holders recover it again",
+            ),
+            rule(
+                "!has(self.backup) || has(self.securityDomain) || has(self.recoverFrom)",
+                "spec.backup needs spec.securityDomain (or spec.recoverFrom): a backup is "
+                "restored only with the pool's security domain, and a pool without one can "
+                "never be recovered, so its backups would be worthless",
             ),
         )
     }
@@ -100,6 +232,78 @@ class HsmPoolSpec(Model):
         "changed at any time; the operator moves the owner references of both to match "
         "before the next reconcile ends, so set Retain and wait for Ready before deleting.",
     )
+    security_domain: SecurityDomainSpec | None = Field(
+        None,
+        description="Make the pool recoverable: the new pool starts not activated, and the "
+        "operator activates it by downloading its security domain for these certificates, "
+        "then keeps the blob (encrypted to them) in a Secret for the pool's administrators to "
+        "take offline (status.securityDomainSecret). A copy of the pool's volume (a backup) "
+        "plus a quorum of the holders' private keys recover it. WITHOUT IT THE POOL CANNOT BE "
+        "RECOVERED: it activates itself with a security domain that is never exported, and "
+        "if its pool secret is lost every key in it is lost. Only for a new pool; cannot be "
+        "changed, added or removed later.",
+        json_schema_extra=rules(
+            immutable("spec.securityDomain", "it was used when the pool was activated")
+        ),
+    )
+    recover_from: RecoverFrom | None = Field(
+        None,
+        description="Make this new pool from a backup of another (docs/security.md, "
+        "'Recovering a pool'): the backup is checked and laid down before the pool's "
+        "processes start; the pool then awaits the upload of the old pool's security domain "
+        "(status.securityDomain Recovering) and serves the old vaults' keys once a quorum of "
+        "its holders have uploaded it. Only for a new pool; cannot be changed later.",
+        json_schema_extra=rules(
+            immutable("spec.recoverFrom", "the backup was laid down when the pool was made")
+        ),
+    )
+    security_officers: list[str] = Field(
+        default_factory=list,
+        description="Subjects besides the operator that may use the pool's security domain "
+        "API (/securitydomain/*: the transfer key and the upload that recovers a pool, the "
+        "download): TokenReview user names such as system:serviceaccount:<namespace>:<name>, "
+        "presenting a token whose audience is the pool's endpoint (status.endpoint) or, from "
+        "the pool's namespace, strongroom.io/vault. A change restarts the pool's pod.",
+        max_length=20,
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 253}},
+    )
+    backup: BackupSpec | None = Field(
+        None,
+        description="Back the pool up to a volume, on a schedule and on demand (annotation "
+        "strongroom.io/backup-now: any new value). Each backup is one file, useless without "
+        "the pool's security domain.",
+    )
+
+
+SecurityDomainPhase = Literal["NotActivated", "Activated", "Recovering"]
+
+
+class BackupRecord(Model):
+    """One backup the pool wrote."""
+
+    file: str = Field(description="The backup's file name on the backup volume.")
+    time: datetime = Field(description="When the backup was taken.")
+    sha256: str = Field(description="SHA-256 of the whole file.")
+    size: int = Field(description="Size of the file in bytes.")
+    security_domain: str | None = Field(
+        None, description="The id of the security domain that restores this backup."
+    )
+
+
+class BackupStatus(Model):
+    """What the operator last did about backups."""
+
+    last: BackupRecord | None = Field(None, description="The last backup taken.")
+    next_time: datetime | None = Field(None, description="When the next scheduled backup is due.")
+    last_request: str | None = Field(
+        None,
+        description="The value of the strongroom.io/backup-now annotation the last on-demand "
+        "backup answered.",
+    )
+    kept: list[str] = Field(
+        default_factory=list,
+        description="This pool's backup files on the volume after the last pruning, oldest first.",
+    )
 
 
 class HsmPoolStatus(HasConditions):
@@ -117,3 +321,19 @@ class HsmPoolStatus(HasConditions):
         description="PEM certificate of the CA that signed the pool's TLS certificate; "
         "clients of the pool's vaults trust it.",
     )
+    security_domain: SecurityDomainPhase | None = Field(
+        None,
+        description="NotActivated (a new pool the operator has yet to activate), Activated, or "
+        "Recovering (a pool recovered from a backup, awaiting the upload of its security "
+        "domain). Unset for a pool without spec.securityDomain: it can never be recovered.",
+    )
+    security_domain_id: str | None = Field(
+        None, description="The id of the pool's security domain (in each backup's manifest)."
+    )
+    security_domain_secret: str | None = Field(
+        None,
+        description="The Secret holding the downloaded security domain (key "
+        "security-domain.json): take it offline, keep it with the holders, then delete the "
+        "Secret.",
+    )
+    backup: BackupStatus | None = Field(None, description="The pool's backups.")

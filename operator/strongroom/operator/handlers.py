@@ -57,6 +57,15 @@ def _notify(body: kopf.Body, kind: str = "Normal") -> Callable[[str, str], None]
     return post
 
 
+def _events(body: kopf.Body) -> Callable[[str, str, str], None]:
+    """Post an Event of the given type (Normal, Warning) about `body`."""
+
+    def post(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    return post
+
+
 def _pool(body: kopf.Body) -> Pool:
     return Pool(Owner.of("HsmPool", body.meta), HsmPoolSpec.model_validate(dict(body.spec)))
 
@@ -68,7 +77,14 @@ def _pool(body: kopf.Body) -> Pool:
 async def hsm_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     async with reporting(body, patch):
         status = HsmPoolStatus.model_validate(dict(body.status))
-        status = await reconcile_pool(_context(memo), _pool(body), status, _generation(body))
+        status = await reconcile_pool(
+            _context(memo),
+            _pool(body),
+            status,
+            _generation(body),
+            annotations=dict(body.meta.annotations),
+            events=_events(body),
+        )
         patch.status.update(status.wire())
 
 

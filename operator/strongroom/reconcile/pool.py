@@ -2,6 +2,7 @@
 (naming the pool and its vaults), workload, token-review binding, and health."""
 
 import secrets
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -16,9 +17,11 @@ from ..builders.pool import (
 )
 from ..hsm.pins import POOL_SECRET_BYTES
 from ..models import HsmPoolStatus
+from .backup import settle_backups
 from .certificate import ensure_certificate, serve_certificate
 from .conditions import with_condition
 from .context import Context
+from .domain import Events, _ignore, settle_domain, start_mode
 from .errors import ImageNotAllowed, NotReady, PoolApiError
 from .owned import apply_owned, create_owned, delete_owned, settle_ownership
 from .poolapi import read_answer
@@ -27,16 +30,25 @@ RBAC = "rbac.authorization.k8s.io/v1"
 
 
 async def reconcile_pool(
-    ctx: Context, pool: Pool, status: HsmPoolStatus, generation: int
+    ctx: Context,
+    pool: Pool,
+    status: HsmPoolStatus,
+    generation: int,
+    annotations: Mapping[str, str] | None = None,
+    events: Events = _ignore,
 ) -> HsmPoolStatus:
-    """Bring the pool's objects to what its spec says; Ready when its pod answers health checks.
+    """Bring the pool's objects to what its spec says; Ready when its pod answers health checks
+    and its security domain is activated (reconcile.domain); then its backups are due or not
+    (reconcile.backup).
 
-    Raises NotReady (after the status to write is known) while the pod comes up.
+    Raises NotReady (after the status to write is known) while the pod comes up or awaits
+    its security domain.
     """
     check_image(ctx, pool)
+    start = await start_mode(ctx, pool, status)
     await ensure_pool_secret(ctx, pool)
     certificate = await ensure_certificate(ctx, pool)
-    for obj in build_children(pool, ctx.settings):
+    for obj in build_children(pool, ctx.settings, start):
         retained = COMPONENT if "ownerReferences" not in obj["metadata"] else None
         await apply_owned(ctx.kube, obj, pool.owner, retained_component=retained)
     await settle_token_store(ctx, pool)
@@ -70,15 +82,17 @@ async def reconcile_pool(
             )
         ) from exc
     await serve_certificate(ctx, pool, certificate)
-    return base.model_copy(
+    base = base.model_copy(update={"hsm_platform": health.hsm_platform or None})
+    base = await settle_domain(ctx, pool, base, health, start, generation, events)
+    ready = base.model_copy(
         update={
             "phase": "Ready",
-            "hsm_platform": health.hsm_platform or None,
             "conditions": with_condition(
-                status.conditions, "Ready", True, "PoolReady", "The pool's HSM answers.", generation
+                base.conditions, "Ready", True, "PoolReady", "The pool's HSM answers.", generation
             ),
         }
     )
+    return await settle_backups(ctx, pool, ready, annotations or {}, generation, events)
 
 
 class PoolStarting(NotReady):

@@ -17,6 +17,7 @@ from .errors import PoolApiError
 Answer = TypeVar("Answer", bound=wire.WireModel)
 API_VERSION = "7.5"  # of the data plane's Azure Key Vault API
 CLIENT_CERT_DAYS = 30
+BACKUP_TIMEOUT = 900.0  # a backup copies the whole token store and record storage
 CONNECTIONS_PER_POOL = 16
 KEEPALIVE_SECONDS = 5.0
 
@@ -43,6 +44,7 @@ class PoolApi:
     def __init__(self, ca_pem: str, client_ca: Issued, timeout: float = 30.0) -> None:
         self._ssl = ssl.create_default_context(cadata=ca_pem)
         self._client_ca = client_ca
+        self._timeout = timeout
         self._renew_at = 0.0
         self._renew_client_cert()
         self._session = aiohttp.ClientSession(
@@ -71,8 +73,10 @@ class PoolApi:
         self.client_cert_pem = issued.cert_pem
         self._renew_at = time.time() + lifetime / 2
 
-    async def _call(self, method: str, endpoint: str, path: str, body: Any = None) -> Any:
-        return await self._request(method, f"{endpoint}{PREFIX}{path}", body)
+    async def _call(
+        self, method: str, endpoint: str, path: str, body: Any = None, timeout: float | None = None
+    ) -> Any:
+        return await self._request(method, f"{endpoint}{PREFIX}{path}", body, timeout=timeout)
 
     async def _data_plane(
         self, method: str, vault: VaultAddress, path: str, body: Any = None
@@ -81,16 +85,28 @@ class PoolApi:
         return await self._request(method, url, body, {"Host": vault.host})
 
     async def _request(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         if time.time() >= self._renew_at:
             self._renew_client_cert()
+        options: dict[str, Any] = {}
+        if timeout is not None:
+            # A request the pool works on long (a backup): its silence may last that long.
+            options["timeout"] = aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=self._timeout, sock_read=timeout
+            )
         async with self._session.request(
             method,
             url,
             data=json.dumps(body) if body is not None else None,
             headers={"Content-Type": "application/json"} | (headers or {}),
             ssl=self._ssl,
+            **options,
         ) as response:
             raw = await response.read()
             if response.status >= 300:
@@ -109,6 +125,41 @@ class PoolApi:
     async def health(self, endpoint: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", endpoint, "/health")
         return answer
+
+    # --- the security domain and backups ------------------------------------------------
+
+    async def download_security_domain(
+        self, endpoint: str, certificates: list[dict[str, Any]], required: int
+    ) -> None:
+        """Activate a new pool (Managed HSM's download, with the operator's certificate).
+        The answer's blob is not kept here: the pool holds it until released, and the
+        operator reads it from there (held_security_domain), whatever became of this answer."""
+        await self._request(
+            "POST",
+            f"{endpoint}/securitydomain/download?api-version={API_VERSION}",
+            {"certificates": certificates, "required": required},
+        )
+
+    async def held_security_domain(self, endpoint: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call("GET", endpoint, "/securitydomain/download")
+        return answer
+
+    async def release_security_domain(self, endpoint: str) -> None:
+        await self._call("DELETE", endpoint, "/securitydomain/download")
+
+    async def create_backup(self, endpoint: str, name: str, pool: dict[str, str]) -> dict[str, Any]:
+        body = wire.BackupRequest(name=name, pool=wire.BackupPool.model_validate(pool))
+        answer: dict[str, Any] = await self._call(
+            "POST", endpoint, "/backups", body.wire(), timeout=BACKUP_TIMEOUT
+        )
+        return answer
+
+    async def list_backups(self, endpoint: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call("GET", endpoint, "/backups")
+        return answer
+
+    async def delete_backup(self, endpoint: str, name: str) -> None:
+        await self._call("DELETE", endpoint, f"/backups/{name}")
 
     async def put_vault(self, endpoint: str, name: str, config: dict[str, Any]) -> None:
         await self._call("PUT", endpoint, f"/vaults/{name}", config)

@@ -6,15 +6,20 @@ no token a pool or a workload receives opens it. A vault's config is kept, seale
 pool's record storage, so the vault is served again after a restart.
 """
 
+import asyncio
 import base64
 import re
+import secrets
+import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 from cryptography import x509
 from pydantic import ValidationError
 
+from .. import poolbackup
 from ..api import management as wire
 from ..api.management import PREFIX
 from ..tls import ServerTls
@@ -29,11 +34,13 @@ from .errors import (
     NotActivated,
     NotFound,
     Unauthorized,
+    VaultError,
 )
 from .middleware import audit, gated
 from .migration import delete_vault_config, write_vault_config
 from .names import check_name
 from .objects import CertificateEntry, Deletion, KeyEntry, SecretEntry, owner_of
+from .store import guarded
 
 # A vault's name labels its PKCS#11 token (32 characters at most) and a Service (a DNS label).
 VAULT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,30}[a-z0-9])?")
@@ -47,9 +54,20 @@ Body = TypeVar("Body", bound=wire.WireModel)
 
 
 class Management:
-    def __init__(self, plane: DataPlane, tls: ServerTls) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        tls: ServerTls,
+        backup_dir: Path | None = None,
+        records_file: Path | None = None,
+    ) -> None:
         self.plane = plane
         self.tls = tls
+        self.backup_dir = backup_dir
+        self.records_file = records_file
+        # A backup, and a vault made or deleted, one at a time: every record a backup holds
+        # has its vault's token in the same backup (poolbackup.py).
+        self._exclusive = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -94,6 +112,19 @@ class Management:
                 f"{PREFIX}/vaults/{{name}}/secrets/{{object}}/rotate",
                 self._wrap("SecretRotate", self.rotate_secret),
             ),
+            web.get(
+                f"{PREFIX}/securitydomain/download",
+                self._wrap("SecurityDomainHeld", self.held_domain),
+            ),
+            web.delete(
+                f"{PREFIX}/securitydomain/download",
+                self._wrap("SecurityDomainRelease", self.release_domain),
+            ),
+            web.post(f"{PREFIX}/backups", self._wrap("BackupCreate", self.create_backup)),
+            web.get(f"{PREFIX}/backups", self._wrap("BackupList", self.list_backups)),
+            web.delete(
+                f"{PREFIX}/backups/{{file}}", self._wrap("BackupDelete", self.delete_backup)
+            ),
         ]
 
     def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
@@ -104,7 +135,9 @@ class Management:
             record = audit(request)
             record.operation = f"Management{operation}"
             record.vault = request.match_info.get("name", "")
-            record.object = request.match_info.get("object", "")
+            record.object = request.match_info.get("object", "") or request.match_info.get(
+                "file", ""
+            )
             record.caller = await self._admin(request)
             if operation not in BEFORE_ACTIVATION and not self.plane.activated:
                 raise NotActivated(NOT_ACTIVATED)
@@ -134,8 +167,14 @@ class Management:
 
     async def health(self, request: web.Request, _: str) -> Answer:
         platform = await self.plane.hsm.platform()
+        domain = await guarded(self.plane.hsm.domain_state())
         return 200, wire.Health(
-            status="ok", hsm_platform=str(platform), vaults=sorted(self.plane.vaults)
+            status="ok",
+            hsm_platform=str(platform),
+            vaults=sorted(self.plane.vaults),
+            security_domain=str(domain.get("state", "")),
+            security_domain_held=bool(domain.get("held", False)),
+            security_domain_id=str(domain.get("domain", "")),
         )
 
     async def get_tls(self, request: web.Request, _: str) -> Answer:
@@ -178,19 +217,137 @@ class Management:
             if current.config.retention_days != config.retention_days:
                 raise Conflict("The retention of a vault cannot be changed once it is made.")
         self.plane.check_hosts(config)
-        await self.plane.hsm.ensure_vault(name)
-        # Loaded (made, or migrated) before its config is stored: a stored config names a
-        # vault whose records are in the storage.
-        await self.plane.serve_vault(config)
-        await write_vault_config(self.plane.hsm, self.plane.storage, name, config.raw())
+        async with self._exclusive:
+            await self.plane.hsm.ensure_vault(name)
+            # Loaded (made, or migrated) before its config is stored: a stored config names
+            # a vault whose records are in the storage.
+            await self.plane.serve_vault(config)
+            await write_vault_config(self.plane.hsm, self.plane.storage, name, config.raw())
         return (200 if current is not None else 201), config.wire()
 
     async def delete_vault(self, request: web.Request, name: str) -> Answer:
         """Stop serving a vault. Its token and keys stay: serving it again finds them."""
         name = _vault_name(name)
-        if name in self.plane.vaults:
-            self.plane.stop_serving(name)
-        await delete_vault_config(self.plane.storage, name)
+        async with self._exclusive:
+            if name in self.plane.vaults:
+                self.plane.stop_serving(name)
+            await delete_vault_config(self.plane.storage, name)
+        return 204, None
+
+    # --- the security domain the operator downloaded --------------------------------------
+
+    async def held_domain(self, request: web.Request, _: str) -> Answer:
+        """The blob of the download that activated the pool, while the pool holds it: the
+        operator fetches it again when the download's answer was lost on the way."""
+        try:
+            blob = await guarded(self.plane.hsm.domain_held_download())
+        except Conflict as exc:
+            raise NotFound(exc.message, code="SecurityDomainNotHeld") from None
+        return 200, wire.HeldSecurityDomain(value=blob)
+
+    async def release_domain(self, request: web.Request, _: str) -> Answer:
+        """The operator keeps the blob now (in a Secret, for the pool's administrators to take
+        offline): the pool forgets it."""
+        await guarded(self.plane.hsm.domain_release_download())
+        return 204, None
+
+    # --- backups (poolbackup.py) -----------------------------------------------------------
+
+    def _backups(self) -> Path:
+        if self.backup_dir is None or self.records_file is None:
+            raise Conflict(
+                "This pool has no backup volume: give its HsmPool spec.backup (the server's "
+                "--backup-dir).",
+                code="BackupVolumeMissing",
+            )
+        if not self.backup_dir.is_dir():
+            raise VaultError(
+                f"The backup volume {self.backup_dir} is not mounted.",
+                code="BackupVolumeMissing",
+                status=503,
+            )
+        return self.backup_dir
+
+    async def create_backup(self, request: web.Request, _: str) -> Answer:
+        """Write a backup of the pool (its token directory and record storage, with their
+        manifest) to the backup volume: 201 with its size, SHA-256 and manifest."""
+        backup_dir = self._backups()
+        body = await _body(request, wire.BackupRequest, "The backup request is invalid")
+        async with self._exclusive:
+            return 201, await self._backup(backup_dir, body)
+
+    async def _backup(self, backup_dir: Path, body: wire.BackupRequest) -> wire.BackupMade:
+        assert self.records_file is not None
+        await asyncio.to_thread(poolbackup.clean_partials, backup_dir)
+        if (backup_dir / body.name).exists():
+            raise Conflict(f"A backup named {body.name} exists already.", code="BackupExists")
+        staging = backup_dir / f".staging-{secrets.token_hex(8)}"
+        staging.mkdir(mode=0o700)
+        snapshot: Path | None = None
+        try:
+            # Records first, then tokens: a record in the copy has its token in the copy.
+            records = staging / poolbackup.RECORDS
+            await asyncio.to_thread(poolbackup.snapshot_records, self.records_file, records)
+            taken = await guarded(self.plane.hsm.snapshot_tokens())
+            snapshot = Path(str(taken["path"]))
+            if not snapshot.name.startswith("tokens-") or not snapshot.is_file():
+                raise VaultError("The HSM's token snapshot is not where it says.")
+            domain = await guarded(self.plane.hsm.domain_state())
+            manifest = await asyncio.to_thread(
+                poolbackup.write_backup,
+                backup_dir,
+                body.name,
+                body.pool.model_dump(),
+                records,
+                snapshot,
+                {"state": str(domain.get("state", "")), "domain": str(domain.get("domain", ""))},
+            )
+            if manifest["parts"][poolbackup.TOKENS]["sha256"] != taken.get("sha256"):
+                (backup_dir / body.name).unlink(missing_ok=True)
+                raise VaultError("The token snapshot changed before it was packed.")
+            target = backup_dir / body.name
+            digest = await asyncio.to_thread(poolbackup.sha256_file, target)
+        except poolbackup.BackupError as exc:
+            raise VaultError(f"The backup failed: {exc}.", code="BackupFailed") from None
+        except OSError as exc:
+            raise VaultError(
+                f"The backup failed: the backup volume refused a write ({type(exc).__name__}).",
+                code="BackupFailed",
+            ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if snapshot is not None:
+                snapshot.unlink(missing_ok=True)
+        return wire.BackupMade(
+            name=body.name,
+            size=target.stat().st_size,
+            sha256=digest,
+            created=str(manifest["created"]),
+            security_domain=str(domain.get("domain", "")),
+            parts={
+                part: wire.BackupPart(size=entry["size"], sha256=entry["sha256"])
+                for part, entry in manifest["parts"].items()
+            },
+        )
+
+    async def list_backups(self, request: web.Request, _: str) -> Answer:
+        backup_dir = self._backups()
+        found = await asyncio.to_thread(poolbackup.list_backups, backup_dir)
+        return 200, wire.BackupList(
+            backups=[
+                wire.BackupFileEntry(name=f.name, size=f.size, modified=f.modified) for f in found
+            ]
+        )
+
+    async def delete_backup(self, request: web.Request, _: str) -> Answer:
+        """Delete one backup file (the operator's retention). 204 also when there is none."""
+        backup_dir = self._backups()
+        try:
+            name = poolbackup.check_name(request.match_info["file"])
+        except poolbackup.BackupError as exc:
+            raise BadParameter(f"{exc}.") from None
+        async with self._exclusive:
+            (backup_dir / name).unlink(missing_ok=True)
         return 204, None
 
     # --- keys and secrets, made once for the custom resource that owns them ---------------

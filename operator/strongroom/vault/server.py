@@ -89,6 +89,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     admin_client_name: str = OPERATOR_CLIENT_NAME,
     header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    backup_dir: Path | None = None,
 ) -> None:
     # The certificate comes from the mounted files at every start: the operator keeps the
     # Secret in step with what it pushes through the management API.
@@ -99,7 +100,10 @@ async def serve(
     plane = DataPlane(config, hsm, storage, authenticator, AdminClient(admin_client_name))
     await plane.start()
     # The pool-level routes: the operator's management API and the security domain.
-    management = Management(plane, tls).routes() + SecurityDomain(plane, config).routes()
+    management = (
+        Management(plane, tls, backup_dir, data_dir / RECORDS_FILE).routes()
+        + SecurityDomain(plane, config).routes()
+    )
     runner = web.AppRunner(
         make_app(plane, management, metrics),
         access_log=None,
