@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import subprocess
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,22 +140,23 @@ def save_png(figure: Figure, path: Path) -> None:
 
 
 def _new_figure(columns: int, rows: int, title: str, note: str, machine: Machine) -> Figure:
-    figure = Figure(figsize=(6.2 * columns if columns < 3 else 5.4 * columns, 4.3 * rows + 0.9))
+    width = 6.2 * columns if columns < 3 else 5.4 * columns
+    # About 15 characters of 7.5-point text to the inch.
+    lines = [
+        wrapped
+        for paragraph in [*note.split("\n"), machine.describe()]
+        for wrapped in textwrap.wrap(paragraph, int(width * 15)) or [""]
+    ]
+    footnote = 0.16 * len(lines) + 0.15  # inches
+    figure = Figure(figsize=(width, 4.3 * rows + 0.6 + footnote))
     figure.suptitle(title, fontsize=13, fontweight="bold")
-    figure.text(
-        0.01,
-        0.01,
-        f"{note}\n{machine.describe()}",
-        fontsize=7.5,
-        color="#444444",
-        va="bottom",
-        ha="left",
-    )
+    figure.text(0.01, 0.01, "\n".join(lines), fontsize=7.5, color="#444444", va="bottom", ha="left")
+    figure.set_layout_engine("tight", rect=(0, (footnote + 0.1) / figure.get_figheight(), 1, 0.95))
     return figure
 
 
 def _finish(figure: Figure) -> Figure:
-    figure.tight_layout(rect=(0, 0.07, 1, 0.95))
+    """The layout is done when the figure is drawn (tight, above the footnote)."""
     return figure
 
 
