@@ -488,7 +488,7 @@ def main() -> None:
         f"{args.clients} keep-alive clients, {args.seconds:g} s per measure, load generator "
         f"on the same machine; secret body {len(body)} bytes"
     )
-    report.save(dataplane_figure(rows, report.machine, setting))
+    report.save(dataplane_figure(rows, report.end(), setting))
 
 
 async def _fetch(url: str, token: str, context: ssl.SSLContext) -> bytes:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 FIGURES = Path(__file__).resolve().parent / "figures"
 API_COLOR, SIDECAR_COLOR, BASE_COLOR, GOAL_COLOR = "#1f77b4", "#9ecae1", "#7f7f7f", "#d62728"
 SECOND_COLOR = "#ff7f0e"
+DPI = 110  # of the PNGs
 
 
 def add_out_option(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +90,7 @@ class Machine:
     cpu: str
     load: float  # 1-minute load average when the run began
     commit: str
+    load_end: float | None = None  # and when it ended
 
     @classmethod
     def here(cls) -> Machine:
@@ -100,10 +102,14 @@ class Machine:
             commit=_commit(),
         )
 
+    def ended(self) -> Machine:
+        return replace(self, load_end=os.getloadavg()[0])
+
     def describe(self) -> str:
+        end = "" if self.load_end is None else f", {self.load_end:.1f} at the end"
         return (
             f"run {self.date:%Y-%m-%d %H:%M} UTC; {self.cores} cores ({self.cpu}), "
-            f"load average {self.load:.1f} at the start; strongroom {self.commit}"
+            f"load average {self.load:.1f} at the start{end}; strongroom {self.commit}"
         )
 
 
@@ -116,6 +122,12 @@ class Report:
         self.machine = machine or Machine.here()
         self.lines: list[str] = []
         self.line(self.machine.describe())
+
+    def end(self) -> Machine:
+        """The machine with the load average now, for the figure's footnote and the text."""
+        self.machine = self.machine.ended()
+        self.line(f"load average {self.machine.load_end:.1f} at the end")
+        return self.machine
 
     def line(self, text: str = "") -> None:
         print(text, flush=True)
@@ -136,7 +148,7 @@ class Report:
 
 
 def save_png(figure: Figure, path: Path) -> None:
-    figure.savefig(path, format="png", dpi=110)
+    figure.savefig(path, format="png", dpi=DPI)
 
 
 def _new_figure(columns: int, rows: int, title: str, note: str, machine: Machine) -> Figure:
@@ -320,7 +332,7 @@ def _size_axis(axes: Axes, sizes: Sequence[int]) -> None:
 
 
 def _hline(axes: Axes, y: float, label: str, color: str = GOAL_COLOR) -> None:
-    axes.axhline(y, color=color, linestyle="--", linewidth=1.2, label=label)
+    axes.axhline(y, color=color, linestyle="--", linewidth=1.6, label=label)
 
 
 def scale_figure(
@@ -355,7 +367,7 @@ def scale_figure(
     sets.set_ylim(top=max(r.set_rate for r in rows) * 1.3)
     sets.set_ylabel("secret sets per second (next 1,000 sets)")
     sets.set_title("Write rate")
-    sets.legend(fontsize=7.5, loc="lower left")
+    sets.legend(fontsize=7.5, loc="best")
 
     gets = grid[0][1]
     gets.plot(sizes, [r.get_p50_ms for r in rows], marker="o", color=API_COLOR, label="p50")
@@ -369,7 +381,7 @@ def scale_figure(
     gets.set_ylim(top=max(goals.p99_share * first.get_p99_ms, *(r.get_p99_ms for r in rows)) * 1.3)
     gets.set_ylabel("GET latency, ms (random names)")
     gets.set_title("Read latency")
-    gets.legend(fontsize=7.5, loc="lower left")
+    gets.legend(fontsize=7.5, loc="best")
 
     restart = grid[0][2]
     restart.plot(sizes, [r.restart_s for r in rows], marker="o", color=API_COLOR, label="restart")
@@ -378,7 +390,7 @@ def scale_figure(
     restart.set_ylim(top=max(goals.restart_s, *(r.restart_s for r in rows)) * 1.2)
     restart.set_ylabel("seconds from start to the first answer")
     restart.set_title("Restart to ready")
-    restart.legend(fontsize=7.5, loc="center left")
+    restart.legend(fontsize=7.5, loc="best")
 
     memory = grid[1][0]
     memory.plot(sizes, [r.server_mib for r in rows], marker="o", color=API_COLOR, label="server")
@@ -390,7 +402,7 @@ def scale_figure(
     memory.set_ylim(top=max(goals.server_mib, *(r.server_mib for r in rows)) * 1.2)
     memory.set_ylabel("resident memory (RSS), MiB")
     memory.set_title("Memory")
-    memory.legend(fontsize=7.5, loc="center left")
+    memory.legend(fontsize=7.5, loc="best")
 
     disk = grid[1][1]
     disk.plot(sizes, [r.disk_mib for r in rows], marker="o", color=API_COLOR)

@@ -224,7 +224,7 @@ def main() -> None:
         f"at each size: the next {MEASURED_SETS:,} sets, {MEASURED_GETS:,} GETs of random "
         "names, then a restart timed to the first answer; RSS read before the restart."
     )
-    report.save(scale_figure(points, GOALS, key_rate, args.keys, report.machine, setting))
+    report.save(scale_figure(points, GOALS, key_rate, args.keys, report.end(), setting))
 
 
 if __name__ == "__main__":
