@@ -8,7 +8,10 @@
 Needs KUBECONFIG (the local cluster: `e2e/cluster up`) and the strongroom image
 on the node; run as root from the repository root:
 
-    python bench/csi.py [--pods 20] [--starts 15] [--intervals 3]
+    python bench/csi.py [--pods 20] [--starts 15] [--intervals 3] [--out DIR]
+
+The text is also written to DIR/csi.txt and drawn in DIR/csi.png (DIR is bench/figures
+by default).
 """
 
 import argparse
@@ -21,6 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from plotting import Report, add_out_option, csi_figure  # noqa: E402
+from plotting import percentile_95 as p95  # noqa: E402
+
 from tests.cluster.conftest import _kubectl_for_cluster  # noqa: E402
 from tests.cluster.hoststack import READER, VAULT, Stack, host_stack  # noqa: E402
 
@@ -29,6 +35,8 @@ OBJECTS = [
     {"kind": "key", "name": "bench-signing", "path": "signing.pem"},
 ]
 SYNC_SECONDS = 60.0
+START_GOAL = 2.0  # p95 start-to-Running with a CSI volume, at most this many times native's
+CALL_SHARE = 0.1  # vault calls per rotation interval, at most this share of pods x objects
 
 
 def pod(stack: Stack, name: str, native: bool) -> dict[str, Any]:
@@ -90,11 +98,6 @@ def time_to_running(stack: Stack, manifest: dict[str, Any]) -> float:
     return elapsed
 
 
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def vault_reads(stack: Stack) -> int:
     lines = (stack.logs / "vault.log").read_text().splitlines()
     return sum(
@@ -117,10 +120,12 @@ def main() -> None:
         default=30.0,
         help="csi-node --share-seconds (the chart's default is 30)",
     )
+    add_out_option(parser)
     args = parser.parse_args()
     kubectl, unusable = _kubectl_for_cluster()
     if unusable:
         raise SystemExit(unusable)
+    report = Report("csi", args.out)
     with host_stack(kubectl, args.share_seconds) as stack:
         assert stack.admin("PUT", "/secrets/bench-password", {"value": "bench-value"}).ok
         key = stack.admin("POST", "/keys/bench-signing/create", {"kty": "EC-HSM", "crv": "P-256"})
@@ -149,23 +154,30 @@ def main() -> None:
         time.sleep(window)
         calls = vault_reads(stack) - before
         per_interval = calls / args.intervals
-        budget = 0.1 * args.pods * len(OBJECTS)
+        budget = CALL_SHARE * args.pods * len(OBJECTS)
 
-        print(
-            f"\ncsi.strongroom.io on one node, {args.starts} starts per volume kind, "
+        report.line()
+        report.line(
+            f"csi.strongroom.io on one node, {args.starts} starts per volume kind, "
             f"{args.pods} steady pods x {len(OBJECTS)} objects, "
-            f"share window {args.share_seconds:.0f} s\n"
+            f"share window {args.share_seconds:.0f} s"
         )
-        print(f"{'pod start to Running':<28}{'p50 s':>8}{'p95 s':>8}")
-        print(f"{'  native Secret volume':<28}{statistics.median(native):>8.2f}{p95(native):>8.2f}")
-        print(f"{'  strongroom CSI volume':<28}{statistics.median(csi):>8.2f}{p95(csi):>8.2f}")
+        report.line()
+        report.line(f"{'pod start to Running':<28}{'p50 s':>8}{'p95 s':>8}")
+        report.line(
+            f"{'  native Secret volume':<28}{statistics.median(native):>8.2f}{p95(native):>8.2f}"
+        )
+        report.line(
+            f"{'  strongroom CSI volume':<28}{statistics.median(csi):>8.2f}{p95(csi):>8.2f}"
+        )
         ratio = p95(csi) / p95(native)
-        print(
-            f"{'  p95 ratio (goal <= 2.0)':<28}{ratio:>16.2f}  "
-            f"({'met' if ratio <= 2 else 'missed'})"
+        report.line(
+            f"{f'  p95 ratio (goal <= {START_GOAL})':<28}{ratio:>16.2f}  "
+            f"({'met' if ratio <= START_GOAL else 'missed'})"
         )
-        print(
-            f"\nvault calls per rotation interval ({SYNC_SECONDS:.0f} s, measured over "
+        report.line()
+        report.line(
+            f"vault calls per rotation interval ({SYNC_SECONDS:.0f} s, measured over "
             f"{args.intervals}): {per_interval:.1f}; pods x objects = "
             f"{args.pods * len(OBJECTS)}; goal <= {budget:.1f} "
             f"({'met' if per_interval <= budget else 'missed'})"
@@ -174,6 +186,27 @@ def main() -> None:
             stack.kube.run(
                 "delete", "pod", f"steady-{index}", "--grace-period=0", "--force", "--wait=false"
             )
+
+    setting = (
+        f"One node of the local cluster; {args.starts} pod starts per volume kind, interleaved; "
+        f"{args.pods} steady pods mounting the same {len(OBJECTS)} objects (a secret and a "
+        f"key), csi-node --share-seconds {args.share_seconds:g}; vault reads counted in the "
+        f"audit log over {args.intervals} kubelet sync intervals."
+    )
+    report.save(
+        csi_figure(
+            native,
+            csi,
+            START_GOAL,
+            per_interval,
+            args.pods,
+            len(OBJECTS),
+            budget,
+            SYNC_SECONDS,
+            report.end(),
+            setting,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ answer read by its Content-Length. The raw loop runs after the vault server and 
 sidecar have stopped, so only one process ever owns the token.
 
     python bench/dataplane.py [--seconds 10] [--clients 16] [--only sign]
-                              [--py-spy PATH --profile-dir DIR]
+                              [--py-spy PATH --profile-dir DIR] [--out DIR]
+
+The text is also written to DIR/dataplane.txt and drawn in DIR/dataplane.png (DIR is
+bench/figures by default).
 
 With --py-spy, both server processes are recorded (raw format, collapsed stacks, with
 idle frames left out) during each sign run, one file per run and process in DIR.
@@ -43,6 +46,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from aiohttp import web
+from plotting import DataplaneRow, Report, add_out_option, dataplane_figure
 
 from strongroom import aio
 
@@ -331,7 +335,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("sign", "get"), default=None)
     parser.add_argument("--py-spy", default=None, help="record both servers with this py-spy")
     parser.add_argument("--profile-dir", type=Path, default=Path("."))
+    add_out_option(parser)
     args = parser.parse_args()
+    report = Report("dataplane", args.out)
 
     state = Path(tempfile.mkdtemp(prefix="strongroom-bench-")) / "state"
     port = free_port()
@@ -421,12 +427,16 @@ def main() -> None:
             data = RSA_SHA256_INFO + digest if mechanism == "RSA_PKCS" else digest
             baseline[label] = raw(state, mechanism, data, args.seconds)
 
-    print(
-        f"\nstrongroom data plane, {args.clients} keep-alive clients, {args.seconds:.0f} s "
-        f"each, {os.cpu_count()} cores, secret body {len(body)} bytes\n"
+    report.line()
+    report.line(
+        f"strongroom data plane, {args.clients} keep-alive clients, {args.seconds:.0f} s "
+        f"each, {os.cpu_count()} cores, secret body {len(body)} bytes"
     )
-    print("throughput")
-    print(f"{'measure':<16}{'API /s':>10}{'baseline /s':>14}{'ratio':>8}{'goal':>8}  baseline")
+    report.line()
+    report.line("throughput")
+    report.line(
+        f"{'measure':<16}{'API /s':>10}{'baseline /s':>14}{'ratio':>8}{'goal':>8}  baseline"
+    )
     baselines = {
         "RSA-2048 sign": "raw python-pkcs11 loop, same token",
         "EC P-256 sign": "raw python-pkcs11 loop, same token",
@@ -436,12 +446,15 @@ def main() -> None:
         rate = baseline[label][0]
         ratio = run.rate / rate if rate else 0.0
         verdict = "met" if ratio >= GOALS[label] else "missed"
-        print(
+        report.line(
             f"{label:<16}{run.rate:>10.0f}{rate:>14.0f}{ratio:>8.2f}{'>=':>4}{GOALS[label]:>4.2f}"
             f"  {baselines[label]} ({verdict})"
         )
-    print("\nCPU per request, microseconds (server + sidecar vs baseline; load generator apart)")
-    print(
+    report.line()
+    report.line(
+        "CPU per request, microseconds (server + sidecar vs baseline; load generator apart)"
+    )
+    report.line(
         f"{'measure':<16}{'server':>8}{'sidecar':>9}{'total':>8}{'baseline':>10}{'ratio':>8}"
         f"{'goal':>8}{'load':>7}"
     )
@@ -452,11 +465,30 @@ def main() -> None:
         goal = CPU_GOALS.get(label)
         verdict = "" if goal is None else ("  (met)" if ratio <= goal else "  (missed)")
         goal_text = f"{'<=':>4}{goal:>4.2f}" if goal is not None else f"{'':>8}"
-        print(
+        report.line(
             f"{label:<16}{run.server_cpu * 1e6:>8.0f}{run.sidecar_cpu * 1e6:>9.0f}"
             f"{total * 1e6:>8.0f}{cpu * 1e6:>10.0f}{ratio:>8.2f}{goal_text}"
             f"{run.load_cpu * 1e6:>7.0f}{verdict}"
         )
+    rows = [
+        DataplaneRow(
+            label=label,
+            api_rate=run.rate,
+            base_rate=baseline[label][0],
+            rate_goal=GOALS[label],
+            server_us=run.server_cpu * 1e6,
+            sidecar_us=run.sidecar_cpu * 1e6,
+            base_us=baseline[label][1] * 1e6,
+            load_us=run.load_cpu * 1e6,
+            cpu_goal=CPU_GOALS.get(label),
+        )
+        for label, run in api.items()
+    ]
+    setting = (
+        f"{args.clients} keep-alive clients, {args.seconds:g} s per measure, load generator "
+        f"on the same machine; secret body {len(body)} bytes"
+    )
+    report.save(dataplane_figure(rows, report.end(), setting))
 
 
 async def _fetch(url: str, token: str, context: ssl.SSLContext) -> bytes:

@@ -6,7 +6,10 @@ Fills one `strongroom dev` vault with secrets to each size in turn (1,000, 10,00
 the RSS of the vault server and of the HSM sidecar, and the bytes on disk. Then it makes
 10,000 keys and prints their create rate. Load: 16 keep-alive clients in this process.
 
-    python bench/scale.py [--sizes 1000,10000,100000] [--keys 10000] [--clients 16]
+    python bench/scale.py [--sizes 1000,10000,100000] [--keys 10000] [--clients 16] [--out DIR]
+
+The text is also written to DIR/scale.txt and drawn in DIR/scale.png (DIR is
+bench/figures by default).
 
 Goals (issue: the data plane's second design): set rate at the largest size >= 0.8x the
 rate at the smallest and >= 300/s; GET p99 at the largest <= 1.5x at the smallest;
@@ -28,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from plotting import Report, ScaleGoals, ScaleRow, add_out_option, scale_figure
 
 QUERY = "?api-version=7.6"
 VALUE = "v" * 200  # the 200-byte secrets of the measurement in the issue
 MEASURED_SETS = 1000
 MEASURED_GETS = 2000
+GOALS = ScaleGoals(set_share=0.8, set_floor=300, p99_share=1.5, restart_s=10, server_mib=250)
 
 
 def start_dev(state: Path, port: int, keep: bool) -> tuple[subprocess.Popen[bytes], float]:
@@ -121,7 +126,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--keys", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=16)
+    add_out_option(parser)
     args = parser.parse_args()
+    report = Report("scale", args.out)
     sizes = [int(s) for s in args.sizes.split(",")]
 
     state = Path(tempfile.mkdtemp(prefix="strongroom-scale-")) / "state"
@@ -164,7 +171,7 @@ def main() -> None:
                     "disk MiB": disk_bytes(state) / 2**20,
                 }
             )
-            print(json.dumps(rows[-1]), flush=True)
+            report.line(json.dumps(rows[-1]))
         key_rate = 0.0
         if args.keys:
             began = time.perf_counter()
@@ -174,24 +181,50 @@ def main() -> None:
     finally:
         stop_dev(dev)
 
-    print()
+    report.line()
     header = list(rows[0])
-    print(" | ".join(f"{h:>11}" for h in header))
+    report.line(" | ".join(f"{h:>11}" for h in header))
     for row in rows:
-        print(" | ".join(f"{row[h]:>11.1f}" for h in header))
+        report.line(" | ".join(f"{row[h]:>11.1f}" for h in header))
     first, last = rows[0], rows[-1]
-    print(f"\nEC key creates: {key_rate:.0f}/s for {args.keys} keys")
-    print(
+    report.line()
+    report.line(f"EC key creates: {key_rate:.0f}/s for {args.keys} keys")
+    report.line(
         f"set rate at {last['size']:.0f} vs {first['size']:.0f}: "
-        f"{last['set/s'] / first['set/s']:.2f}x (goal >= 0.8x, and >= 300/s: "
-        f"{last['set/s']:.0f}/s)"
+        f"{last['set/s'] / first['set/s']:.2f}x (goal >= {GOALS.set_share}x, and >= "
+        f"{GOALS.set_floor:.0f}/s: {last['set/s']:.0f}/s)"
     )
-    print(
+    report.line(
         f"GET p99 at {last['size']:.0f} vs {first['size']:.0f}: "
-        f"{last['GET p99 ms'] / first['GET p99 ms']:.2f}x (goal <= 1.5x)"
+        f"{last['GET p99 ms'] / first['GET p99 ms']:.2f}x (goal <= {GOALS.p99_share}x)"
     )
-    print(f"restart-to-ready at {last['size']:.0f}: {last['restart s']:.1f} s (goal <= 10 s)")
-    print(f"vault-server RSS at {last['size']:.0f}: {last['server MiB']:.0f} MiB (goal <= 250)")
+    report.line(
+        f"restart-to-ready at {last['size']:.0f}: {last['restart s']:.1f} s "
+        f"(goal <= {GOALS.restart_s:.0f} s)"
+    )
+    report.line(
+        f"vault-server RSS at {last['size']:.0f}: {last['server MiB']:.0f} MiB "
+        f"(goal <= {GOALS.server_mib:.0f})"
+    )
+    points = [
+        ScaleRow(
+            size=int(row["size"]),
+            set_rate=row["set/s"],
+            get_p50_ms=row["GET p50 ms"],
+            get_p99_ms=row["GET p99 ms"],
+            restart_s=row["restart s"],
+            server_mib=row["server MiB"],
+            sidecar_mib=row["sidecar MiB"],
+            disk_mib=row["disk MiB"],
+        )
+        for row in rows
+    ]
+    setting = (
+        f"{args.clients} keep-alive clients in the measuring process, on the same machine; "
+        f"at each size: the next {MEASURED_SETS:,} sets, {MEASURED_GETS:,} GETs of random "
+        "names, then a restart timed to the first answer; RSS read before the restart."
+    )
+    report.save(scale_figure(points, GOALS, key_rate, args.keys, report.end(), setting))
 
 
 if __name__ == "__main__":
