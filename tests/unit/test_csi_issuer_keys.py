@@ -350,3 +350,33 @@ def test_a_file_that_is_not_a_jwks_is_refused_clearly(tmp_path: Path) -> None:
     document.unlink()
     with pytest.raises(JwksUnavailable, match="cannot be read"):
         run(FileJwks(document))
+
+
+def test_after_a_failed_read_an_unknown_kid_retries_within_seconds_not_the_full_limit() -> None:
+    """The cluster restarts its API server with a new signing key: the first read of the keys
+    fails while it is down. Pods whose tokens name the new key must not go unshared for the
+    whole rate limit: a read is tried again after retry_seconds, and once one succeeds the
+    full limit applies again."""
+    old, new = SigningKey("old"), SigningKey("new")
+    issuer, clock = FakeIssuer(old), Clock()
+    keys = IssuerKeys(issuer, AUDIENCE, min_refresh_seconds=30, retry_seconds=3, clock=clock)
+
+    async def body() -> list[tuple[str | None, int]]:
+        await keys.start()
+        seen = []
+        issuer.keys = [old, new]
+        issuer.failing = JwksUnavailable("connection refused")
+        clock.now += 31
+        seen.append((await keys.subject(new.token()), issuer.reads))  # read, failed
+        clock.now += 1
+        seen.append((await keys.subject(new.token()), issuer.reads))  # too soon: no read
+        issuer.failing = None
+        clock.now += 2
+        seen.append((await keys.subject(new.token()), issuer.reads))  # retried: known now
+        hostile = SigningKey("hostile")
+        clock.now += 3
+        seen.append((await keys.subject(hostile.token()), issuer.reads))  # full limit again
+        await keys.close()
+        return seen
+
+    assert run(body) == [(None, 2), (None, 2), (SUBJECT, 3), (None, 3)]

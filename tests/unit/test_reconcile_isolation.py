@@ -92,7 +92,9 @@ class RecordingKube:
         self.put(obj)
         return True
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(
+        self, obj: dict[str, Any], found: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         key = self._key(obj)
         self.writes.append(("apply", *key))
         found = self.objects.get(key)

@@ -159,7 +159,9 @@ def _summary(kids: frozenset[str], count: int) -> str:
 
 class IssuerKeys:
     """The issuer's keys, kept fresh: read from `source` at start, every `refresh_seconds`,
-    and when a token names an unknown key id, at most once per `min_refresh_seconds`."""
+    and when a token names an unknown key id, at most once per `min_refresh_seconds`, or
+    once per `retry_seconds` while the last read failed (the API server restarting with its
+    new key: the keys are wanted as soon as it answers again)."""
 
     def __init__(
         self,
@@ -168,6 +170,7 @@ class IssuerKeys:
         *,
         refresh_seconds: float = 300.0,
         min_refresh_seconds: float = 30.0,
+        retry_seconds: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
@@ -176,8 +179,10 @@ class IssuerKeys:
         self._document: str | None = None
         self.refresh_seconds = refresh_seconds
         self.min_refresh_seconds = min_refresh_seconds
+        self.retry_seconds = min(retry_seconds, min_refresh_seconds)
         self._clock = clock
         self._last_attempt: float | None = None
+        self._last_failed = False
         self._inflight: asyncio.Task[bool] | None = None
         self._periodic: asyncio.Task[None] | None = None
         self.refreshes = 0
@@ -222,7 +227,8 @@ class IssuerKeys:
         if self._inflight is not None and not self._inflight.done():
             return await asyncio.shield(self._inflight)
         now = self._clock()
-        if self._last_attempt is not None and now - self._last_attempt < self.min_refresh_seconds:
+        wait = self.retry_seconds if self._last_failed else self.min_refresh_seconds
+        if self._last_attempt is not None and now - self._last_attempt < wait:
             log.debug("a token names an unknown key id; the issuer keys were read recently")
             return False
         log.info("a token names a key id the plugin does not know: refreshing the issuer keys")
@@ -246,6 +252,7 @@ class IssuerKeys:
                 raise JwksUnavailable("the JWKS document has no usable key")
         except Exception as exc:  # noqa: BLE001 - any failure keeps the keys there are
             self.failures += 1
+            self._last_failed = True
             message = str(exc) if isinstance(exc, JwksUnavailable) else type(exc).__name__
             if len(had):
                 log.warning(
@@ -262,6 +269,7 @@ class IssuerKeys:
                     message,
                 )
             return False
+        self._last_failed = False
         canonical = json.dumps(document.get("keys"), sort_keys=True)
         if canonical != self._document:
             if self._document is None:

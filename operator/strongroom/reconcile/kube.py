@@ -29,6 +29,54 @@ def path(api_version: str, kind: str, namespace: str | None, name: str | None = 
     return f"{prefix}{scope}/{PLURALS[kind]}{tail}"
 
 
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two fieldsV1 trees as one (every field either names)."""
+    merged = dict(a)
+    for key, value in b.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _union(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def applied_fields(found: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Pure: the object's managedFields with the operator's own update entry (what its
+    create, a POST, recorded) turned into, or merged with, its apply entry; None when there
+    is no such entry. Server-side apply removes only fields of the applier's apply entry that
+    a new apply leaves out: without this, a field the operator once created an object with
+    (the restore init container of a recovering pool) would stay in it for good."""
+    entries = list(found.get("metadata", {}).get("managedFields") or [])
+
+    def ours(entry: dict[str, Any], operation: str) -> bool:
+        return (
+            entry.get("manager") == FIELD_MANAGER
+            and entry.get("operation") == operation
+            and not entry.get("subresource")
+            and entry.get("fieldsType", "FieldsV1") == "FieldsV1"
+        )
+
+    updates = [e for e in entries if ours(e, "Update")]
+    if not updates:
+        return None
+    applies = [e for e in entries if ours(e, "Apply")]
+    rest = [e for e in entries if not ours(e, "Update") and not ours(e, "Apply")]
+    fields: dict[str, Any] = {}
+    for entry in applies + updates:
+        fields = _union(fields, entry.get("fieldsV1") or {})
+    base = (applies or updates)[0]
+    merged = {
+        "manager": FIELD_MANAGER,
+        "operation": "Apply",
+        "apiVersion": base.get("apiVersion", found.get("apiVersion")),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
+    if base.get("time"):
+        merged["time"] = base["time"]
+    return rest + [merged]
+
+
 class Kube:
     """Server-side apply, get, list, create-once and delete, by apiVersion and kind.
 
@@ -57,12 +105,36 @@ class Kube:
         )
         return result
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(
+        self, obj: dict[str, Any], found: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Server-side apply. `force` takes back the operator's own fields of its own object
         (reconcile.owned checked whose it is; the uid in its body makes the API server refuse
-        the write if the object was replaced meanwhile)."""
+        the write if the object was replaced meanwhile).
+
+        `found`, the object as read: when the operator created it (a POST, which the API
+        server records as an update, not an apply), its fields are first made the
+        operator's applied fields (applied_fields), so that a field this apply leaves out is
+        removed, not kept forever under the create's entry."""
         meta = obj["metadata"]
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        if found is not None:
+            migrated = applied_fields(found)
+            if migrated is not None:
+                await self._call(
+                    "PATCH",
+                    url,
+                    [
+                        {
+                            "op": "test",
+                            "path": "/metadata/resourceVersion",
+                            "value": found["metadata"]["resourceVersion"],
+                        },
+                        {"op": "replace", "path": "/metadata/managedFields", "value": migrated},
+                    ],
+                    [("fieldManager", FIELD_MANAGER)],
+                    "application/json-patch+json",
+                )
         return await self._call(
             "PATCH",
             url,

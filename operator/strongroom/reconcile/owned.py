@@ -70,7 +70,7 @@ async def apply_owned(
         return
     # The uid makes the API server refuse the write if the object was replaced meanwhile.
     meta = obj["metadata"]
-    await kube.apply(obj | {"metadata": meta | {"uid": found["metadata"]["uid"]}})
+    await kube.apply(obj | {"metadata": meta | {"uid": found["metadata"]["uid"]}}, found)
 
 
 async def create_owned(
