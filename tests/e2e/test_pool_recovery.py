@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from strongroom.devclient import FileTokenCredential
 from strongroom.securitydomain.command import make_restore_blob
 
+from ..securitydomain_canaries import canaries, leaks
 from ..unit.test_security_domain_formats import make_certificate
 from .conftest import delete_contents, namespace_of
 from .release import IMAGE, Release, resolving
@@ -300,9 +301,15 @@ def clients(release: Release, namespace: str, uri: str) -> Clients:
 
 
 def wrap(release: Release, c: Clients, name: str, op: str, value: bytes) -> bytes:
-    """Key wrap through the vault's REST API (the SDK would wrap an oct key locally)."""
+    """Key wrap through the vault's REST API (the SDK would wrap an oct key locally), with
+    the key's current version."""
+    version = c.keys.get_key(name).properties.version
     answer = release.vault_call(
-        c.uri, c.token, "POST", f"/keys/{name}/{op}", {"alg": "A256KW", "value": b64(value)}
+        c.uri,
+        c.token,
+        "POST",
+        f"/keys/{name}/{version}/{op}",
+        {"alg": "A256KW", "value": b64(value)},
     )
     assert answer.status_code == 200, answer.text
     return base64.urlsafe_b64decode(answer.json()["value"] + "==")
@@ -570,6 +577,22 @@ def test_a_new_pool_in_another_namespace_recovers_with_the_holders_upload(
             f"\nrecovery: new pool created -> first signature {first_signature:.1f}s "
             f"(backup {scenario.copied.stat().st_size} bytes, {len(scenario.public)} keys)"
         )
+    # The canary: the domain's root secret, shares, pool secret and the holders' private keys
+    # are in no log of the operator or the pool (audit lines, the restore step included), no
+    # Event and no status.
+    secrets = canaries(scenario.domain.read_text(), scenario.certs, scenario.keys)
+    seen = {
+        "operator logs": release.operator_log(),
+        "pool pod logs": release.k(
+            "-n", NEW_NS, "logs", "new-pool-0", "--all-containers", "--prefix"
+        ).stdout,
+        "events": release.k("-n", NEW_NS, "get", "events", "-o", "json").stdout,
+        "HsmPool": json.dumps(release.get("hsmpool", "new", NEW_NS)),
+        "Vault": json.dumps(release.get("vault", "books", NEW_NS)),
+    }
+    assert '"operation":"SecurityDomainUpload"' in seen["pool pod logs"]
+    for what, text in seen.items():
+        assert leaks(text, secrets) == [], what
     # Once restored, the pod no longer carries the restore step.
     release.wait_for(
         "the restore init container to be dropped",
