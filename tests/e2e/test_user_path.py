@@ -457,6 +457,168 @@ def test_examples_07_a_vault_certificate_is_issued_and_mounted_with_its_key(
     assert got.json().get("managed") is True, got.text
 
 
+HTTPS_SERVER = """
+import socket, ssl
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("0.0.0.0", 8443))
+listener.listen(16)
+print("serving", flush=True)
+while True:
+    conn, _ = listener.accept()
+    try:
+        # The mounted files, read for each connection: a renewal swaps them in place.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(10)
+            tls.recv(4096)
+            head = b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\n"
+            tls.sendall(head + b"ok\\n")
+    except Exception as exc:
+        print("connection failed:", type(exc).__name__, flush=True)
+        conn.close()
+"""
+HTTPS_HOST = "demo-tls.demo.svc"  # a name of the certificate, and its Service's
+
+
+def https_pod_and_service() -> list[dict[str, Any]]:
+    labels = {"app": "demo-tls"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "https-tls", "namespace": DEMO, "labels": labels},
+            "spec": {
+                "serviceAccountName": "reader",
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 1,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 1000,
+                    "fsGroup": 1000,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": IMAGE,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python3", "-c", HTTPS_SERVER],
+                        "ports": [{"containerPort": 8443}],
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                    }
+                ],
+                "volumes": [
+                    {
+                        "name": "tls",
+                        "csi": {
+                            "driver": DRIVER,
+                            "readOnly": True,
+                            "volumeAttributes": {
+                                "vault": "demo",
+                                "objects": "- kind: certificate\n  name: demo-tls\n",
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "demo-tls", "namespace": DEMO},
+            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
+        },
+    ]
+
+
+def https_served(release: Release, trusted_pem: str, hostname: str) -> str:
+    """The SHA-1 thumbprint of the certificate the pod serves, after a handshake that trusts
+    only `trusted_pem` and checks `hostname` (ssl.SSLCertVerificationError otherwise), and an
+    HTTP answer read whole."""
+    address = release.get("service", "demo-tls", DEMO)["spec"]["clusterIP"]
+    context = ssl.create_default_context(cadata=trusted_pem)
+    with socket.create_connection((address, 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=hostname) as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {hostname}\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+            der = tls.getpeercert(binary_form=True)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok\n"), answer
+    assert der is not None
+    return hashlib.sha1(der).hexdigest()  # noqa: S324 - Key Vault's x5t thumbprint
+
+
+def mounted_certificate(release: Release) -> str:
+    return release.k("-n", DEMO, "exec", "https-tls", "--", "cat", "/tls/tls.crt").stdout
+
+
+def test_a_pod_serves_https_with_the_vault_certificate_and_a_new_version_reaches_it_running(
+    release: Release,
+) -> None:
+    """After 07: a pod serves HTTPS with the mounted tls.crt and tls.key; a client that
+    trusts that certificate (and nothing else) connects and the host name is checked. The
+    vault then makes a new version (a change of the certificate's names: at once for issuer
+    Self, the same new certificate-key-secret version a renewal makes); the running pod, not
+    restarted, serves the new certificate once its volume is republished."""
+    release.apply(*https_pod_and_service())
+    release.k("-n", DEMO, "wait", "--for=condition=Ready", "pod/https-tls", "--timeout=180s")
+    pod = release.get("pod", "https-tls", DEMO)
+    before = release.get("vaultcertificate", "demo-tls", DEMO)["status"]
+    first_pem = mounted_certificate(release)
+    thumbprint = before["thumbprint"].lower().replace(":", "")
+    assert https_served(release, first_pem, HTTPS_HOST) == thumbprint
+    # The host name is checked: a name the certificate does not hold is refused.
+    with pytest.raises(ssl.SSLCertVerificationError, match="match"):
+        https_served(release, first_pem, "someone-else.demo.svc")
+
+    spec = release.get("vaultcertificate", "demo-tls", DEMO)["spec"]
+    release.k(
+        "-n",
+        DEMO,
+        "patch",
+        "vaultcertificate",
+        "demo-tls",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"dnsNames": [*spec["dnsNames"], "demo-tls"]}}),
+    )
+
+    def new_version() -> dict[str, Any] | None:
+        status = release.get("vaultcertificate", "demo-tls", DEMO).get("status") or {}
+        return status if status.get("version") not in (None, before["version"]) else None
+
+    after = release.wait_for("the certificate's new version", new_version, timeout=180)
+    new_thumbprint = after["thumbprint"].lower().replace(":", "")
+    assert new_thumbprint != thumbprint
+
+    def serving_new() -> str | None:
+        pem = mounted_certificate(release)
+        if pem == first_pem:
+            return None
+        return pem if https_served(release, pem, HTTPS_HOST) == new_thumbprint else None
+
+    new_pem = release.wait_for("the pod serving the new certificate", serving_new, timeout=300)
+    leaf = x509.load_pem_x509_certificates(new_pem.encode())[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "demo-tls" in names.get_values_for_type(x509.DNSName)
+    # The old certificate is no longer trusted for it: the client that trusts only it fails.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_served(release, first_pem, HTTPS_HOST)
+    now = release.get("pod", "https-tls", DEMO)
+    assert now["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert now["status"]["containerStatuses"][0]["restartCount"] == 0
+    log = release.k("-n", DEMO, "logs", "https-tls").stdout
+    assert "serving" in log and "PRIVATE KEY" not in log
+
+
 def test_a_secret_rotated_every_minute_is_mounted_in_a_watching_pod(release: Release) -> None:
     """Starts the rotation proof: the secret and the pod that prints the digest of its
     mounted value every few seconds. The rest of the file's tests run while it rotates;
