@@ -1275,6 +1275,22 @@ def test_a_canary_secret_appears_in_no_log_event_status_or_annotation(release: R
     encoded = base64.b64encode(CANARY.encode()).decode()
     leaks = [where for where, text in places.items() if CANARY in text or encoded in text]
     assert not leaks, f"the canary value appears in: {', '.join(leaks)}"
+    # The private key of the VaultCertificate the https-tls pod serves with (exportable, so
+    # mounted as tls.key): in none of those places either, in PKCS#8 base64 or as a number.
+    pem = release.k("-n", DEMO, "exec", "https-tls", "--", "cat", "/tls/tls.key").stdout
+    key = serialization.load_pem_private_key(pem.encode(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    private = key.private_numbers().private_value
+    needles = [
+        base64.b64encode(der).decode()[36:96],
+        format(private, "x").rjust(64, "0")[:48],
+        base64.urlsafe_b64encode(private.to_bytes(32, "big")).decode()[:40],
+    ]
+    leaks = [where for where, text in places.items() if any(n in text for n in needles)]
+    assert not leaks, f"the certificate's private key appears in: {', '.join(leaks)}"
 
 
 def test_helm_upgrade_to_a_changed_value_rolls_out_and_keeps_serving(release: Release) -> None:

@@ -4,6 +4,7 @@ with their managed key and secret, the Unknown-issuer flow, import, contacts, is
 import base64
 import datetime
 import hashlib
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -373,6 +374,20 @@ def test_a_canary_private_key_never_reaches_logs_or_audit(
         None, canary, leaf, None, serialization.NoEncryption()
     )
     certs.import_certificate("canary", pfx)
+    # PFX passwords: the right one, and a wrong one refused; neither is written anywhere.
+    password, wrong = f"pw-{uuid.uuid4().hex}", f"wrong-{uuid.uuid4().hex}"
+    locked = pkcs12.serialize_key_and_certificates(
+        None,
+        canary,
+        leaf,
+        None,
+        serialization.BestAvailableEncryption(password.encode()),
+    )
+    with pytest.raises(HttpResponseError) as refused:
+        certs.import_certificate("canary-locked", locked, password=wrong)
+    assert refused.value.status_code == 400
+    certs.import_certificate("canary-locked", locked, password=password)
+    certs.begin_delete_certificate("canary-locked", _polling_interval=0).wait()
     exported = clients.secrets.get_secret("canary").value
     certs.begin_delete_certificate("canary", _polling_interval=0).wait()
     assert exported  # the exportable key did leave, to its caller, in the answer only
@@ -389,5 +404,8 @@ def test_a_canary_private_key_never_reaches_logs_or_audit(
         format(numbers.d, "x")[:48],
         str(numbers.d)[:48],
         format(numbers.p, "x")[:48],
+        password,
+        wrong,
+        base64.b64encode(password.encode()).decode(),
     ):
         assert needle not in log
