@@ -546,11 +546,11 @@ def https_served(release: Release, trusted_pem: str, hostname: str) -> str:
     context = ssl.create_default_context(cadata=trusted_pem)
     with socket.create_connection((address, 443), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=hostname) as tls:
+            der = tls.getpeercert(binary_form=True)
             tls.sendall(f"GET / HTTP/1.1\r\nHost: {hostname}\r\n\r\n".encode())
             answer = b""
             while chunk := tls.recv(4096):
                 answer += chunk
-            der = tls.getpeercert(binary_form=True)
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok\n"), answer
     assert der is not None
     return hashlib.sha1(der).hexdigest()  # noqa: S324 - Key Vault's x5t thumbprint
