@@ -255,7 +255,7 @@ def test_the_watching_fetcher_answers_each_request_at_most_once_per_interval(
     watcher = threading.Thread(
         target=fetch_jwks.watch,
         args=(fetch, request, 1.0),
-        kwargs={"poll": 0.02, "running": lambda: not stop.is_set()},
+        kwargs={"poll": 0.02, "running": lambda: not stop.is_set(), "retry_interval": 0.2},
         daemon=True,
     )
     watcher.start()
@@ -279,6 +279,13 @@ def test_the_watching_fetcher_answers_each_request_at_most_once_per_interval(
         request.touch()
         _wait_for(lambda: len(fetches) == 3, timeout=5)
         assert output.read_text() == before
+        # After a failed fetch, a request is answered after the retry interval (0.2 s),
+        # not the full one (1 s): the keys are wanted as soon as the API server answers.
+        monkeypatch.setattr(_ApiServer, "document", {"keys": [{"kty": "EC", "kid": "k3"}]})
+        request.touch()
+        _wait_for(lambda: len(fetches) == 4, timeout=5)
+        assert 0.2 <= fetches[3] - fetches[2] < 0.9
+        assert json.loads(output.read_text())["keys"][0]["kid"] == "k3"
     finally:
         stop.set()
         watcher.join(timeout=5)

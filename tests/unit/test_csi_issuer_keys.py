@@ -380,3 +380,64 @@ def test_after_a_failed_read_an_unknown_kid_retries_within_seconds_not_the_full_
         return seen
 
     assert run(body) == [(None, 2), (None, 2), (SUBJECT, 3), (None, 3)]
+
+
+def test_mounts_during_an_api_server_restart_wait_for_the_keys_and_still_share() -> None:
+    """Four pods mount at once with tokens of the new key while the API server restarts: the
+    first reads fail. The calls try again every retry_seconds for up to unknown_kid_wait and
+    all get their subject once a read works; a made-up key id after that is refused at once,
+    without waiting (a read worked)."""
+    old, new = SigningKey("old"), SigningKey("new")
+    issuer = FakeIssuer(old)
+    keys = IssuerKeys(
+        issuer,
+        AUDIENCE,
+        min_refresh_seconds=30,
+        retry_seconds=0.1,
+        unknown_kid_wait=2.0,
+    )
+
+    class Restarting:
+        def __init__(self) -> None:
+            self.failures_left = 2
+
+        async def __call__(self) -> dict[str, Any]:
+            if self.failures_left:
+                self.failures_left -= 1
+                issuer.reads += 1
+                raise JwksUnavailable("connection refused")
+            return await issuer()
+
+    async def body() -> tuple[list[str | None], int, str | None, float]:
+        await keys.start()
+        issuer.keys = [old, new]
+        keys._source = Restarting()  # the API server goes down as the new key is published
+        keys._last_attempt = None
+        answers = await asyncio.gather(*(keys.subject(new.token()) for _ in range(4)))
+        reads = issuer.reads
+        started = time.monotonic()
+        hostile = await keys.subject(SigningKey("hostile").token())
+        waited = time.monotonic() - started
+        await keys.close()
+        return answers, reads, hostile, waited
+
+    answers, reads, hostile, waited = run(body)
+    assert answers == [SUBJECT] * 4
+    assert reads == 1 + 3  # at start; two failed reads and the one that worked, shared by all
+    assert hostile is None and waited < 0.05
+
+
+def test_without_a_wait_a_failed_read_gives_up_at_once() -> None:
+    new = SigningKey("new")
+    issuer = FakeIssuer(SigningKey("old"))
+    keys = IssuerKeys(issuer, AUDIENCE, retry_seconds=0.1)  # unknown_kid_wait 0
+
+    async def body() -> tuple[str | None, int]:
+        await keys.start()
+        issuer.failing = JwksUnavailable("down")
+        keys._last_attempt = None
+        subject = await keys.subject(new.token())
+        await keys.close()
+        return subject, issuer.reads
+
+    assert run(body) == (None, 2)

@@ -77,21 +77,28 @@ def watch(
     min_interval: float,
     poll: float = 0.5,
     running: Callable[[], bool] = lambda: True,
+    retry_interval: float = 2.0,
 ) -> None:
     """Fetch each time `request` is touched after the last fetch began, at most once per
-    `min_interval` seconds, until `running()` is false. A request found at start (made
-    while this container was starting or restarting) is answered."""
-    handled, last = 0, float("-inf")
+    `min_interval` seconds after a fetch that worked, and once per `retry_interval` after
+    one that failed (an API server restarting with a new signing key: the plugin asks again
+    within seconds and wants the keys as soon as it answers), until `running()` is false.
+    A request found at start (made while this container was starting or restarting) is
+    answered."""
+    handled, last, failed = 0, float("-inf"), False
     while running():
         asked = _asked_ns(request)
-        if asked > handled and time.monotonic() - last >= min_interval:
+        interval = min(retry_interval, min_interval) if failed else min_interval
+        if asked > handled and time.monotonic() - last >= interval:
             handled, last = asked, time.monotonic()
             try:
                 document = fetch()
             except (OSError, ValueError) as exc:
+                failed = True
                 # The exception names the URL and the status, never the token.
                 print(f"fetch-jwks: asked for fresh keys: {exc}", file=sys.stderr, flush=True)
             else:
+                failed = False
                 kids = sorted(str(k.get("kid")) for k in document["keys"] if isinstance(k, dict))
                 print(
                     f"fetch-jwks: {len(document['keys'])} keys ({', '.join(kids[:8])})",

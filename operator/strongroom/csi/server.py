@@ -43,6 +43,9 @@ class JwksOptions:
     refresh_request: Path | None = None
     refresh_seconds: float = 300.0
     min_refresh_seconds: float = 30.0
+    # How long a mount whose token names an unknown key id waits for the keys to be read
+    # while reading them fails (see tokens.IssuerKeys.subject).
+    unknown_kid_wait: float = 10.0
 
 
 def _abort_code(name: str) -> grpc.StatusCode:
@@ -272,6 +275,7 @@ async def serve(
             AUDIENCE,
             refresh_seconds=jwks.refresh_seconds,
             min_refresh_seconds=jwks.min_refresh_seconds,
+            unknown_kid_wait=jwks.unknown_kid_wait,
         )
         await keys.start()
     fetcher = Fetcher(ca_file, keys, share_seconds, addresses=vault_addresses)

@@ -171,6 +171,7 @@ class IssuerKeys:
         refresh_seconds: float = 300.0,
         min_refresh_seconds: float = 30.0,
         retry_seconds: float = 3.0,
+        unknown_kid_wait: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
@@ -180,6 +181,7 @@ class IssuerKeys:
         self.refresh_seconds = refresh_seconds
         self.min_refresh_seconds = min_refresh_seconds
         self.retry_seconds = min(retry_seconds, min_refresh_seconds)
+        self.unknown_kid_wait = unknown_kid_wait
         self._clock = clock
         self._last_attempt: float | None = None
         self._last_failed = False
@@ -215,13 +217,26 @@ class IssuerKeys:
 
     async def subject(self, token: str) -> str | None:
         """The token's verified subject, or None. A token that names a key id the plugin does
-        not know triggers a refresh first, unless one ran less than `min_refresh_seconds` ago."""
+        not know triggers a refresh first, unless one ran less than `min_refresh_seconds` ago.
+        While the keys cannot be read (the API server restarting with its new signing key),
+        the call tries again every `retry_seconds` for up to `unknown_kid_wait` seconds
+        before it gives up: the pods mounting just then still share their fetches. A read
+        that worked ends the wait at once, whether the key id was in it or not."""
         subject = self._verifier.subject(token)
         if subject is not None or not self._verifier.names_unknown_kid(token):
             return subject
-        if not await self._refresh_for_unknown_kid():
-            return None
-        return self._verifier.subject(token)
+        attempts = 1 + (
+            int(self.unknown_kid_wait / self.retry_seconds) if self.retry_seconds else 0
+        )
+        for attempt in range(attempts):
+            if await self._refresh_for_unknown_kid():
+                return self._verifier.subject(token)
+            if not self._verifier.names_unknown_kid(token):  # another caller's read found it
+                return self._verifier.subject(token)
+            if not self._last_failed or attempt == attempts - 1 or self._last_attempt is None:
+                return None
+            await asyncio.sleep(max(0.0, self._last_attempt + self.retry_seconds - self._clock()))
+        return None
 
     async def _refresh_for_unknown_kid(self) -> bool:
         if self._inflight is not None and not self._inflight.done():
