@@ -159,7 +159,8 @@ def _summary(kids: frozenset[str], count: int) -> str:
 
 class IssuerKeys:
     """The issuer's keys, kept fresh: read from `source` at start, every `refresh_seconds`,
-    and when a token names an unknown key id, at most once per `min_refresh_seconds`, or
+    and when a token names an unknown key id, at most once per `min_refresh_seconds` (of such
+    reads: the periodic ones do not count), or
     once per `retry_seconds` while the last read failed (the API server restarting with its
     new key: the keys are wanted as soon as it answers again)."""
 
@@ -184,6 +185,7 @@ class IssuerKeys:
         self.unknown_kid_wait = unknown_kid_wait
         self._clock = clock
         self._last_attempt: float | None = None
+        self._last_unknown_attempt: float | None = None
         self._last_failed = False
         self._inflight: asyncio.Task[bool] | None = None
         self._periodic: asyncio.Task[None] | None = None
@@ -242,10 +244,16 @@ class IssuerKeys:
         if self._inflight is not None and not self._inflight.done():
             return await asyncio.shield(self._inflight)
         now = self._clock()
-        wait = self.retry_seconds if self._last_failed else self.min_refresh_seconds
-        if self._last_attempt is not None and now - self._last_attempt < wait:
+        # The limit counts the reads unknown key ids caused, not the periodic ones: a periodic
+        # read just before a rotation must not hold back the read of the new key.
+        if self._last_failed:
+            since, wait = self._last_attempt, self.retry_seconds
+        else:
+            since, wait = self._last_unknown_attempt, self.min_refresh_seconds
+        if since is not None and now - since < wait:
             log.debug("a token names an unknown key id; the issuer keys were read recently")
             return False
+        self._last_unknown_attempt = now
         log.info("a token names a key id the plugin does not know: refreshing the issuer keys")
         return await self.refresh("unknown key id")
 
