@@ -782,7 +782,13 @@ def test_the_standby_takes_over_within_30s_when_the_active_operator_is_killed_mi
             for k in burst_keys(release, names)
         )
 
-    release.wait_for("a key made by the new active replica", made_since_takeover, timeout=60)
+    try:
+        release.wait_for("a key made by the new active replica", made_since_takeover, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; {new_holder} took the Lease {took_lease:.1f}s after the kill\n"
+            f"{release.operator_log()[-6000:]}"
+        ) from None
     first_reconcile = time.monotonic() - killed
     with capsys.disabled():  # the measurement, shown whether or not pytest captures
         print(
