@@ -9,7 +9,8 @@ Vaults). Never an object's name, a value, a token, a subject or a path a client 
 """
 
 import argparse
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,6 +19,13 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 # Seconds: from a cached read (about a millisecond) to an RSA-4096 key generation.
 LATENCY_BUCKETS = (
@@ -36,6 +44,97 @@ LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
+
+
+class Tally(Collector):
+    """A counter family for a request path: one dict update per increment, the samples
+    written out at scrape. For a single-threaded event loop (no lock is taken)."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], registry: CollectorRegistry
+    ) -> None:
+        self._name, self._doc, self._labels = name, documentation, labels
+        self.values: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def inc(self, *labels: str) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + 1.0
+
+    def value(self, *labels: str) -> float:
+        return self.values.get(labels, 0.0)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._doc, labels=self._labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, value in sorted(self.values.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+class Timings(Collector):
+    """A histogram family for a request path, like `Tally`: an observation is a bisection
+    and two list updates; cumulative buckets are summed at scrape."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        registry: CollectorRegistry,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> None:
+        self._name, self._doc, self._labels = name, documentation, labels
+        self._bounds = buckets
+        # Per label set: a count per bucket (the last for +Inf), then the sum.
+        self.values: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def observe(self, seconds: float, *labels: str) -> None:
+        entry = self.values.get(labels)
+        if entry is None:
+            entry = self.values[labels] = [0.0] * (len(self._bounds) + 2)
+        entry[bisect_left(self._bounds, seconds)] += 1.0
+        entry[-1] += seconds
+
+    def count(self, *labels: str) -> float:
+        entry = self.values.get(labels)
+        return sum(entry[:-1]) if entry is not None else 0.0
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self._name, self._doc, labels=self._labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, entry in sorted(self.values.items()):
+            buckets, total = [], 0.0
+            for bound, count in zip((*self._bounds, float("inf")), entry[:-1], strict=True):
+                total += count
+                buckets.append((_bound_label(bound), total))
+            family.add_metric(list(labels), buckets, sum_value=entry[-1])
+        yield family
+
+
+def _bound_label(bound: float) -> str:
+    """A bucket's `le` as Prometheus writes it: "+Inf", else the float's shortest form."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class Level(Collector):
+    """A gauge without labels kept in a plain number (`value`), for a request path."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._name, self._doc = name, documentation
+        self.value = 0.0
+        registry.register(self)
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._name, self._doc)
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._name, self._doc, value=self.value)
+
 
 # Called at every scrape before the registry is written out; gives exposition text to
 # append (metrics of another process, e.g. the HSM sidecar's), or b"".

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import kopf
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strongroom import cli, metrics
@@ -164,3 +165,43 @@ def test_every_command_takes_a_metrics_port_that_is_off_by_default(argv: list[st
 
 def test_port_zero_serves_nothing() -> None:
     assert asyncio.run(metrics.serve(metrics.registry(), 0)) is None
+
+
+def _samples(registry: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_the_request_path_metrics_write_what_prometheus_clients_own_would() -> None:
+    """Tally, Timings and Level (plain numbers on the request path) against
+    prometheus_client's Counter, Histogram and Gauge fed the same observations: the same
+    samples, buckets on their bounds included."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    tally = metrics.Tally("t_requests", "Requests.", ("op", "code"), ours)
+    timings = metrics.Timings("t_seconds", "Seconds.", ("op",), ours)
+    level = metrics.Level("t_in_flight", "In flight.", ours)
+    counter = Counter("t_requests", "Requests.", ["op", "code"], registry=theirs)
+    histogram = Histogram(
+        "t_seconds", "Seconds.", ["op"], buckets=metrics.LATENCY_BUCKETS, registry=theirs
+    )
+    gauge = Gauge("t_in_flight", "In flight.", registry=theirs)
+    observations = [0.0, 0.0005, 0.001, 0.0010001, 0.0025, 0.7, 30.0, 31.0, 1e-9]
+    for index, seconds in enumerate(observations):
+        op = ("KeySign", "SecretGet")[index % 2]
+        code = ("200", "404")[index % 3 == 0]
+        tally.inc(op, code)
+        counter.labels(op, code).inc()
+        timings.observe(seconds, op)
+        histogram.labels(op).observe(seconds)
+    level.value += 3
+    level.value -= 1
+    gauge.set(2)
+    assert _samples(ours) == _samples(theirs)
+    assert tally.value("KeySign", "404") == 2
+    assert timings.count("SecretGet") == 4
+    assert ("t_seconds_bucket", frozenset({("op", "KeySign"), ("le", "0.001")})) in _samples(ours)

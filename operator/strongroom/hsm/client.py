@@ -24,6 +24,55 @@ log = logging.getLogger(__name__)
 CallObserver = Callable[[str, dict[str, Any], float, str | None], None]
 
 
+class _Answers(asyncio.Protocol):
+    """The client's end of the socket: each complete answer line settles its request's
+    future in the callback that read it (no reader task to wake per answer). A line
+    longer than `protocol.MAX_LINE` is thrown away as it arrives and fails only the
+    request that began it; the stream stays in step."""
+
+    def __init__(self, client: "HsmClient") -> None:
+        self._client = client
+        self._buffer = bytearray()
+        self._skipping: tuple[int | None] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if self._skipping is not None:
+                if end < 0:
+                    start = len(buffer)
+                    break
+                self._client._lost_answer(self._skipping[0])
+                self._skipping = None
+                start = end + 1
+                continue
+            if end < 0 or end - start > protocol.MAX_LINE:
+                if end >= 0 or len(buffer) - start > protocol.MAX_LINE:
+                    match = protocol.LEADING_ID.match(buffer, start)
+                    self._skipping = (int(match.group(1)) if match else None,)
+                    if end < 0:
+                        start = len(buffer)
+                    continue
+                break
+            self._client._answered(bytes(buffer[start : end + 1]))
+            start = end + 1
+        del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.warning("HSM connection failed: %s", type(exc).__name__)
+        self.transport = None
+        self._buffer.clear()
+        self._client._lost(self)
+
+
 class HsmClient:
     """Calls engine operations in the sidecar; many requests may be in flight at once."""
 
@@ -35,60 +84,57 @@ class HsmClient:
         self._observer = observer
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._answers: _Answers | None = None
         self._connect_lock = asyncio.Lock()
         self._outgoing: list[tuple[int, bytes]] = []  # frames to send at this turn's end
 
-    async def _connection(self) -> asyncio.StreamWriter:
-        if self._writer is not None and not self._writer.is_closing():
-            return self._writer
+    def _connected(self) -> bool:
+        answers = self._answers
+        return (
+            answers is not None
+            and answers.transport is not None
+            and not answers.transport.is_closing()
+        )
+
+    async def _connection(self) -> None:
+        if self._connected():
+            return
         async with self._connect_lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
+            if self._connected():
+                return
             try:
-                reader, writer = await asyncio.open_unix_connection(
-                    str(self._socket_path), limit=protocol.MAX_LINE
+                _, answers = await asyncio.get_running_loop().create_unix_connection(
+                    lambda: _Answers(self), str(self._socket_path)
                 )
             except OSError as exc:
                 raise HsmUnavailable(f"cannot reach the HSM at {self._socket_path}") from exc
-            self._writer = writer
-            self._reader_task = asyncio.create_task(self._read_answers(reader))
-            return writer
+            self._answers = answers
 
-    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+    def _answered(self, line: bytes) -> None:
         try:
-            while True:
-                try:
-                    line = await protocol.read_frame(reader)
-                except protocol.FrameTooLarge as exc:
-                    lost = self._pending.pop(exc.request_id, None)  # type: ignore[arg-type]
-                    if lost is not None and not lost.done():
-                        lost.set_exception(HsmError("the HSM's answer was too large"))
-                    continue
-                if not line:
-                    break
-                try:
-                    answer = protocol.decode(line)
-                except ValueError:
-                    log.warning("ignored a malformed answer from the HSM")
-                    continue
-                future = self._pending.pop(answer.get("i"), None)  # type: ignore[arg-type]
-                if future is None or future.done():
-                    continue
-                if "e" in answer:
-                    future.set_exception(protocol.error_from(answer["e"]))
-                else:
-                    future.set_result(answer.get("r"))
-        except (ConnectionError, ValueError) as exc:
-            log.warning("HSM connection failed: %s", type(exc).__name__)
-        finally:
+            answer = protocol.decode(line)
+        except ValueError:
+            log.warning("ignored a malformed answer from the HSM")
+            return
+        future = self._pending.pop(answer.get("i"), None)  # type: ignore[arg-type]
+        if future is None or future.done():
+            return
+        if "e" in answer:
+            future.set_exception(protocol.error_from(answer["e"]))
+        else:
+            future.set_result(answer.get("r"))
+
+    def _lost_answer(self, request_id: int | None) -> None:
+        lost = self._pending.pop(request_id, None)  # type: ignore[arg-type]
+        if lost is not None and not lost.done():
+            lost.set_exception(HsmError("the HSM's answer was too large"))
+
+    def _lost(self, answers: _Answers) -> None:
+        if answers is self._answers:
+            self._answers = None
             self._fail_pending()
 
     def _fail_pending(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
@@ -139,11 +185,13 @@ class HsmClient:
         # A request failed meanwhile (its connection lost, its time out) is not sent.
         outgoing = [(i, frame) for i, frame in self._outgoing if i in self._pending]
         self._outgoing = []
-        writer = self._writer
+        if not outgoing:
+            return
+        transport = self._answers.transport if self._answers is not None else None
         try:
-            if writer is None or writer.is_closing():
+            if transport is None or transport.is_closing():
                 raise ConnectionError("not connected")
-            writer.write(b"".join(frame for _, frame in outgoing))
+            transport.write(b"".join(frame for _, frame in outgoing))
         except (ConnectionError, RuntimeError):
             for request_id, _ in outgoing:
                 future = self._pending.pop(request_id, None)
@@ -158,11 +206,10 @@ class HsmClient:
             )
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-        self._writer = None
+        answers, self._answers = self._answers, None
+        if answers is not None and answers.transport is not None:
+            answers.transport.close()
+        self._fail_pending()
 
     async def sidecar_metrics(self) -> str:
         """The sidecar's own metrics as Prometheus text (not an HSM operation)."""

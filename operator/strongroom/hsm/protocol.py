@@ -5,7 +5,6 @@ Requests are `{"i": id, "op": name, "a": {arguments}}`, answers
 `{"i": id, "r": result}` or `{"i": id, "e": [error class, message]}`.
 """
 
-import asyncio
 import base64
 import json
 import re
@@ -33,38 +32,6 @@ MAX_LINE = 4 * 1024 * 1024
 # serve beside its own (the pool's pod has one metrics port: the vault server's).
 METRICS_OP = "sidecar_metrics"
 LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
-
-
-class FrameTooLarge(Exception):
-    """A line longer than MAX_LINE was read and thrown away; `request_id` began it, if known."""
-
-    def __init__(self, request_id: int | None) -> None:
-        super().__init__(f"a message is longer than {MAX_LINE} bytes")
-        self.request_id = request_id
-
-
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
-    """The next line (b"" at the end), or FrameTooLarge once an overlong one is skipped whole.
-
-    The reader's limit must be MAX_LINE. Only the overlong line is lost: the
-    stream stays in step, so the connection serves the requests after it.
-    """
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        return exc.partial
-    except asyncio.LimitOverrunError as exc:
-        head = await reader.readexactly(exc.consumed)
-    while True:
-        try:
-            await reader.readuntil(b"\n")
-            break
-        except asyncio.LimitOverrunError as exc:
-            await reader.readexactly(exc.consumed)
-        except asyncio.IncompleteReadError:
-            break
-    match = LEADING_ID.match(head)
-    raise FrameTooLarge(int(match.group(1)) if match else None)
 
 
 def _default(value: Any) -> Any:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from .. import aio, metrics
 from . import protocol
@@ -50,11 +50,12 @@ class SidecarMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.operations = Counter(
+        # Kept in plain numbers on the operation path, written out at scrape.
+        self.operations = metrics.Tally(
             "strongroom_hsm_operations",
             "HSM operations the sidecar ran, by operation.",
-            ["operation"],
-            registry=self.registry,
+            ("operation",),
+            self.registry,
         )
         self.errors = Counter(
             "strongroom_hsm_operation_errors",
@@ -62,18 +63,17 @@ class SidecarMetrics:
             ["operation", "error"],
             registry=self.registry,
         )
-        self.seconds = Histogram(
+        self.seconds = metrics.Timings(
             "strongroom_hsm_operation_duration_seconds",
             "Time in the HSM: from the sidecar starting an operation to its result.",
-            ["operation"],
-            buckets=metrics.LATENCY_BUCKETS,
-            registry=self.registry,
+            ("operation",),
+            self.registry,
         )
 
     def observe(self, op: str, seconds: float, error: str | None) -> None:
         op = op if op in OPERATIONS else "invalid"
-        self.operations.labels(op).inc()
-        self.seconds.labels(op).observe(seconds)
+        self.operations.inc(op)
+        self.seconds.observe(seconds, op)
         if error is not None:
             self.errors.labels(op, error).inc()
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .. import jose, metrics
 from ..hsm.client import HsmClient
@@ -67,21 +67,21 @@ class ServerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or metrics.registry()
         r = self.registry
-        self.requests = Counter(
+        # The request path's own: kept in plain numbers, written out at scrape.
+        self.requests = metrics.Tally(
             "strongroom_requests",
             "Requests answered, by operation (the route table's name) and HTTP status.",
-            ["op", "code"],
-            registry=r,
+            ("op", "code"),
+            r,
         )
-        self.duration = Histogram(
+        self.duration = metrics.Timings(
             "strongroom_request_duration_seconds",
             "Time from a request's arrival to its answer, by operation.",
-            ["op"],
-            buckets=metrics.LATENCY_BUCKETS,
-            registry=r,
+            ("op",),
+            r,
         )
-        self.in_flight = Gauge(
-            "strongroom_requests_in_flight", "Requests being handled now.", registry=r
+        self.in_flight = metrics.Level(
+            "strongroom_requests_in_flight", "Requests being handled now.", r
         )
         self.auth_failures = Counter(
             "strongroom_auth_failures",
@@ -93,13 +93,12 @@ class ServerMetrics:
         )
         for reason in AUTH_REASONS:
             self.auth_failures.labels(reason)
-        self.hsm_calls = Histogram(
+        self.hsm_calls = metrics.Timings(
             "strongroom_hsm_call_duration_seconds",
             "HSM calls from the vault server, queueing at the sidecar included, by operation "
             "and mechanism (algorithm, curve or size; - for none).",
-            ["operation", "mechanism"],
-            buckets=metrics.LATENCY_BUCKETS,
-            registry=r,
+            ("operation", "mechanism"),
+            r,
         )
         self.hsm_errors = Counter(
             "strongroom_hsm_call_errors",
@@ -128,15 +127,15 @@ class ServerMetrics:
     def observe_request(
         self, op: str, status: int, seconds: float, refused: VaultError | None
     ) -> None:
-        self.requests.labels(op, str(status)).inc()
-        self.duration.labels(op).observe(seconds)
+        self.requests.inc(op, str(status))
+        self.duration.observe(seconds, op)
         if refused is not None:
             reason = refusal_reason(refused)
             if reason is not None:
                 self.auth_failures.labels(reason).inc()
 
     def observe_hsm(self, op: str, args: dict[str, Any], seconds: float, error: str | None) -> None:
-        self.hsm_calls.labels(op, mechanism(op, args)).observe(seconds)
+        self.hsm_calls.observe(seconds, op, mechanism(op, args))
         if error is not None:
             self.hsm_errors.labels(op, error).inc()
 

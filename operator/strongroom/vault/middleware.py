@@ -106,8 +106,11 @@ async def answers(
     metrics = request.app.get(METRICS)
     if metrics is None:
         return await _answer(request, handler)
-    with metrics.in_flight.track_inprogress():
+    metrics.in_flight.value += 1
+    try:
         return await _answer(request, handler)
+    finally:
+        metrics.in_flight.value -= 1
 
 
 async def _answer(
