@@ -324,6 +324,11 @@ SIGNS = (
     ("RSA-2048 sign", "bench-rsa", "RS256", "RSA_PKCS"),
     ("EC P-256 sign", "bench-ec", "ES256", "ECDSA"),
 )
+LAYERS = (
+    "GET /healthz: HTTPS, aiohttp, one HSM round trip (ping)",
+    "GET key: + token, route, key lookup, JSON answer, audit",
+    "POST sign: + JSON body, HSM signature",
+)
 RSA_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
 
@@ -390,6 +395,18 @@ def main() -> None:
                 pids,
                 profile,
             )
+    layers: dict[str, Run] = {}
+    if args.only != "get":
+        # The sign path's layers, for where an EC signature's CPU goes: the same server
+        # answering less of the work.
+        ec = f"{url}/keys/bench-ec/{versions['bench-ec']}"
+        seconds = min(args.seconds, 5.0)
+        for label, target, method, body in (
+            (LAYERS[0], url + "/healthz", "GET", None),
+            (LAYERS[1], ec + query, "GET", None),
+            (LAYERS[2], f"{ec}/sign{query}", "POST", {"alg": "ES256", "value": b64(digest)}),
+        ):
+            layers[label] = load(target, method, body, token, ca, seconds, args.clients, pids)
     if args.only != "sign":
         api["secret GET"] = load(
             url + secret_path, "GET", None, token, ca, args.seconds, args.clients, pids
@@ -470,6 +487,12 @@ def main() -> None:
             f"{total * 1e6:>8.0f}{cpu * 1e6:>10.0f}{ratio:>8.2f}{goal_text}"
             f"{run.load_cpu * 1e6:>7.0f}{verdict}"
         )
+    if layers:
+        report.line()
+        report.line("the sign path by layer: CPU per request, microseconds (EC P-256 key)")
+        report.line(f"{'request':<58}{'server':>8}{'sidecar':>9}")
+        for label, run in layers.items():
+            report.line(f"{label:<58}{run.server_cpu * 1e6:>8.0f}{run.sidecar_cpu * 1e6:>9.0f}")
     rows = [
         DataplaneRow(
             label=label,
