@@ -103,6 +103,35 @@ def test_vault_keys_are_sensitive_and_never_extractable(engine: Engine) -> None:
         assert key[Attribute.NEVER_EXTRACTABLE]
 
 
+def test_root_keys_in_use_are_session_copies_as_protected_as_the_token_objects(
+    engine: Engine,
+) -> None:
+    """The engine uses its session-object copies of the vault's root keys (a token object is
+    checked against its file at every use); each copy is as SENSITIVE and non-EXTRACTABLE
+    as its token object, and the token still holds exactly one of each."""
+    blob = engine.seal_records("t", [b"aad"], [b"a record"])[0]
+    session = engine._session("t")
+    for label in (templates.KEK_LABEL, templates.SEAL_LABEL):
+        in_use = engine._secret_key("t", label)
+        assert in_use[Attribute.TOKEN] is False
+        assert in_use[Attribute.SENSITIVE] and not in_use[Attribute.EXTRACTABLE]
+        assert in_use[Attribute.NEVER_EXTRACTABLE]
+        with pytest.raises(p11.AttributeSensitive):
+            in_use[Attribute.VALUE]
+        wanted = {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
+        stored = list(session.get_objects(wanted | {Attribute.TOKEN: True}))
+        assert len(stored) == 1
+    # The copy is the same key: what it sealed opens under the token object itself.
+    token_seal = session.get_key(ObjectClass.SECRET_KEY, label=templates.SEAL_LABEL)
+    assert token_seal[Attribute.TOKEN] is True
+    from pkcs11.mechanisms import GCMParams
+
+    opened = token_seal.decrypt(
+        blob[12:], mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(blob[:12], b"aad", 128)
+    )
+    assert bytes(opened) == b"a record"
+
+
 def test_a_backup_restores_a_non_extractable_key_that_signs_alike(engine: Engine) -> None:
     key_id = uuid.uuid4().hex
     generated = engine.generate_ec("t", key_id, "restorable", "P-256")

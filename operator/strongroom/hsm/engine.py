@@ -247,9 +247,20 @@ class Engine:
         return session
 
     def _secret_key(self, vault: str, label: str) -> Any:
+        """A vault's root key (key-encryption or sealing) by label, as a session-object copy
+        of the token object: SoftHSM2 checks a token object's file on every use, which
+        doubles the cost of opening a record. The copy keeps the key's SENSITIVE and
+        non-EXTRACTABLE attributes (a copy can never loosen them), has a label of its own (a
+        look-up by the root key's label finds the token object alone), lives in this
+        process's session only, and goes with it; a module that refuses the copy uses the
+        token object itself."""
         cached = self._objects.get((vault, label, "label"))
         if cached is None:
-            cached = self._session(vault).get_key(ObjectClass.SECRET_KEY, label=label)
+            stored = self._session(vault).get_key(ObjectClass.SECRET_KEY, label=label)
+            try:
+                cached = stored.copy({Attribute.TOKEN: False, Attribute.LABEL: f"{label}:in-use"})
+            except p11.PKCS11Error:
+                cached = stored
             self._objects[(vault, label, "label")] = cached
         return cached
 
