@@ -238,6 +238,49 @@ def _bare_server(port: int, cert: str, key: str, body: bytes) -> None:
     web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, access_log=None, print=None)
 
 
+class _LeanAnswer(asyncio.Protocol):
+    """HTTP/1.1 keep-alive answered with a fixed body, no framework: the floor of a Python
+    HTTPS server on uvloop (requests parsed only as far as their Content-Length)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        ) + body
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            length = 0
+            for line in buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(buffer) < end + 4 + length:
+                break
+            buffer = buffer[end + 4 + length :]
+            assert self._transport is not None
+            self._transport.write(self._answer)
+        self._buffer = buffer
+
+
+def _lean_server(port: int, cert: str, key: str, body: bytes) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(lambda: _LeanAnswer(body), "127.0.0.1", port, ssl=context)
+        await asyncio.Event().wait()
+
+    aio.run(serve())
+
+
 # --- the raw PKCS#11 loop ------------------------------------------------------------------
 
 
@@ -328,6 +371,7 @@ LAYERS = (
     "GET /healthz: HTTPS, aiohttp, one HSM round trip (ping)",
     "GET key: + token, route, key lookup, JSON answer, audit",
     "POST sign: + JSON body, HSM signature",
+    "floor: a bare TLS protocol on uvloop, the key's GET body",
 )
 RSA_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
@@ -413,8 +457,31 @@ def main() -> None:
         )
 
     body = asyncio.run(_fetch(url + secret_path, token, context))
+    key_body = asyncio.run(_fetch(f"{ec}{query}", token, context)) if layers else b""
     os.killpg(dev.pid, signal.SIGTERM)
     dev.wait(30)
+    if layers:
+        # The floor under every layer: a bare TLS protocol answering the key's GET body.
+        lean_port = free_port()
+        lean = multiprocessing.get_context("spawn").Process(
+            target=_lean_server,
+            args=(lean_port, str(state / "tls.crt"), str(state / "tls.key"), key_body),
+        )
+        lean.start()
+        time.sleep(1.5)
+        assert lean.pid is not None
+        layers[LAYERS[3]] = load(
+            f"https://localhost:{lean_port}/keys/bench-ec",
+            "GET",
+            None,
+            None,
+            ca,
+            seconds,
+            args.clients,
+            (lean.pid,),
+        )
+        lean.terminate()
+        lean.join()
 
     baseline: dict[str, tuple[float, float]] = {}
     if args.only != "sign":
