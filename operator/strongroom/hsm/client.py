@@ -32,44 +32,25 @@ class _Answers(asyncio.Protocol):
 
     def __init__(self, client: "HsmClient") -> None:
         self._client = client
-        self._buffer = bytearray()
-        self._skipping: tuple[int | None] | None = None
+        self._lines = protocol.Lines()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if self._skipping is not None:
-                if end < 0:
-                    start = len(buffer)
-                    break
-                self._client._lost_answer(self._skipping[0])
-                self._skipping = None
-                start = end + 1
-                continue
-            if end < 0 or end - start > protocol.MAX_LINE:
-                if end >= 0 or len(buffer) - start > protocol.MAX_LINE:
-                    match = protocol.LEADING_ID.match(buffer, start)
-                    self._skipping = (int(match.group(1)) if match else None,)
-                    if end < 0:
-                        start = len(buffer)
-                    continue
-                break
-            self._client._answered(bytes(buffer[start : end + 1]))
-            start = end + 1
-        del buffer[:start]
+        self._lines.feed(data)
+        while (line := self._lines.next()) is not None:
+            if isinstance(line, protocol.Overlong):
+                self._client._lost_answer(line.request_id)
+            else:
+                self._client._answered(line)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             log.warning("HSM connection failed: %s", type(exc).__name__)
         self.transport = None
-        self._buffer.clear()
+        self._lines.clear()
         self._client._lost(self)
 
 

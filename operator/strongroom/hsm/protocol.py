@@ -8,6 +8,7 @@ Requests are `{"i": id, "op": name, "a": {arguments}}`, answers
 import base64
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from . import errors
@@ -32,6 +33,62 @@ MAX_LINE = 4 * 1024 * 1024
 # serve beside its own (the pool's pod has one metrics port: the vault server's).
 METRICS_OP = "sidecar_metrics"
 LEADING_ID = re.compile(rb'\{"i":(\d{1,18})[,}]')
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """A line longer than MAX_LINE, thrown away as it arrived; `request_id` began it, if known."""
+
+    request_id: int | None
+
+
+class Lines:
+    """The lines of a byte stream, each at most MAX_LINE long.
+
+    A longer line is thrown away as it arrives (never held whole) and given back as one
+    `Overlong`; the stream stays in step, so the lines after it are read as usual.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._start = 0  # what lies before has been given back
+        # While an overlong line is being thrown away: the id that began it, if known.
+        self._skipping: tuple[int | None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
+        self._buffer += data
+
+    def clear(self) -> None:
+        self._buffer.clear()
+        self._start = 0
+
+    def next(self) -> bytes | Overlong | None:
+        """The next complete line (with its newline), or None until more is fed."""
+        buffer, start = self._buffer, self._start
+        while True:
+            end = buffer.find(b"\n", start)
+            if self._skipping is not None:
+                if end < 0:
+                    self._start = len(buffer)
+                    return None
+                overlong = Overlong(self._skipping[0])
+                self._skipping = None
+                self._start = end + 1
+                return overlong
+            if end < 0 or end - start > MAX_LINE:
+                if end >= 0 or len(buffer) - start > MAX_LINE:
+                    match = LEADING_ID.match(buffer, start)
+                    self._skipping = (int(match.group(1)) if match else None,)
+                    if end < 0:
+                        start = len(buffer)
+                    continue
+                self._start = start
+                return None
+            self._start = end + 1
+            return bytes(buffer[start : end + 1])
 
 
 def _default(value: Any) -> Any:

@@ -157,17 +157,15 @@ class SidecarConnection(asyncio.Protocol):
 
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
-        self._buffer = bytearray()
+        self._lines = protocol.Lines()
         self._transport: asyncio.Transport | None = None
         self._paused = False
-        # While a line too long is being thrown away: the id that began it, if known.
-        self._skipping: tuple[int | None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
+        self._lines.feed(data)
         self._process()
 
     def pause_writing(self) -> None:
@@ -183,42 +181,26 @@ class SidecarConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._buffer.clear()
+        self._lines.clear()
 
     def _process(self) -> None:
         transport = self._transport
-        buffer = self._buffer
         answers: list[bytes] = []
         started = time.monotonic()
-        start = 0
         while transport is not None and not self._paused:
-            end = buffer.find(b"\n", start)
-            if self._skipping is not None:
-                if end < 0:
-                    start = len(buffer)
-                    break
+            line = self._lines.next()
+            if line is None:
+                break
+            if isinstance(line, protocol.Overlong):
                 log.warning("refused an HSM request longer than %d bytes", protocol.MAX_LINE)
                 message = f"a message is longer than {protocol.MAX_LINE} bytes"
-                answers.append(_error_answer(self._skipping[0], "InvalidInput", message))
-                self._skipping = None
-                start = end + 1
+                answers.append(_error_answer(line.request_id, "InvalidInput", message))
                 continue
-            if end < 0 or end - start > protocol.MAX_LINE:
-                if (end < 0 and len(buffer) - start > protocol.MAX_LINE) or end >= 0:
-                    match = protocol.LEADING_ID.match(buffer, start)
-                    self._skipping = (int(match.group(1)) if match else None,)
-                    if end < 0:
-                        start = len(buffer)
-                    continue
-                break
-            line = bytes(buffer[start : end + 1])
-            start = end + 1
             answers.append(self._sidecar.answer(line))
             if time.monotonic() - started > self.FLUSH_SECONDS:
                 transport.write(b"".join(answers))
                 answers.clear()
                 started = time.monotonic()
-        del buffer[:start]
         if answers and transport is not None:
             transport.write(b"".join(answers))
 
