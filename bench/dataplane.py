@@ -281,6 +281,29 @@ def _lean_server(port: int, cert: str, key: str, body: bytes) -> None:
     aio.run(serve())
 
 
+def load_endpoint(
+    server: Any,
+    tls: tuple[str, str],
+    body: bytes,
+    path: str,
+    ca: str,
+    seconds: float,
+    clients: int,
+) -> Run:
+    """GETs against `server(port, cert, key, body)` run in a process of its own."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=server, args=(port, *tls, body))
+    process.start()
+    time.sleep(1.5)
+    assert process.pid is not None
+    try:
+        url = f"https://localhost:{port}{path}"
+        return load(url, "GET", None, None, ca, seconds, clients, (process.pid,))
+    finally:
+        process.terminate()
+        process.join()
+
+
 # --- the raw PKCS#11 loop ------------------------------------------------------------------
 
 
@@ -460,51 +483,17 @@ def main() -> None:
     key_body = asyncio.run(_fetch(f"{ec}{query}", token, context)) if layers else b""
     os.killpg(dev.pid, signal.SIGTERM)
     dev.wait(30)
+    tls = (str(state / "tls.crt"), str(state / "tls.key"))
     if layers:
         # The floor under every layer: a bare TLS protocol answering the key's GET body.
-        lean_port = free_port()
-        lean = multiprocessing.get_context("spawn").Process(
-            target=_lean_server,
-            args=(lean_port, str(state / "tls.crt"), str(state / "tls.key"), key_body),
+        layers[LAYERS[3]] = load_endpoint(
+            _lean_server, tls, key_body, "/keys/bench-ec", ca, seconds, args.clients
         )
-        lean.start()
-        time.sleep(1.5)
-        assert lean.pid is not None
-        layers[LAYERS[3]] = load(
-            f"https://localhost:{lean_port}/keys/bench-ec",
-            "GET",
-            None,
-            None,
-            ca,
-            seconds,
-            args.clients,
-            (lean.pid,),
-        )
-        lean.terminate()
-        lean.join()
-
     baseline: dict[str, tuple[float, float]] = {}
     if args.only != "sign":
-        bare_port = free_port()
-        bare = multiprocessing.get_context("spawn").Process(
-            target=_bare_server,
-            args=(bare_port, str(state / "tls.crt"), str(state / "tls.key"), body),
+        bare_run = load_endpoint(
+            _bare_server, tls, body, "/secrets/bench-secret", ca, args.seconds, args.clients
         )
-        bare.start()
-        time.sleep(1.5)
-        assert bare.pid is not None
-        bare_run = load(
-            f"https://localhost:{bare_port}/secrets/bench-secret",
-            "GET",
-            None,
-            None,
-            ca,
-            args.seconds,
-            args.clients,
-            (bare.pid,),
-        )
-        bare.terminate()
-        bare.join()
         baseline["secret GET"] = (bare_run.rate, bare_run.server_cpu)
     if args.only != "get":
         for label, _, _, mechanism in SIGNS:
