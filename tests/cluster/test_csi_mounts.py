@@ -119,9 +119,19 @@ def test_a_pod_without_access_gets_nothing_and_an_event_says_why(
             break
         time.sleep(2)
     assert "PermissionDenied" in message or "permission" in message.lower(), message
-    pod = stack.kube.get("pod", "stranger")
-    waiting = pod["status"]["containerStatuses"][0]["state"].get("waiting", {})
-    assert waiting.get("reason") == "ContainerCreating"
+    # The container never starts: the kubelet reports it waiting in ContainerCreating (its
+    # status may come a little after the first FailedMount event), the pod Pending.
+    deadline = time.monotonic() + 60
+    while True:
+        pod = stack.kube.get("pod", "stranger")
+        statuses = pod["status"].get("containerStatuses")
+        if statuses or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert pod["status"]["phase"] == "Pending", pod["status"]
+    assert statuses, f"the kubelet reported no container status in 60 s: {pod['status']}"
+    waiting = statuses[0]["state"].get("waiting", {})
+    assert waiting.get("reason") == "ContainerCreating", statuses
 
 
 def test_no_token_or_value_in_the_plugin_log(stack: Stack, seeded: None) -> None:
