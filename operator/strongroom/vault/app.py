@@ -23,6 +23,7 @@ from aiohttp import web
 from ..hsm.api import Hsm
 from ..hsm.errors import HsmError
 from ..storage import Storage
+from . import http1
 from .auth import AdminClient, Authenticator
 from .certificates import CertificateMeta, CertificateStore
 from .config import ServerConfig, VaultConfig
@@ -333,7 +334,9 @@ class DataPlane:
     @staticmethod
     async def _read_json(request: web.Request) -> dict[str, Any]:
         try:
-            if request.content.is_eof():  # all here already (the usual case): no timer
+            if isinstance(request, http1.Request):  # its body has arrived whole
+                raw = request.body
+            elif request.content.is_eof():  # all here already (the usual case): no timer
                 raw = request.content.read_nowait(-1)
                 if len(raw) > MAX_BODY_BYTES:
                     raise web.HTTPRequestEntityTooLarge(

@@ -25,7 +25,7 @@ from ..hsm.errors import HsmError
 from .audit import AuditRecord
 from .auth import Throttled
 from .errors import ChallengeNeeded, MethodNotAllowed, VaultError, from_hsm
-from .metrics import METRICS
+from .metrics import METRICS, ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +103,44 @@ def _unexpected(request: web.Request, exc: Exception) -> web.Response:
 async def answers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    metrics = request.app.get(METRICS)
+    return await answer(
+        request,
+        handler,
+        getattr(handler, "strongroom_gate", None),
+        request.app.get(METRICS),
+        lambda: request.match_info.route.name,
+    )
+
+
+async def answer(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    gate: Gate | None,
+    metrics: ServerMetrics | None,
+    route_name: Callable[[], str | None],
+) -> web.StreamResponse:
+    """`handler`'s answer to `request` behind `gate`, with errors in Key Vault's shape, the
+    audit line and the request metrics: what every surface's request gets, through
+    aiohttp (the middleware) or the data plane's own HTTP/1.1 layer (vault/http1.py)."""
     if metrics is None:
-        return await _answer(request, handler)
+        return await _answer(request, handler, gate, None, route_name)
     metrics.in_flight.value += 1
     try:
-        return await _answer(request, handler)
+        return await _answer(request, handler, gate, metrics, route_name)
     finally:
         metrics.in_flight.value -= 1
 
 
 async def _answer(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    gate: Gate | None,
+    metrics: ServerMetrics | None,
+    route_name: Callable[[], str | None],
 ) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
     refused: VaultError | None = None
-    gate = getattr(handler, "strongroom_gate", None)
     try:
         if gate is not None:
             await gate(request)
@@ -155,9 +176,8 @@ async def _answer(
             response.status,
             round((time.perf_counter() - started) * 1000, 2),
         ).emit()
-    metrics = request.app.get(METRICS)
     if metrics is not None:  # the operation names a route, never an object
         op = opened.operation if isinstance(opened, Audit) else None
-        op = op or request.match_info.route.name or "Unknown"
+        op = op or route_name() or "Unknown"
         metrics.observe_request(op, response.status, time.perf_counter() - started, refused)
     return response

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from .. import metrics as exposition
 from ..hsm.client import HsmClient
 from ..storage import SqliteStorage
 from ..tls import OPERATOR_CLIENT_NAME, ServerTls
-from .app import DataPlane, make_app
+from . import http1
+from .app import MAX_BODY_BYTES, DataPlane, make_app
 from .auth import AdminClient, Authenticator
 from .config import ServerConfig
 from .management import Management
@@ -46,7 +48,8 @@ class Listen:
 
 class TlsSite(web.BaseSite):
     """A TCP site whose clients must finish the TLS handshake within `handshake_timeout`
-    (aiohttp's TCPSite leaves asyncio's 60 seconds)."""
+    (aiohttp's TCPSite leaves asyncio's 60 seconds), served by `protocol` (a factory of
+    connections; the runner's aiohttp server when None)."""
 
     def __init__(
         self,
@@ -56,10 +59,12 @@ class TlsSite(web.BaseSite):
         ssl_context: ssl.SSLContext,
         handshake_timeout: float,
         backlog: int = 1024,
+        protocol: Callable[[], asyncio.Protocol] | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._address = (host, port)
         self._handshake_timeout = handshake_timeout
+        self._protocol = protocol
 
     @property
     def name(self) -> str:
@@ -70,7 +75,7 @@ class TlsSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            server,
+            self._protocol or server,
             *self._address,
             ssl=self._ssl_context,
             backlog=self._backlog,
@@ -113,7 +118,21 @@ async def serve(
         keepalive_timeout=header_timeout,
     )
     await runner.setup()
-    site = TlsSite(runner, listen.host, listen.port, tls.context, header_timeout)
+    assert runner.server is not None
+    # Every connection starts in the data plane's own HTTP/1.1 layer, which hands anything
+    # but its plain requests to aiohttp (vault/http1.py).
+    connections = http1.Connections(
+        plane.identify,
+        plane.handle,
+        metrics,
+        runner.server,
+        header_timeout,
+        http1.own_surfaces(runner.app),
+        MAX_BODY_BYTES,
+    )
+    site = TlsSite(
+        runner, listen.host, listen.port, tls.context, header_timeout, protocol=connections
+    )
     await site.start()
     log.info(
         "vault server listening on https://%s:%d with %d vault(s)",
@@ -144,6 +163,7 @@ async def serve(
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()
+        connections.close_all()
         await hsm.close()
         await storage.close()
         close = getattr(authenticator, "close", None)
