@@ -281,6 +281,30 @@ def _lean_server(port: int, cert: str, key: str, body: bytes) -> None:
     aio.run(serve())
 
 
+def _own_layer_server(port: int, cert: str, key: str, body: bytes) -> None:
+    """The vault server's own HTTP/1.1 layer (vault/http1.py) answering `body` with no
+    gate, no handler work, no audit and no metrics."""
+    from strongroom.vault import http1
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def nobody(request: web.Request) -> None:
+        return None
+
+    async def fixed(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    async def serve() -> None:
+        connections = http1.Connections(
+            nobody, fixed, None, web.Server(fixed), 10.0, frozenset(), 256 * 1024
+        )
+        await asyncio.get_running_loop().create_server(connections, "127.0.0.1", port, ssl=context)
+        await asyncio.Event().wait()
+
+    aio.run(serve())
+
+
 def load_endpoint(
     server: Any,
     tls: tuple[str, str],
@@ -392,9 +416,10 @@ SIGNS = (
 )
 LAYERS = (
     "GET /healthz: HTTPS, aiohttp, one HSM round trip (ping)",
-    "GET key: + token, route, key lookup, JSON answer, audit",
+    "GET key: own HTTP layer, token, route, key, answer, audit",
     "POST sign: + JSON body, HSM signature",
     "floor: a bare TLS protocol on uvloop, the key's GET body",
+    "own HTTP layer alone: a fixed answer, no gate, no audit",
 )
 RSA_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
@@ -488,6 +513,9 @@ def main() -> None:
         # The floor under every layer: a bare TLS protocol answering the key's GET body.
         layers[LAYERS[3]] = load_endpoint(
             _lean_server, tls, key_body, "/keys/bench-ec", ca, seconds, args.clients
+        )
+        layers[LAYERS[4]] = load_endpoint(
+            _own_layer_server, tls, key_body, "/keys/bench-ec", ca, seconds, args.clients
         )
     baseline: dict[str, tuple[float, float]] = {}
     if args.only != "sign":

@@ -71,6 +71,9 @@ def test_header_values_lose_surrounding_whitespace_and_names_are_case_blind() ->
         b"GET /keys HTTP/1.1\r\nHost: v\r\nX-A: caf\xc3\xa9",
         b"GET /keys HTTP/1.1\r\nHost: v\r\n",
         b"GET /keys HTTP/1.1\r\nHost: v\nX-A: 1",
+        b"GET /keys HTTP/1.1\r\nHost: v\rX-A: 1",
+        b"GET /keys HTTP/1.1\r\nHost: v\r\nX-A: a\x7fb",
+        b"GET /keys HTTP/1.1\r\nHost: v\r\nX-A: a\x0bb",
         # no host, or two
         b"GET /keys HTTP/1.1\r\nX-A: 1",
         b"GET /keys HTTP/1.1\r\nHost: v\r\nHost: w",

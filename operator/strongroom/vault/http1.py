@@ -50,7 +50,9 @@ MAX_BUFFERED = 2 * (MAX_HEAD + 256 * 1024)  # the data plane's body bound: 256 K
 METHODS = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE"})
 
 _TARGET = re.compile(r"/[!$-~]*")  # visible ASCII but "#" and '"'
-_HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([!-~](?:[ \t!-~]*[!-~])?)?[ \t]*")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What a head served here is made of besides its line ends: visible ASCII, SP and HT.
+_PLAIN_BYTES = bytes([9, *range(32, 127)])
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _REASONS = {200: "OK", 201: "Created", 204: "No Content"}
 _NO_BODY = frozenset({204, 304})
@@ -105,11 +107,11 @@ def parse_head(
     head in the strict grammar served here, on a path outside `own_surfaces` (first path
     segments that aiohttp serves), with a body of at most `max_body` bytes; None for
     anything else."""
-    try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
+    lines = head.decode("latin-1").split("\r\n")
+    # Nothing but line ends may remain: no other control byte, no bare CR or LF, no DEL,
+    # nothing beyond ASCII.
+    if head.translate(None, _PLAIN_BYTES) != b"\r\n" * (len(lines) - 1):
         return None
-    lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in METHODS:
         return None
@@ -118,10 +120,10 @@ def parse_head(
         return None
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
-        match = _HEADER.fullmatch(line)
-        if match is None:
+        name, colon, value = line.partition(":")
+        if not colon or _TOKEN.fullmatch(name) is None:
             return None
-        headers.add(match.group(1), match.group(2) or "")
+        headers.add(name, value.strip(" \t"))
     if (
         "Transfer-Encoding" in headers
         or "Expect" in headers
