@@ -92,6 +92,16 @@ class HsmClient:
             self._answers = answers
 
     def _answered(self, line: bytes) -> None:
+        if line[0] == protocol.SIGN_ANSWER:
+            try:
+                request_id, signature = protocol.decode_sign_answer(line)
+            except ValueError:
+                log.warning("ignored a malformed answer from the HSM")
+                return
+            settled = self._pending.pop(request_id, None)
+            if settled is not None and not settled.done():
+                settled.set_result(signature)
+            return
         try:
             answer = protocol.decode(line)
         except ValueError:
@@ -144,7 +154,7 @@ class HsmClient:
 
     async def _exchange(self, op: str, args: dict[str, Any]) -> Any:
         request_id = next(self._ids)
-        frame = protocol.encode({"i": request_id, "op": op, "a": args})
+        frame = protocol.frame(request_id, op, args)
         if len(frame) > protocol.MAX_LINE:
             raise InvalidInput(f"the {op} request is too large for the HSM ({len(frame)} bytes)")
         await self._connection()

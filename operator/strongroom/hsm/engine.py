@@ -11,10 +11,8 @@ import hmac
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pkcs11
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
@@ -131,30 +129,44 @@ def _hex(data: bytes) -> str:
     return data.hex()
 
 
-@contextmanager
-def _mapped_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except HsmError:
-        raise
-    except _REFUSALS as exc:
-        raise OperationNotAllowed(f"the HSM refused {what}") from exc
-    except _BAD_INPUT as exc:
-        raise InvalidInput(f"the HSM rejected the input of {what}") from exc
-    except (p11.ObjectHandleInvalid, p11.KeyHandleInvalid) as exc:
-        raise KeyNotLoaded(f"the key for {what} is no longer loaded") from exc
-    except p11.NoSuchKey as exc:
-        raise KeyNotFound(f"no such key for {what}") from exc
-    except (
-        p11.DeviceError,
-        p11.DeviceRemoved,
-        p11.DeviceMemory,
-        p11.SessionClosed,
-        p11.SessionHandleInvalid,
-        p11.TokenNotPresent,
-    ) as exc:
-        raise HsmUnavailable(f"the HSM failed during {what}") from exc
-    except p11.PKCS11Error as exc:
+_UNAVAILABLE = (
+    p11.DeviceError,
+    p11.DeviceRemoved,
+    p11.DeviceMemory,
+    p11.SessionClosed,
+    p11.SessionHandleInvalid,
+    p11.TokenNotPresent,
+)
+
+
+class _mapped_errors:  # noqa: N801 - used as `with _mapped_errors(...)`, like a function
+    """PKCS#11 errors raised inside, as the HSM errors the sidecar answers with. (A class
+    rather than a generator: it is on every operation's path and costs less.)"""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
+        if exc is None or isinstance(exc, HsmError) or not isinstance(exc, p11.PKCS11Error):
+            return False
+        what = self.what
+        if isinstance(exc, _REFUSALS):
+            raise OperationNotAllowed(f"the HSM refused {what}") from exc
+        if isinstance(exc, _BAD_INPUT):
+            raise InvalidInput(f"the HSM rejected the input of {what}") from exc
+        if isinstance(exc, p11.ObjectHandleInvalid | p11.KeyHandleInvalid):
+            raise KeyNotLoaded(f"the key for {what} is no longer loaded") from exc
+        if isinstance(exc, p11.NoSuchKey):
+            raise KeyNotFound(f"no such key for {what}") from exc
+        if isinstance(exc, _UNAVAILABLE):
+            raise HsmUnavailable(f"the HSM failed during {what}") from exc
         raise HsmError(f"{what} failed in the HSM ({type(exc).__name__})") from exc
 
 

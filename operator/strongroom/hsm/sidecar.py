@@ -122,7 +122,28 @@ class Sidecar:
         """A protocol for one client connection of the socket."""
         return SidecarConnection(self)
 
+    def answer_sign(self, line: bytes) -> bytes:
+        """The answer to a plain `sign` line (protocol.py)."""
+        try:
+            request_id, args = protocol.decode_sign(line)
+        except ValueError:
+            log.warning("malformed HSM request: a sign line out of shape")
+            return _error_answer(None, "InvalidInput", "malformed request")
+        try:
+            return protocol.sign_answer(request_id, self.call("sign", args))
+        except HsmError as exc:
+            return _error_answer(request_id, type(exc).__name__, str(exc))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("malformed HSM request: %s", type(exc).__name__)
+            return _error_answer(request_id, "InvalidInput", "malformed request")
+        except Exception as exc:  # noqa: BLE001 - one failed request must not end the connection
+            log.error("HSM request failed: %s", type(exc).__name__)
+            message = f"the HSM request failed ({type(exc).__name__})"
+            return _error_answer(request_id, "HsmError", message)
+
     def answer(self, line: bytes) -> bytes:
+        if line[:1] == b"S":
+            return self.answer_sign(line)
         answer: dict[str, Any] = {"i": None}
         try:
             request = protocol.decode(line)
