@@ -236,6 +236,7 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self._close_after = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._waiting_body = False
 
     # --- asyncio.Protocol -------------------------------------------------------------
@@ -273,27 +274,35 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     # --- timers -----------------------------------------------------------------------
+    # One timer per connection, moved lazily: a request only sets the deadline, and the
+    # timer, when it fires early, waits again for what is left.
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _wait_for_head(self) -> None:
-        self._cancel_timer()
-        self._waiting_body = False
+    def _arm(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._shared.header_timeout, self._head_timed_out)
+        self._deadline = loop.time() + seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._timed_out)
 
-    def _head_timed_out(self) -> None:
-        self._timer = None
-        if not self._busy:
-            self.close()
+    def _wait_for_head(self) -> None:
+        self._waiting_body = False
+        self._arm(self._shared.header_timeout)
 
-    def _body_timed_out(self) -> None:
+    def _timed_out(self) -> None:
         self._timer = None
-        if not self._busy and self._transport is not None:
-            self._hand_over()
+        if self._busy or self._transport is None:
+            return  # a request is being answered; its answer sets the next deadline
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._timed_out)
+        elif self._waiting_body:
+            self._hand_over()  # a slow body: aiohttp reads the rest under the body timeout
+        else:
+            self.close()  # no complete head within the header timeout
 
     # --- requests -----------------------------------------------------------------------
 
@@ -323,13 +332,10 @@ class Connection(asyncio.Protocol):
         total = end + 4 + length
         if len(buffer) < total:
             if not self._waiting_body:  # the body's grace starts once, at its head
-                self._cancel_timer()
+                self._cancel_timer()  # it ends before the header deadline did
                 self._waiting_body = True
-                self._timer = asyncio.get_running_loop().call_later(
-                    BODY_GRACE_SECONDS, self._body_timed_out
-                )
+                self._arm(BODY_GRACE_SECONDS)
             return
-        self._cancel_timer()
         self._waiting_body = False
         self._buffer = buffer[total:]
         if self._read_paused and len(self._buffer) <= MAX_BUFFERED:
