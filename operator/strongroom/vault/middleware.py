@@ -122,62 +122,52 @@ async def answer(
     """`handler`'s answer to `request` behind `gate`, with errors in Key Vault's shape, the
     audit line and the request metrics: what every surface's request gets, through
     aiohttp (the middleware) or the data plane's own HTTP/1.1 layer (vault/http1.py)."""
-    if metrics is None:
-        return await _answer(request, handler, gate, None, route_name)
-    metrics.in_flight.value += 1
+    if metrics is not None:
+        metrics.in_flight.value += 1
     try:
-        return await _answer(request, handler, gate, metrics, route_name)
-    finally:
-        metrics.in_flight.value -= 1
-
-
-async def _answer(
-    request: web.Request,
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    gate: Gate | None,
-    metrics: ServerMetrics | None,
-    route_name: Callable[[], str | None],
-) -> web.StreamResponse:
-    started = time.perf_counter()
-    response: web.StreamResponse
-    refused: VaultError | None = None
-    try:
-        if gate is not None:
-            await gate(request)
-        response = await handler(request)
-    except VaultError as exc:
-        refused = exc
-        response = error_response(exc)
-    except HsmError as exc:
-        response = error_response(from_hsm(exc))
-    except web.HTTPNotFound:  # the router's own: a path no route takes
-        response = error_response(
-            VaultError("No such resource exists in this API.", code="NotFound", status=404)
-        )
-    except web.HTTPMethodNotAllowed as exc:
-        response = error_response(
-            MethodNotAllowed(
-                f"The method {request.method[:16]} is not allowed here.",
-                sorted(exc.allowed_methods),
+        started = time.perf_counter()
+        response: web.StreamResponse
+        refused: VaultError | None = None
+        try:
+            if gate is not None:
+                await gate(request)
+            response = await handler(request)
+        except VaultError as exc:
+            refused = exc
+            response = error_response(exc)
+        except HsmError as exc:
+            response = error_response(from_hsm(exc))
+        except web.HTTPNotFound:  # the router's own: a path no route takes
+            response = error_response(
+                VaultError("No such resource exists in this API.", code="NotFound", status=404)
             )
-        )
-    except Exception as exc:  # noqa: BLE001 - a bug answers 500 in Key Vault's shape
-        response = _unexpected(request, exc)
-    opened = request.get(_AUDIT)
-    if isinstance(opened, Audit) and (
-        opened.operation != "Unknown" or response.status not in (401, 429)
-    ):
-        AuditRecord(
-            opened.caller,
-            opened.vault,
-            opened.operation,
-            opened.object,
-            opened.version,
-            response.status,
-            round((time.perf_counter() - started) * 1000, 2),
-        ).emit()
-    if metrics is not None:  # the operation names a route, never an object
-        op = opened.operation if isinstance(opened, Audit) else None
-        op = op or route_name() or "Unknown"
-        metrics.observe_request(op, response.status, time.perf_counter() - started, refused)
-    return response
+        except web.HTTPMethodNotAllowed as exc:
+            response = error_response(
+                MethodNotAllowed(
+                    f"The method {request.method[:16]} is not allowed here.",
+                    sorted(exc.allowed_methods),
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500 in Key Vault's shape
+            response = _unexpected(request, exc)
+        opened = request.get(_AUDIT)
+        if isinstance(opened, Audit) and (
+            opened.operation != "Unknown" or response.status not in (401, 429)
+        ):
+            AuditRecord(
+                opened.caller,
+                opened.vault,
+                opened.operation,
+                opened.object,
+                opened.version,
+                response.status,
+                round((time.perf_counter() - started) * 1000, 2),
+            ).emit()
+        if metrics is not None:  # the operation names a route, never an object
+            op = opened.operation if isinstance(opened, Audit) else None
+            op = op or route_name() or "Unknown"
+            metrics.observe_request(op, response.status, time.perf_counter() - started, refused)
+        return response
+    finally:
+        if metrics is not None:
+            metrics.in_flight.value -= 1
