@@ -9,7 +9,7 @@ visible-ASCII value, exactly one `Host`, at most one `Content-Length` (decimal, 
 data plane's body bound), and no `Transfer-Encoding`, `Expect`, `Upgrade`, or `Connection`
 other than `keep-alive` / `close`, on a path outside the pool's own surfaces (`/healthz`,
 the management API, the security domain). At the first request that is anything else (a
-chunked or oversized body, a head longer than `MAX_HEAD`, a body still arriving after
+chunked or oversized body, a body still arriving after
 `BODY_GRACE_SECONDS`, a byte this grammar does not know, HTTP/1.0, another path), the
 connection is handed, with every byte not yet served, to aiohttp's protocol, which serves it
 from then on: the strict grammar here never has to decide a hard case, and a request either
@@ -18,8 +18,10 @@ side reads is read the same way by both.
 A request served here goes through the same gate, handler, error mapping, audit line and
 metrics as one served by aiohttp (middleware.answer). A connection that has not sent a
 complete head within the header timeout, from the end of its handshake or its last answer,
-is closed. Requests pipelined on one connection are answered in order, one at a time; while
-an answer waits to be sent (the client does not read), nothing more is read.
+is closed; a head longer than `MAX_HEAD`, on any path, is answered 431 and the connection
+closed (so a head is never handed over unfinished, and never gets a second timeout).
+Requests pipelined on one connection are answered in order, one at a time; while an answer
+waits to be sent (the client does not read), nothing more is read.
 """
 
 import asyncio
@@ -34,12 +36,13 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
+from .errors import VaultError
 from .metrics import ServerMetrics
-from .middleware import Gate, answer
+from .middleware import Gate, answer, error_response
 
 log = logging.getLogger(__name__)
 
-# The longest head served here; a longer one goes to aiohttp, which has its own bounds.
+# The longest head any request may have (a token is at most 8 KiB); a longer one is refused.
 MAX_HEAD = 16 * 1024
 # A body not complete this long after its head goes to aiohttp with what has arrived
 # (which then applies the data plane's body timeout).
@@ -315,16 +318,13 @@ class Connection(asyncio.Protocol):
         if not buffer:
             return
         end = buffer.find(b"\r\n\r\n")
+        if end > MAX_HEAD or (end < 0 and len(buffer) > MAX_HEAD):
+            self._refuse_head()
+            return
         if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._hand_over()
             return
         shared = self._shared
-        parsed = (
-            parse_head(buffer[:end], shared.own_surfaces, shared.max_body)
-            if end <= MAX_HEAD
-            else None
-        )
+        parsed = parse_head(buffer[:end], shared.own_surfaces, shared.max_body)
         if parsed is None:
             self._hand_over()
             return
@@ -369,6 +369,23 @@ class Connection(asyncio.Protocol):
         self._wait_for_head()
         if self._buffer:
             self._advance()
+
+    def _refuse_head(self) -> None:
+        """Answer a head longer than MAX_HEAD with 431, and close."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._cancel_timer()
+        self._buffer = b""
+        refusal = VaultError(
+            f"The request's head is longer than {MAX_HEAD} bytes.",
+            code="RequestHeaderFieldsTooLarge",
+            status=431,
+        )
+        if self._shared.metrics is not None:
+            self._shared.metrics.observe_request("Unknown", 431, 0.0, refusal)
+        transport.write(serialize(error_response(refusal), close=True))
+        transport.close()
 
     def _hand_over(self) -> None:
         """Give this connection, with every byte not yet served, to aiohttp's protocol."""
