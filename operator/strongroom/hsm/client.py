@@ -92,7 +92,7 @@ class HsmClient:
             self._answers = answers
 
     def _answered(self, line: bytes) -> None:
-        if line[0] == protocol.SIGN_ANSWER:
+        if line.startswith(protocol.SIGN_ANSWER):
             try:
                 request_id, signature = protocol.decode_sign_answer(line)
             except ValueError:

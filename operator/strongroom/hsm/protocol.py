@@ -126,8 +126,9 @@ def decode(line: bytes) -> dict[str, Any]:
     return message
 
 
-SIGN_REQUEST = ord("S")
-SIGN_ANSWER = ord("R")
+# What begins a plain `sign` request line and its answer line.
+SIGN_REQUEST = b"S"
+SIGN_ANSWER = b"R"
 
 
 def frame(request_id: int, op: str, args: dict[str, Any]) -> bytes:
@@ -137,10 +138,10 @@ def frame(request_id: int, op: str, args: dict[str, Any]) -> bytes:
         digest = args.get("digest")
         if isinstance(digest, bytes) and all(
             isinstance(name, str)
+            and name
             and name.isascii()
             and name.isprintable()
             and " " not in name
-            and name
             for name in names
         ):
             encoded = base64.b64encode(digest).decode()
@@ -151,7 +152,7 @@ def frame(request_id: int, op: str, args: dict[str, Any]) -> bytes:
 def decode_sign(line: bytes) -> tuple[int, dict[str, Any]]:
     """The id and arguments of a plain `sign` request line; ValueError if it is not one."""
     fields = line.rstrip(b"\n").split(b" ")
-    if len(fields) != 5 or fields[0][:1] != b"S":
+    if len(fields) != 5 or not fields[0].startswith(SIGN_REQUEST):
         raise ValueError("a sign line has five fields")
     request_id = int(fields[0][1:])
     vault, key_id, alg = (field.decode("ascii") for field in fields[1:4])

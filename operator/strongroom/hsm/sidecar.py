@@ -142,7 +142,7 @@ class Sidecar:
             return _error_answer(request_id, "HsmError", message)
 
     def answer(self, line: bytes) -> bytes:
-        if line[:1] == b"S":
+        if line.startswith(protocol.SIGN_REQUEST):
             return self.answer_sign(line)
         answer: dict[str, Any] = {"i": None}
         try:
