@@ -166,15 +166,17 @@ class Sidecar:
 class SidecarConnection(asyncio.Protocol):
     """One client of the socket: its requests are answered in order, one at a time.
 
-    Every complete line that has arrived is answered before the answers are sent, in one
-    write (or one per `FLUSH_SECONDS` of HSM work, so that a long batch does not hold back
-    answers that are ready): a client with many requests in flight costs one system call
-    and one wake-up per batch, not per request. A line longer than `protocol.MAX_LINE` is
+    The complete lines that have arrived are answered in turn, and the answers go out in
+    one write once `FLUSH_SECONDS` of HSM work has gone into them, or when no complete line
+    is left: quick operations share a write (one system call, one wake-up of the client),
+    while a signature is sent as soon as it is made, so that the client's server works on
+    it while the HSM makes the next (one write per batch would leave one core idle while
+    the other signs the whole batch). A line longer than `protocol.MAX_LINE` is
     thrown away as it arrives and answered with an error; the connection stays in step.
     When the client does not read its answers, no more requests are read.
     """
 
-    FLUSH_SECONDS = 0.002
+    FLUSH_SECONDS = 0.00005  # below one EC P-256 signature (about 80 µs on SoftHSM2)
 
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
