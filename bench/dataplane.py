@@ -9,12 +9,19 @@
 2. secret GETs/s through the API vs a bare aiohttp endpoint serving a body of the same
    size over the same TLS set-up.
 
-The load comes from a separate process that costs little per request: raw asyncio
-streams on uvloop, one preformatted HTTP/1.1 keep-alive request per connection, the
-answer read by its Content-Length. The raw loop runs after the vault server and its
-sidecar have stopped, so only one process ever owns the token.
+The load comes from a separate process that costs little per request: an asyncio protocol
+on uvloop per connection, one preformatted HTTP/1.1 keep-alive request sent again as soon
+as its answer (read by its Content-Length) is whole.
 
-    python bench/dataplane.py [--seconds 10] [--clients 16] [--only sign]
+For each signature, the API's load and the raw loop take turns (--rounds, three by default,
+each a share of --seconds) and each side's figures are pooled over its turns: the host's
+speed drifts on a shared machine, and taking turns makes the drift weigh on both sides
+alike. The raw loop runs between the loads, in a process and a session of its own on the
+vault's token, while the vault server and its sidecar are idle. Beside the CPU figures, the
+machine's idle share over the loaded window says how much of the cores the three processes
+(load, server, sidecar) left unused.
+
+    python bench/dataplane.py [--seconds 10] [--rounds 3] [--clients 16] [--only sign]
                               [--py-spy PATH --profile-dir DIR] [--out DIR]
 
 The text is also written to DIR/dataplane.txt and drawn in DIR/dataplane.png (DIR is
@@ -74,6 +81,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def machine_ticks() -> tuple[int, int]:
+    """Idle (idle + iowait) and all CPU ticks of the machine so far, every core."""
+    with open("/proc/stat", "rb") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
 # --- load generator (runs in its own process) --------------------------------------
 
 
@@ -90,20 +104,60 @@ def http_request(url: str, method: str, body: Any, token: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> int:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
+class _Client(asyncio.Protocol):
+    """One keep-alive connection of the load: the preformatted request sent again as soon
+    as its answer (read by its Content-Length) is whole, until the deadline."""
+
+    def __init__(self, request: bytes) -> None:
+        self._request = request
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+        self._deadline = 0.0
+        self.answered = self.failed = 0
+        self.finished: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def run(self, deadline: float) -> "asyncio.Future[None]":
+        """Send until `deadline` (one exchange when it has passed); done when the last
+        answer is in."""
+        assert self._transport is not None
+        self.finished = asyncio.get_running_loop().create_future()
+        self._deadline = deadline
+        self._transport.write(self._request)
+        return self.finished
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            length = 0
+            for line in buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(buffer) < end + 4 + length:
+                break
+            if buffer[9:12] == b"200":
+                self.answered += 1
+            else:
+                self.failed += 1
+            buffer = buffer[end + 4 + length :]
+            if time.monotonic() < self._deadline:
+                assert self._transport is not None
+                self._transport.write(self._request)
+            elif self.finished is not None and not self.finished.done():
+                self.finished.set_result(None)
+        self._buffer = buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_exception(ConnectionError("the server closed a load connection"))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 async def _load(
@@ -117,31 +171,29 @@ async def _load(
 ) -> tuple[int, int, float]:
     context = ssl.create_default_context(cafile=ca)
     parts = urlsplit(url)
-    connections = [
-        await asyncio.open_connection(parts.hostname, parts.port, ssl=context)
-        for _ in range(clients)
-    ]
-    for reader, writer in connections:  # one exchange each: warm, and the URL is right
-        if await _exchange(reader, writer, request) != 200:
-            raise SystemExit(f"the load's request to {url} does not answer 200")
+    loop = asyncio.get_running_loop()
+    connections: list[_Client] = []
+    for _ in range(clients):
+        _, client = await loop.create_connection(
+            lambda: _Client(request), parts.hostname, parts.port, ssl=context
+        )
+        connections.append(client)
+    # One exchange each: warm, and the URL is right.
+    await asyncio.gather(*(client.run(0.0) for client in connections))
+    if any(client.failed for client in connections):
+        raise SystemExit(f"the load's request to {url} does not answer 200")
+    for client in connections:
+        client.answered = 0
     ready.set()
-    await asyncio.get_running_loop().run_in_executor(None, go.wait)
-    done = errors = 0
+    await loop.run_in_executor(None, go.wait)
     cpu = time.process_time()
     deadline = time.monotonic() + seconds
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal done, errors
-        while time.monotonic() < deadline:
-            if await _exchange(reader, writer, request) == 200:
-                done += 1
-            else:
-                errors += 1
-
-    await asyncio.gather(*(client(r, w) for r, w in connections))
+    await asyncio.gather(*(client.run(deadline) for client in connections))
     cpu = time.process_time() - cpu
-    for _, writer in connections:
-        writer.close()
+    for client in connections:
+        client.close()
+    done = sum(client.answered for client in connections)
+    errors = sum(client.failed for client in connections)
     return done, errors, cpu
 
 
@@ -157,6 +209,7 @@ class Run:
     server_cpu: float  # CPU seconds per request, vault server
     sidecar_cpu: float  # CPU seconds per request, HSM sidecar
     load_cpu: float  # CPU seconds per request, load generator
+    idle: float = 0.0  # the machine's idle share over the loaded window (every core)
 
 
 def load(
@@ -209,8 +262,10 @@ def load(
                 )
             )
     before = [cpu_seconds(pid) for pid in pids]
+    idle_before, all_before = machine_ticks()
     go.set()
     done, errors, load_cpu = queue.get(timeout=seconds + 120)
+    idle_after, all_after = machine_ticks()
     after = [cpu_seconds(pid) for pid in pids]
     process.join()
     for spy_process in spies:
@@ -219,7 +274,8 @@ def load(
         print(f"  ! {errors} requests failed against {url}", file=sys.stderr)
     per = [(b - a) / done if done else 0.0 for a, b in zip(before, after, strict=True)]
     per += [0.0] * (2 - len(per))
-    return Run(done / seconds, per[0], per[1], load_cpu / done if done else 0.0)
+    idle = (idle_after - idle_before) / max(all_after - all_before, 1)
+    return Run(done / seconds, per[0], per[1], load_cpu / done if done else 0.0, idle)
 
 
 # --- the bare endpoint -------------------------------------------------------------------
@@ -381,6 +437,28 @@ def raw(*args: Any) -> tuple[float, float]:
     return result
 
 
+def pooled(runs: list[Run]) -> Run:
+    """Runs of equal length as one: the mean rate, CPU per request over all requests."""
+    total = sum(run.rate for run in runs) or 1.0
+
+    def per_request(cpu: Any) -> float:
+        return float(sum(cpu(run) * run.rate for run in runs) / total)
+
+    return Run(
+        total / len(runs),
+        per_request(lambda run: run.server_cpu),
+        per_request(lambda run: run.sidecar_cpu),
+        per_request(lambda run: run.load_cpu),
+        sum(run.idle for run in runs) / len(runs),
+    )
+
+
+def pooled_raw(raws: list[tuple[float, float]]) -> tuple[float, float]:
+    """Raw loops of equal length as one: the mean rate, CPU per signature over all."""
+    total = sum(rate for rate, _ in raws) or 1.0
+    return total / len(raws), sum(rate * cpu for rate, cpu in raws) / total
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -430,6 +508,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--secret-bytes", type=int, default=1024)
     parser.add_argument("--only", choices=("sign", "get"), default=None)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="turns of API load and raw loop per signature"
+    )
     parser.add_argument("--py-spy", default=None, help="record both servers with this py-spy")
     parser.add_argument("--profile-dir", type=Path, default=Path("."))
     add_out_option(parser)
@@ -469,24 +550,37 @@ def main() -> None:
     asyncio.run(prepare())
     digest = hashlib.sha256(b"bench").digest()
     api: dict[str, Run] = {}
+    baseline: dict[str, tuple[float, float]] = {}
     if args.only != "get":
-        for label, name, alg, _ in SIGNS:
+        # The API's load and the raw loop take turns, so that a change in the host's speed
+        # during the run weighs on both alike.
+        share = args.seconds / args.rounds
+        for label, name, alg, mechanism in SIGNS:
             profile = None
             if args.py_spy:
                 args.profile_dir.mkdir(parents=True, exist_ok=True)
                 stem = args.profile_dir / label.split()[0].lower()
                 profile = (args.py_spy, stem)
-            api[label] = load(
-                f"{url}/keys/{name}/{versions[name]}/sign{query}",
-                "POST",
-                {"alg": alg, "value": b64(digest)},
-                token,
-                ca,
-                args.seconds,
-                args.clients,
-                pids,
-                profile,
-            )
+            data = RSA_SHA256_INFO + digest if mechanism == "RSA_PKCS" else digest
+            runs: list[Run] = []
+            raws: list[tuple[float, float]] = []
+            for turn in range(args.rounds):
+                runs.append(
+                    load(
+                        f"{url}/keys/{name}/{versions[name]}/sign{query}",
+                        "POST",
+                        {"alg": alg, "value": b64(digest)},
+                        token,
+                        ca,
+                        share,
+                        args.clients,
+                        pids,
+                        profile if turn == 0 else None,
+                    )
+                )
+                raws.append(raw(state, mechanism, data, share))
+            api[label] = pooled(runs)
+            baseline[label] = pooled_raw(raws)
     layers: dict[str, Run] = {}
     if args.only != "get":
         # The sign path's layers, for where an EC signature's CPU goes: the same server
@@ -517,16 +611,11 @@ def main() -> None:
         layers[LAYERS[4]] = load_endpoint(
             _own_layer_server, tls, key_body, "/keys/bench-ec", ca, seconds, args.clients
         )
-    baseline: dict[str, tuple[float, float]] = {}
     if args.only != "sign":
         bare_run = load_endpoint(
             _bare_server, tls, body, "/secrets/bench-secret", ca, args.seconds, args.clients
         )
         baseline["secret GET"] = (bare_run.rate, bare_run.server_cpu)
-    if args.only != "get":
-        for label, _, _, mechanism in SIGNS:
-            data = RSA_SHA256_INFO + digest if mechanism == "RSA_PKCS" else digest
-            baseline[label] = raw(state, mechanism, data, args.seconds)
 
     report.line()
     report.line(
@@ -553,11 +642,12 @@ def main() -> None:
         )
     report.line()
     report.line(
-        "CPU per request, microseconds (server + sidecar vs baseline; load generator apart)"
+        "CPU per request, microseconds (server + sidecar vs baseline; load generator apart;"
     )
+    report.line("idle: the machine's idle share while loaded)")
     report.line(
         f"{'measure':<16}{'server':>8}{'sidecar':>9}{'total':>8}{'baseline':>10}{'ratio':>8}"
-        f"{'goal':>8}{'load':>7}"
+        f"{'goal':>8}{'load':>7}{'idle':>6}"
     )
     for label, run in api.items():
         cpu = baseline[label][1]
@@ -569,7 +659,7 @@ def main() -> None:
         report.line(
             f"{label:<16}{run.server_cpu * 1e6:>8.0f}{run.sidecar_cpu * 1e6:>9.0f}"
             f"{total * 1e6:>8.0f}{cpu * 1e6:>10.0f}{ratio:>8.2f}{goal_text}"
-            f"{run.load_cpu * 1e6:>7.0f}{verdict}"
+            f"{run.load_cpu * 1e6:>7.0f}{run.idle:>6.0%}{verdict}"
         )
     if layers:
         report.line()
