@@ -104,6 +104,21 @@ def http_request(url: str, method: str, body: Any, token: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
+def message_size(buffer: bytes) -> int | None:
+    """The length of the HTTP/1.1 message (head and Content-Length body) at the start of
+    `buffer`, or None while it is not all there."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    length = 0
+    for line in buffer[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    size = end + 4 + length
+    return size if len(buffer) >= size else None
+
+
 class _Client(asyncio.Protocol):
     """One keep-alive connection of the load: the preformatted request sent again as soon
     as its answer (read by its Content-Length) is whole, until the deadline."""
@@ -130,19 +145,12 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data
-        while (end := buffer.find(b"\r\n\r\n")) >= 0:
-            length = 0
-            for line in buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(buffer) < end + 4 + length:
-                break
+        while (size := message_size(buffer)) is not None:
             if buffer[9:12] == b"200":
                 self.answered += 1
             else:
                 self.failed += 1
-            buffer = buffer[end + 4 + length :]
+            buffer = buffer[size:]
             if time.monotonic() < self._deadline:
                 assert self._transport is not None
                 self._transport.write(self._request)
@@ -311,15 +319,8 @@ class _LeanAnswer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data
-        while (end := buffer.find(b"\r\n\r\n")) >= 0:
-            length = 0
-            for line in buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(buffer) < end + 4 + length:
-                break
-            buffer = buffer[end + 4 + length :]
+        while (size := message_size(buffer)) is not None:
+            buffer = buffer[size:]
             assert self._transport is not None
             self._transport.write(self._answer)
         self._buffer = buffer

@@ -90,3 +90,24 @@ def test_a_load_connection_closed_by_the_server_fails_its_run(dataplane: ModuleT
             await finished
 
     asyncio.run(scenario())
+
+
+def test_message_sizes_and_the_floor_server_answering_pipelined_requests(
+    dataplane: ModuleType,
+) -> None:
+    get = b"GET /keys/k HTTP/1.1\r\nHost: h\r\n\r\n"
+    post = b"POST /keys/k/sign HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody"
+    assert dataplane.message_size(get) == len(get)
+    assert dataplane.message_size(post + get) == len(post)
+    assert dataplane.message_size(post[:-1]) is None  # the body is not all there
+    assert dataplane.message_size(get[:-2]) is None  # nor the head
+    server = dataplane._LeanAnswer(b'{"ok":1}')
+    transport = _Transport()
+    server.connection_made(transport)
+    stream = post + get + post
+    server.data_received(stream[:10])
+    server.data_received(stream[10:-2])
+    assert len(transport.writes) == 2
+    server.data_received(stream[-2:])
+    assert len(transport.writes) == 3
+    assert transport.writes[0].endswith(b'\r\n\r\n{"ok":1}')
